@@ -1,0 +1,32 @@
+"""renyi-prune: fused Triton attention + Rényi attention entropy, and patch pruning for timm ViTs.
+
+Implements "Rényi Attention Entropy for Patch Pruning" (Aizawa & Igaue, arXiv 2604.03803) with a
+flash-attention-style kernel that returns each query row's Rényi attention entropy in the same pass
+as softmax attention, and a reversible one-call patch of timm Vision Transformers.
+"""
+
+from .criteria import Criterion, available_criteria, get_criterion, register_criterion
+from .flops import count_flops
+from .ops import attention_with_entropy
+from .patch import is_patched, kept_token_indices, num_kept, patch, token_scores, unpatch
+from .reference import attention_probs, attention_with_entropy_reference, renyi_entropy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Criterion",
+    "attention_probs",
+    "attention_with_entropy",
+    "attention_with_entropy_reference",
+    "available_criteria",
+    "count_flops",
+    "get_criterion",
+    "is_patched",
+    "kept_token_indices",
+    "num_kept",
+    "patch",
+    "register_criterion",
+    "renyi_entropy",
+    "token_scores",
+    "unpatch",
+]

@@ -1,0 +1,146 @@
+"""Public op: softmax attention that also returns each query row's Rényi attention entropy.
+
+``attention_with_entropy`` validates its inputs and dispatches:
+
+* CUDA tensors → the fused Triton kernel (:mod:`renyi_prune.kernels`), one pass, no (B, H, N, N)
+  tensor;
+* CPU tensors with ``TRITON_INTERPRET=1`` → the same Triton kernel on Triton's CPU interpreter
+  (this is how CI tests the kernel);
+* otherwise (CPU, or fp64 anywhere) → the eager reference :mod:`renyi_prune.reference`.
+
+The Triton path is registered as the PyTorch custom operator
+``renyi_prune::attention_with_entropy_fwd`` (``torch.library.custom_op`` with a fake
+implementation), so ``torch.jit.trace``-based tools such as fvcore see it as one node by name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .kernels import attention_entropy_fwd, entropy_mode, is_interpreting
+from .reference import _check_alpha, attention_with_entropy_reference
+
+__all__ = ["attention_with_entropy", "uses_triton", "FUSED_OP_NAME", "MIN_HEAD_DIM", "MAX_HEAD_DIM"]
+
+FUSED_OP_NAME = "renyi_prune::attention_with_entropy_fwd"
+MIN_HEAD_DIM = 16
+MAX_HEAD_DIM = 128
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_DTYPES = (*_TRITON_DTYPES, torch.float64)
+
+
+@torch.library.custom_op(FUSED_OP_NAME, mutates_args=())
+def _fused_fwd(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, alpha: float, beta: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    out, lse, ent = attention_entropy_fwd(q, k, v, scale, alpha, beta, entropy_mode(alpha))
+    return out, lse, ent
+
+
+@_fused_fwd.register_fake
+def _fused_fwd_fake(q, k, v, scale, alpha, beta):
+    B, H, N, D = q.shape
+    out = q.new_empty((B, N, H, D)).transpose(1, 2)
+    stats = q.new_empty((B, H, N), dtype=torch.float32)
+    return out, stats, torch.empty_like(stats)
+
+
+def uses_triton(q: torch.Tensor) -> bool:
+    """Whether :func:`attention_with_entropy` runs the Triton kernel for a tensor like ``q``."""
+    return q.dtype in _TRITON_DTYPES and (q.is_cuda or (q.device.type == "cpu" and is_interpreting()))
+
+
+def attention_with_entropy(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    alpha: float = 1.0,
+    scale: float | None = None,
+    head_reduce: str = "mean",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention and the Rényi attention entropy of every query row, in one pass.
+
+    p_i = softmax(q_i K^T · scale) (Def. 1 of "Rényi Attention Entropy for Patch Pruning",
+    Aizawa & Igaue, arXiv 2604.03803), out_i = p_i V, and H_α(i) = log(Σ_j p_ij^α) / (1 − α)
+    (Def. 3; α = 1 is the Shannon entropy −Σ_j p_ij log p_ij of Def. 2, α = ∞ the min-entropy
+    −log max_j p_ij, α = 0 the log of the support size, i.e. log M). Lower entropy = more focused
+    attention; the paper keeps the lowest-entropy patches.
+
+    Args:
+        q: queries (B, H, N, D); fp16, bf16, fp32 (Triton) or fp64 (eager reference). Any strides,
+            e.g. the views timm makes with ``qkv.reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4)``.
+        k, v: keys and values (B, H, M, D), same dtype and device as ``q``.
+        alpha: Rényi order α ≥ 0, ``math.inf`` allowed.
+        scale: logit scale; ``None`` → D ** -0.5.
+        head_reduce: ``"mean"`` → entropy averaged over heads, (B, N); ``"none"`` → (B, H, N).
+
+    Returns:
+        ``(out, entropy)``: out (B, H, N, D) in the dtype of ``q`` (on the Triton path its memory is
+        laid out as (B, N, H, D), so ``out.transpose(1, 2).reshape(B, N, H * D)`` is a view);
+        entropy in nats, fp32 (fp64 for fp64 inputs).
+
+    Raises:
+        TypeError: q, k or v is not a tensor, has a non-float dtype, or ``alpha`` is not a number.
+        ValueError: wrong rank, mismatched shapes/devices/dtypes, head dim outside
+            [16, 128] on the Triton path, α < 0 or NaN, bad ``scale`` or ``head_reduce``.
+        NotImplementedError: a gradient is required through the Triton path (forward only for now).
+
+    Example:
+        >>> import torch, renyi_prune
+        >>> q, k, v = torch.randn(3, 2, 4, 17, 32).unbind(0)
+        >>> out, ent = renyi_prune.attention_with_entropy(q, k, v, alpha=2.0)
+        >>> out.shape, ent.shape
+        (torch.Size([2, 4, 17, 32]), torch.Size([2, 17]))
+    """
+    _check_qkv(q, k, v)
+    alpha = _check_alpha(alpha)
+    if head_reduce not in ("mean", "none"):
+        raise ValueError(f"head_reduce must be 'mean' or 'none', got {head_reduce!r}")
+    D = q.shape[-1]
+    if scale is None:
+        scale = D**-0.5
+    elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
+    scale = float(scale)
+
+    if not uses_triton(q):
+        out, ent, _ = attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
+        return out, ent
+
+    if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
+        raise ValueError(
+            f"head dim D={D} is outside the Triton kernel's supported range "
+            f"[{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
+        )
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise NotImplementedError(
+            "attention_with_entropy: the Triton path is forward-only for now; run under "
+            "torch.no_grad() / inference_mode(), or use renyi_prune.reference for gradients"
+        )
+    beta = (alpha - 1.0) if math.isfinite(alpha) else 0.0  # α − 1 in double precision
+    out, _, ent = _fused_fwd(q, k, v, scale, alpha, beta)
+    if head_reduce == "mean":
+        ent = ent.mean(dim=1)  # fixed-order reduction: the same bits on every run
+    return out, ent
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must have shape (B, H, N, D), got rank {t.dim()} shape {tuple(t.shape)}")
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name} must be fp16, bf16, fp32 or fp64, got {t.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    if q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+        raise ValueError(
+            f"q (B, H, N, D) = {tuple(q.shape)} does not match k/v (B, H, M, D) = {tuple(k.shape)}"
+        )

@@ -1,0 +1,254 @@
+"""Reversible one-call patch of timm Vision Transformers that prunes patch tokens.
+
+In each pruning block the attention runs on all current tokens; after the attention residual the
+block keeps the prefix tokens (CLS, distillation and register tokens: ``model.num_prefix_tokens``)
+plus the k = ceil(r · (n − prefix)) best patch tokens by the chosen criterion (r = keep rate,
+n = current token count), gathers them, and runs the MLP on the kept tokens only. Later blocks see
+only the kept tokens. This is the placement of "Rényi Attention Entropy for Patch Pruning"
+(Aizawa & Igaue, arXiv 2604.03803, Sec. 3; blocks 4, 7, 10 = indices 3, 6, 9), and of EViT.
+
+Only the pruning blocks are touched (their ``forward`` is replaced on the instance); every other
+block keeps timm's own code path. :func:`unpatch` deletes what :func:`patch` added, so the model is
+exactly the original again (same modules, parameters, buffers and methods).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .criteria import Criterion, get_criterion
+from .reference import _check_alpha
+
+__all__ = ["patch", "unpatch", "is_patched", "kept_token_indices", "token_scores", "num_kept", "select_tokens"]
+
+_STATE = "_renyi_prune"
+DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
+
+
+@dataclass
+class _BlockState:
+    criterion: Criterion
+    keep_rate: float
+    alpha: float
+    num_prefix_tokens: int
+    keep_index: torch.Tensor | None = field(default=None, repr=False)  # (B, prefix + k), block-input positions
+    score: torch.Tensor | None = field(default=None, repr=False)  # (B, n), block-input positions
+
+
+def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
+    """Patch tokens kept by a pruning block: ceil(r · (n − prefix)).
+
+    The product is rounded to 1e-9 before the ceiling so that e.g. r = 0.7, n − prefix = 140 keeps
+    98 tokens, not 99 through the binary representation of 0.7.
+    """
+    return math.ceil(round(keep_rate * (int(num_tokens) - num_prefix_tokens), 9))
+
+
+def select_tokens(score: torch.Tensor, num_prefix_tokens: int, k: int, keep: str) -> torch.Tensor:
+    """Indices of the tokens a pruning block keeps.
+
+    Args:
+        score: (B, n) criterion score per token (prefix tokens' scores are ignored).
+        num_prefix_tokens: leading tokens that are always kept.
+        k: patch tokens to keep (0 ≤ k ≤ n − prefix).
+        keep: ``"lowest"`` or ``"highest"`` scores survive.
+
+    Returns:
+        (B, prefix + k) int64: the prefix tokens 0..prefix−1, then the kept patch tokens in
+        ascending position. Ties are broken by position (a stable sort) and NaN scores rank last
+        at either end, so a NaN never wins a place.
+    """
+    patch_score = score[:, num_prefix_tokens:].float()
+    if keep == "highest":
+        patch_score = -patch_score
+    order = torch.argsort(patch_score, dim=1, stable=True)[:, :k]
+    kept = torch.sort(order, dim=1).values + num_prefix_tokens
+    prefix = torch.arange(num_prefix_tokens, device=score.device).expand(score.shape[0], -1)
+    return torch.cat([prefix, kept], dim=1)
+
+
+def _pruning_block_forward(
+    self: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+) -> torch.Tensor:
+    """Forward of a timm ``Block`` that prunes tokens after its attention residual."""
+    if attn_mask is not None or is_causal:
+        raise NotImplementedError("renyi_prune: pruning blocks do not support attn_mask or is_causal")
+    state: _BlockState = getattr(self, _STATE)
+    attn = self.attn
+    B, N, _ = x.shape
+    qkv = attn.qkv(self.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    out, score = state.criterion.attend(q, k, v, attn.scale, state.alpha)
+    out = out.transpose(1, 2).reshape(B, N, attn.attn_dim)
+    out = attn.proj_drop(attn.proj(attn.norm(out)))
+    x = x + self.drop_path1(self.ls1(out))
+
+    keep = select_tokens(score, state.num_prefix_tokens, num_kept(N, state.num_prefix_tokens, state.keep_rate),
+                         state.criterion.keep)  # fmt: skip
+    state.keep_index, state.score = keep, score
+    if keep.shape[1] < N:
+        x = x.gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+def _check_supported(model: nn.Module, blocks: list[nn.Module], prune_blocks: list[int]) -> None:
+    from timm.layers import Attention
+    from timm.models.vision_transformer import Block
+
+    for i in prune_blocks:
+        blk = blocks[i]
+        where = f"model.blocks[{i}]"
+        if type(blk).forward is not Block.forward:
+            raise TypeError(
+                f"renyi_prune.patch: {where} is {type(blk).__name__}, not a timm vision_transformer.Block "
+                "(pre-norm block); other block types (e.g. ResPostBlock, ParallelScalingBlock) are unsupported"
+            )
+        attn = getattr(blk, "attn", None)
+        if attn is None or type(attn).forward is not Attention.forward:
+            raise TypeError(
+                f"renyi_prune.patch: {where}.attn is {type(attn).__name__}, not timm.layers.Attention; "
+                "other attention types (RoPE, fused qkv variants, ...) are unsupported"
+            )
+        if getattr(attn, "gate", None) is not None:
+            raise TypeError(f"renyi_prune.patch: {where}.attn is gated (gate={attn.gate}); gated attention is unsupported")
+        if attn.attn_drop.p > 0:
+            raise ValueError(
+                f"renyi_prune.patch: {where}.attn.attn_drop.p={attn.attn_drop.p}; attention-probability "
+                "dropout is unsupported by the fused kernel (set attn_drop_rate=0)"
+            )
+
+
+def patch(
+    model: nn.Module,
+    keep_rate: float = 0.7,
+    alpha: float = 1.0,
+    prune_blocks: Iterable[int] = DEFAULT_PRUNE_BLOCKS,
+    criterion: str = "renyi",
+) -> nn.Module:
+    """Make a timm Vision Transformer prune patch tokens at ``prune_blocks``, in place.
+
+    Args:
+        model: a timm ``VisionTransformer`` (or subclass, e.g. DeiT distilled) whose pruning blocks
+            are timm ``Block`` with ``timm.layers.Attention``; LayerScale (``ls1/ls2``), ``q_norm/
+            k_norm``, drop path and prefix tokens (``num_prefix_tokens``) are respected.
+        keep_rate: r in (0, 1]: fraction of the current patch tokens each pruning block keeps.
+        alpha: Rényi order α ≥ 0 (``math.inf`` allowed) for ``criterion="renyi"``.
+        prune_blocks: 0-based indices of the pruning blocks (default 3, 6, 9 = the paper's blocks
+            4, 7, 10).
+        criterion: ``"renyi"`` (keep lowest attention entropy) or ``"evit"`` (keep highest CLS
+            attention); see :func:`renyi_prune.criteria.available_criteria`.
+
+    Returns:
+        The same ``model`` object. Calling ``patch`` on a patched model first undoes the earlier
+        patch. After a forward, :func:`kept_token_indices` and :func:`token_scores` give what each
+        pruning block kept and why.
+
+    Raises:
+        TypeError: the model or a pruning block is not supported (named in the message).
+        ValueError: keep_rate outside (0, 1], α < 0 or NaN, bad or repeated block index, unknown
+            criterion.
+
+    Example:
+        >>> import timm, torch, renyi_prune
+        >>> model = timm.create_model("deit_tiny_patch16_224").eval()
+        >>> renyi_prune.patch(model, keep_rate=0.7, alpha=2.0)  # doctest: +ELLIPSIS
+        VisionTransformer(...)
+        >>> with torch.no_grad():
+        ...     logits = model(torch.randn(1, 3, 224, 224))
+        >>> [idx.shape[1] for idx in renyi_prune.kept_token_indices(model).values()]
+        [139, 98, 69]
+        >>> renyi_prune.unpatch(model)  # doctest: +ELLIPSIS
+        VisionTransformer(...)
+    """
+    blocks = getattr(model, "blocks", None)
+    npt = getattr(model, "num_prefix_tokens", None)
+    if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or not isinstance(npt, int):
+        raise TypeError(
+            f"renyi_prune.patch: unsupported model {type(model).__name__}; expected a timm VisionTransformer "
+            "with .blocks (nn.Sequential) and an int .num_prefix_tokens"
+        )
+    if isinstance(keep_rate, bool) or not isinstance(keep_rate, (int, float)) or not 0 < keep_rate <= 1:
+        raise ValueError(f"keep_rate must be a number in (0, 1], got {keep_rate!r}")
+    alpha = _check_alpha(alpha)
+    crit = get_criterion(criterion)
+    if crit.name == "evit" and npt < 1:
+        raise ValueError("criterion='evit' needs a CLS token, but model.num_prefix_tokens == 0")
+    prune_blocks = list(prune_blocks)
+    for i in prune_blocks:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(blocks):
+            raise ValueError(f"prune block index {i!r} is out of range for a model with {len(blocks)} blocks")
+    if len(set(prune_blocks)) != len(prune_blocks):
+        raise ValueError(f"prune_blocks has repeated indices: {prune_blocks}")
+    blocks = list(blocks)
+    _check_supported(model, blocks, prune_blocks)
+
+    unpatch(model)
+    for i in sorted(prune_blocks):
+        blk = blocks[i]
+        setattr(blk, _STATE, _BlockState(crit, float(keep_rate), alpha, npt))
+        blk.forward = types.MethodType(_pruning_block_forward, blk)
+    return model
+
+
+def unpatch(model: nn.Module) -> nn.Module:
+    """Undo :func:`patch`: every block gets timm's own ``forward`` back. Returns ``model``.
+
+    A model that was never patched is returned unchanged.
+    """
+    for blk in getattr(model, "blocks", []):
+        if _STATE in blk.__dict__:
+            del blk.__dict__[_STATE]
+            del blk.__dict__["forward"]
+    return model
+
+
+def is_patched(model: nn.Module) -> bool:
+    """Whether any block of ``model`` carries a :func:`patch`."""
+    return any(_STATE in blk.__dict__ for blk in getattr(model, "blocks", []))
+
+
+def _pruning_states(model: nn.Module) -> dict[int, _BlockState]:
+    states = {i: blk.__dict__[_STATE] for i, blk in enumerate(getattr(model, "blocks", [])) if _STATE in blk.__dict__}
+    if not states:
+        raise ValueError("model is not patched: call renyi_prune.patch(model) first")
+    return states
+
+
+def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:
+    """Tokens kept by each pruning block in the last forward, in the model's original token positions.
+
+    Returns:
+        ``{block_index: (B, prefix + k) int64}``: positions in the token sequence that entered the
+        first block (prefix tokens first, then patch ``j`` at position ``prefix + j``), ascending
+        after the prefix.
+
+    Raises:
+        ValueError: the model is not patched, or no forward has run since it was patched.
+    """
+    result: dict[int, torch.Tensor] = {}
+    origin = None  # original position of each current token
+    for i, state in _pruning_states(model).items():
+        if state.keep_index is None:
+            raise ValueError(f"pruning block {i} has not run yet: call the model on a batch first")
+        idx = state.keep_index if origin is None else origin.gather(1, state.keep_index)
+        result[i] = idx
+        origin = idx
+    return result
+
+
+def token_scores(model: nn.Module) -> dict[int, torch.Tensor]:
+    """Criterion score of every token that entered each pruning block in the last forward.
+
+    Returns:
+        ``{block_index: (B, n_block)}`` with ``n_block`` the tokens entering that block, in the
+        order of :func:`kept_token_indices` of the previous pruning block (original order for the
+        first). For ``renyi`` the unit is nats.
+    """
+    return {i: s.score for i, s in _pruning_states(model).items()}
