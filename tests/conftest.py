@@ -1,0 +1,40 @@
+"""Test setup: without a GPU, Triton kernels run on Triton's CPU interpreter.
+
+``TRITON_INTERPRET`` must be set before any ``@triton.jit`` function is created, i.e. before
+``renyi_prune`` is imported, so it is set here at collection time. Tests that need the eager CPU path
+turn it off per call with ``monkeypatch.setenv("TRITON_INTERPRET", "0")`` (the op reads it at each
+call; the kernel objects stay interpretable).
+"""
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+# Per-dtype tolerances for the kernel vs the fp64 reference computed from the same (rounded) inputs.
+# fp32 on GPU runs IEEE fp32 dots (TF32 off, PyTorch's default); half dtypes round P to the input
+# dtype before the P·V product, as every flash kernel does.
+TOL = {
+    torch.float32: {"out": 2e-5, "ent": 2e-5, "lse": 2e-5},
+    torch.float16: {"out": 2e-3, "ent": 2e-4, "lse": 2e-4},
+    torch.bfloat16: {"out": 1.5e-2, "ent": 2e-4, "lse": 2e-4},
+}
+
+
+@pytest.fixture
+def device() -> str:
+    return DEVICE
+
+
+def timm_qkv(B: int, H: int, N: int, D: int, dtype=torch.float32, device: str = DEVICE, scale: float = 1.0,
+             seed: int = 0):
+    """q, k, v as timm makes them: strided views of one (B, N, 3·H·D) projection."""
+    g = torch.Generator().manual_seed(seed)
+    qkv = (torch.randn(B, N, 3, H, D, generator=g) * scale).to(device=device, dtype=dtype)
+    return qkv.permute(2, 0, 3, 1, 4).unbind(0)

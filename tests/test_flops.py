@@ -1,0 +1,57 @@
+"""fvcore FLOPs of pruned and unpruned models equal the paper's Table 3 (DeiT-S at 224 px)."""
+
+import pytest
+import timm
+import torch
+
+import renyi_prune
+from renyi_prune.flops import attention_flop_handle
+
+
+@pytest.fixture(scope="module")
+def deit_small():
+    return timm.create_model("deit_small_patch16_224", pretrained=False).eval()
+
+
+def test_unpruned_deit_small(deit_small):
+    assert deit_small.blocks[0].attn.fused_attn  # timm's SDPA path, which fvcore alone counts as 0
+    assert renyi_prune.count_flops(deit_small) == pytest.approx(4.61, abs=0.01)
+
+
+@pytest.mark.parametrize("keep_rate, gflops", [(0.7, 3.00), (0.5, 2.29), (0.3, 1.80)])
+@pytest.mark.parametrize("criterion", ["renyi", "evit"])
+def test_pruned_deit_small(deit_small, keep_rate, gflops, criterion):
+    renyi_prune.patch(deit_small, keep_rate=keep_rate, criterion=criterion)
+    try:
+        assert renyi_prune.count_flops(deit_small) == pytest.approx(gflops, abs=0.01)
+    finally:
+        renyi_prune.unpatch(deit_small)
+
+
+def test_fused_op_is_counted(deit_small, monkeypatch):
+    """The Triton path is one custom-op node; the eager path is plain matmuls: both count the same."""
+    renyi_prune.patch(deit_small, keep_rate=0.7)
+    try:
+        fused = renyi_prune.count_flops(deit_small)  # TRITON_INTERPRET=1 or CUDA: custom op node
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        eager = renyi_prune.count_flops(deit_small.cpu())
+    finally:
+        renyi_prune.unpatch(deit_small)
+    assert fused == pytest.approx(eager, rel=1e-6)
+
+
+def test_attention_handle_counts_two_matmuls():
+    g = torch._C.Graph()
+    vals = []
+    for shape in [(2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 4)]:
+        val = g.addInput()
+        val.setType(torch._C.TensorType.create_from_tensor(torch.empty(shape)))
+        vals.append(val)
+    assert attention_flop_handle(vals, []) == 2 * 3 * 5 * 7 * (8 + 4)
+
+
+def test_bad_arguments(deit_small):
+    with pytest.raises(ValueError, match="img_size"):
+        renyi_prune.count_flops(deit_small, img_size=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        renyi_prune.count_flops(deit_small, batch_size=-1)

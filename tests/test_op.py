@@ -1,0 +1,99 @@
+"""The public op: dispatch, validation and the eager CPU path."""
+
+import math
+
+import pytest
+import torch
+from conftest import timm_qkv
+
+from renyi_prune import attention_with_entropy, attention_with_entropy_reference, renyi_entropy
+from renyi_prune.reference import attention_probs
+
+
+def test_eager_cpu_path_without_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    q, k, v = (t.cpu() for t in timm_qkv(2, 3, 33, 16, device="cpu"))
+    out, ent = attention_with_entropy(q, k, v, alpha=2.0)
+    r_out, r_ent, _ = attention_with_entropy_reference(q, k, v, 2.0)
+    assert torch.equal(out, r_out) and torch.equal(ent, r_ent)
+    # the eager path is differentiable
+    q.requires_grad_(True)
+    attention_with_entropy(q, k, v)[0].sum().backward()
+    assert q.grad is not None
+
+
+def test_triton_and_eager_paths_agree(monkeypatch):
+    q, k, v = timm_qkv(2, 3, 50, 32, device="cpu")
+    fused = attention_with_entropy(q, k, v, alpha=0.5)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    eager = attention_with_entropy(q, k, v, alpha=0.5)
+    torch.testing.assert_close(fused[0], eager[0], atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(fused[1], eager[1], atol=2e-5, rtol=2e-5)
+
+
+def test_fp64_uses_reference():
+    q, k, v = (t.double() for t in timm_qkv(1, 2, 20, 16))
+    out, ent = attention_with_entropy(q, k, v)
+    assert out.dtype == ent.dtype == torch.float64
+
+
+def test_gradient_through_triton_path_is_refused(device):
+    q, k, v = timm_qkv(1, 2, 20, 16)
+    q = q.detach().requires_grad_(True)
+    with pytest.raises(NotImplementedError, match="forward-only"):
+        attention_with_entropy(q, k, v)
+    with torch.no_grad():
+        attention_with_entropy(q, k, v)
+
+
+def test_empty_batch():
+    q, k, v = timm_qkv(0, 2, 20, 16)
+    out, ent = attention_with_entropy(q, k, v)
+    assert out.shape == (0, 2, 20, 16) and ent.shape == (0, 20)
+
+
+def test_reference_matches_textbook_definitions():
+    p = torch.tensor([[0.5, 0.25, 0.25, 0.0]], dtype=torch.float64)
+    shannon = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))
+    assert renyi_entropy(p, 1.0).item() == pytest.approx(shannon)
+    assert renyi_entropy(p, 2.0).item() == pytest.approx(-math.log(0.25 + 2 * 0.0625))
+    assert renyi_entropy(p, math.inf).item() == pytest.approx(-math.log(0.5))
+    assert renyi_entropy(p, 0.0).item() == pytest.approx(math.log(3))
+    q, k = torch.randn(2, 1, 1, 5, 8, dtype=torch.float64).unbind(0)
+    torch.testing.assert_close(attention_probs(q, k).sum(-1), torch.ones(1, 1, 5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda q, k, v: (q[0], k, v), ValueError, "rank 3"),
+        (lambda q, k, v: (q, k[:, :1], v[:, :1]), ValueError, "does not match"),
+        (lambda q, k, v: (q, k, v[..., :8]), ValueError, "same shape"),
+        (lambda q, k, v: (q.half(), k, v), ValueError, "one dtype"),
+        (lambda q, k, v: (q.int(), k.int(), v.int()), TypeError, "torch.int32"),
+        (lambda q, k, v: (q.numpy(), k, v), TypeError, "ndarray"),
+        (lambda q, k, v: (q.to("meta"), k, v), ValueError, "one device"),
+    ],
+)
+def test_bad_inputs(make, exc, match):
+    q, k, v = (t.cpu() for t in timm_qkv(1, 2, 10, 16, device="cpu"))
+    with pytest.raises(exc, match=match):
+        attention_with_entropy(*make(q, k, v))
+
+
+@pytest.mark.parametrize("alpha", [-0.5, float("nan"), "2", None, True])
+def test_bad_alpha(alpha):
+    q, k, v = timm_qkv(1, 1, 4, 16)
+    with pytest.raises((ValueError, TypeError), match="alpha"):
+        attention_with_entropy(q, k, v, alpha=alpha)
+
+
+def test_bad_head_dim_scale_and_reduce():
+    q, k, v = timm_qkv(1, 1, 4, 8)
+    with pytest.raises(ValueError, match="D=8"):
+        attention_with_entropy(q, k, v)
+    q, k, v = timm_qkv(1, 1, 4, 16)
+    with pytest.raises(ValueError, match="scale"):
+        attention_with_entropy(q, k, v, scale=float("inf"))
+    with pytest.raises(ValueError, match="'max'"):
+        attention_with_entropy(q, k, v, head_reduce="max")
