@@ -52,6 +52,7 @@ ENT_RENYI_LOG1P = 4
 ENT_RENYI_DIRECT = 5
 
 _LOG2E = 1.4426950408889634
+_LN2 = tl.constexpr(0.6931471805599453)
 _RENYI_DIRECT_MIN_BETA = 0.25  # β = α − 1 at and above which Σ e^{αx} is summed directly
 
 
@@ -112,8 +113,11 @@ def _attn_entropy_fwd_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
+    # 1-D grid, query tiles fastest: programs running together share one head's K/V in L2, and
+    # B·H is not bound by the 65535 limit of a CUDA grid's y dimension
+    num_m = tl.cdiv(N_Q, BLOCK_M)
+    pid_m = tl.program_id(0) % num_m
+    pid_bh = tl.program_id(0) // num_m
     b = (pid_bh // H).to(tl.int64)
     h = (pid_bh % H).to(tl.int64)
 
@@ -167,25 +171,24 @@ def _attn_entropy_fwd_kernel(
         acc = acc * c[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
         m_i = m_new
 
-    LN2: tl.constexpr = 0.6931471805599453
     log2_l = tl.log2(l_i)
     acc = acc / l_i[:, None]
     o_ptrs = Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
     tl.store(o_ptrs, acc.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
 
     row = (b * H + h) * N_Q + offs_m  # Lse and Ent are contiguous (B, H, N_Q)
-    tl.store(Lse + row, (m_i + log2_l) * LN2, mask=mask_m)
+    tl.store(Lse + row, (m_i + log2_l) * _LN2, mask=mask_m)
     if MODE != 0:
         if MODE == 1:
-            ent = (log2_l - r_i / l_i) * LN2
+            ent = (log2_l - r_i / l_i) * _LN2
         elif MODE == 2:
-            ent = log2_l * LN2
+            ent = log2_l * _LN2
         elif MODE == 3:
             ent = tl.log(tl.zeros([BLOCK_M], dtype=tl.float32) + N_KV)
         elif MODE == 4:
-            ent = log2_l * LN2 - _log1p(r_i / l_i) / beta
+            ent = log2_l * _LN2 - _log1p(r_i / l_i) / beta
         else:
-            ent = (tl.log2(r_i) - alpha * log2_l) * LN2 / (-beta)
+            ent = (tl.log2(r_i) - alpha * log2_l) * _LN2 / (-beta)
         tl.store(Ent + row, ent, mask=mask_m)
 
 
@@ -253,7 +256,7 @@ def attention_entropy_fwd(
         H, N, M, D,
         scale * _LOG2E,
         alpha if alpha != float("inf") else 0.0,
-        beta * 0.6931471805599453 if alpha != float("inf") else 0.0,
+        beta * _LN2.value if alpha != float("inf") else 0.0,
         beta if alpha != float("inf") else 0.0,
         triton.next_power_of_2(M),
     )  # fmt: skip
@@ -264,12 +267,12 @@ def attention_entropy_fwd(
         BLOCK_D=max(16, triton.next_power_of_2(D)),
     )
     if interpret:
-        grid = (triton.cdiv(N, _INTERPRET_BLOCK_M), B * H)
+        grid = (triton.cdiv(N, _INTERPRET_BLOCK_M) * B * H,)
         _attn_entropy_fwd_kernel[grid](*args, BLOCK_M=_INTERPRET_BLOCK_M, BLOCK_N=_INTERPRET_BLOCK_N, **consts)
     else:
 
         def grid(meta):
-            return (triton.cdiv(N, meta["BLOCK_M"]), B * H)
+            return (triton.cdiv(N, meta["BLOCK_M"]) * B * H,)
 
         _fwd_autotuned[grid](*args, **consts)
     return out, lse, (ent if mode != ENT_NONE else None)

@@ -1,0 +1,153 @@
+"""Smoke tests of benchmarks/bench_kernel.py (tiny shapes; Triton interpreter on CPU, real kernel on GPU)."""
+
+import csv
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "bench_kernel.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_kernel", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _load_bench()
+
+# The fused provider must run the Triton kernel: on CUDA, or on CPU with TRITON_INTERPRET=1 set before
+# renyi_prune was imported (tests/conftest.py does that). Otherwise run the script in a subprocess.
+IN_PROCESS = torch.cuda.is_available() or bench.is_interpreting()
+
+
+def _run_smoke(out: Path) -> None:
+    argv = ["--smoke", "--quiet", "--out", str(out)]
+    if IN_PROCESS:
+        assert bench.main(argv) == 0
+    else:
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=pythonpath)
+        subprocess.run([sys.executable, str(SCRIPT), *argv], check=True, env=env, timeout=120)
+
+
+def _read(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_csv(tmp_path):
+    out = tmp_path / "sub" / "k.csv"
+    _run_smoke(out)
+    rows = _read(out)
+    assert list(rows[0]) == bench.CSV_COLUMNS
+    assert not [p for p in out.parent.iterdir() if p.name != "k.csv"], "temp files left behind"
+
+    shapes = {(2, 2, n, 32) for n in bench.SMOKE["seq"]}
+    got = {(r["provider"], int(r["B"]), int(r["H"]), int(r["N"]), int(r["D"])) for r in rows}
+    assert got == {(p, *s) for p in bench.PROVIDERS for s in shapes}
+    assert len(rows) == len(got)
+
+    by_shape = {}
+    for r in rows:
+        assert r["error"] == ""
+        assert r["dtype"] == "fp32" and float(r["alpha"]) == 1.0
+        ms = [float(r[c]) for c in ("ms_median", "ms_p20", "ms_p80")]
+        assert all(math.isfinite(t) and t > 0 for t in ms), r
+        assert ms[1] <= ms[0] <= ms[2]
+        flops = 4 * int(r["B"]) * int(r["H"]) * int(r["N"]) ** 2 * int(r["D"])
+        assert float(r["tflops"]) == pytest.approx(flops / (ms[0] * 1e-3) / 1e12, rel=1e-4)
+        if torch.cuda.is_available():
+            assert float(r["peak_mem_MiB"]) >= 0
+        else:
+            assert r["peak_mem_MiB"] == ""  # not measured on CPU
+        by_shape.setdefault(int(r["N"]), {})[r["provider"]] = r
+
+    for prov in by_shape.values():
+        sdpa_ms = float(prov["sdpa"]["ms_median"])
+        eager_ms = float(prov["eager"]["ms_median"])
+        assert float(prov["sdpa"]["x_sdpa"]) == 1.0
+        assert float(prov["eager"]["x_eager"]) == 1.0
+        for r in prov.values():
+            ms = float(r["ms_median"])
+            assert float(r["x_sdpa"]) == pytest.approx(ms / sdpa_ms, rel=1e-4)
+            assert float(r["x_eager"]) == pytest.approx(ms / eager_ms, rel=1e-4)
+        fused = prov["fused"]
+        assert fused["impl"] == ("triton" if torch.cuda.is_available() else "triton-interpreter")
+        assert 0 <= float(fused["out_max_abs_err"]) < 1e-3
+        assert 0 <= float(fused["ent_max_abs_err"]) < 1e-3
+
+
+def _patch_provider(monkeypatch, name, wrap):
+    orig = bench.make_provider
+
+    def make_provider(p, q, k, v, alpha):
+        fn = orig(p, q, k, v, alpha)
+        return wrap(fn) if p == name else fn
+
+    monkeypatch.setattr(bench, "make_provider", make_provider)
+
+
+def test_wrong_kernel_aborts_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    def wrong(fn):
+        def f():
+            out, ent = fn()
+            return out + 0.05, ent
+
+        return f
+
+    _patch_provider(monkeypatch, "fused", wrong)
+    out = tmp_path / "k.csv"
+    argv = ["--smoke", "--quiet", "--seq", "17", "--providers", "fused", "sdpa", "--out", str(out)]
+    assert bench.main(argv) == 1
+    assert "CORRECTNESS CHECK FAILED" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_wrong_entropy_aborts(monkeypatch):
+    def wrong(fn):
+        def f():
+            out, ent = fn()
+            return out, ent * 1.01
+
+        return f
+
+    _patch_provider(monkeypatch, "fused", wrong)
+    with pytest.raises(bench.CorrectnessError, match="entropy"):
+        bench.run_benchmark([(2, 2, 17, 32)], [torch.float32], [2.0], ["fused"], reps=1, verbose=False)
+
+
+def test_oom_gives_error_row(monkeypatch):
+    def oom(fn):
+        def f():
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
+
+        return f
+
+    _patch_provider(monkeypatch, "eager", oom)
+    rows = bench.run_benchmark(
+        [(2, 2, 17, 32)], [torch.float32], [1.0], ["sdpa", "eager"], reps=1, verbose=False
+    )
+    sdpa, eager = rows
+    assert eager["provider"] == "eager" and eager["error"].startswith("OOM")
+    assert math.isnan(eager["ms_median"]) and math.isnan(sdpa["x_eager"])
+    assert sdpa["error"] == "" and sdpa["x_sdpa"] == 1.0
+
+
+def test_default_shapes_and_options():
+    args = bench.build_parser().parse_args([])
+    assert bench.resolve_shapes(args) == [(256, 6, 197, 64), (64, 6, 577, 64), (16, 6, 1025, 64)]
+    args = bench.build_parser().parse_args(["--seq", "197", "577", "--batch", "8", "--heads", "12"])
+    assert bench.resolve_shapes(args) == [(8, 12, 197, 64), (8, 12, 577, 64)]
+    args = bench.build_parser().parse_args(["--alpha", "inf", "2"])
+    assert args.alpha == [math.inf, 2.0]
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args(["--alpha", "-1"])
