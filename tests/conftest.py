@@ -1,19 +1,7 @@
-"""Test setup: without a GPU, Triton kernels run on Triton's CPU interpreter.
+"""Shared test helpers (the interpreter switch itself is in the root ``conftest.py``)."""
 
-``TRITON_INTERPRET`` must be set before any ``@triton.jit`` function is created, i.e. before
-``renyi_prune`` is imported, so it is set here at collection time. Tests that need the eager CPU path
-turn it off per call with ``monkeypatch.setenv("TRITON_INTERPRET", "0")`` (the op reads it at each
-call; the kernel objects stay interpretable).
-"""
-
-import os
-
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
