@@ -28,7 +28,9 @@ from .ops import attention_with_entropy
 __all__ = ["Criterion", "register_criterion", "get_criterion", "available_criteria"]
 
 # attend(q, k, v, scale, alpha) -> (out (B, H, N, D), score (B, N))
-AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], tuple[torch.Tensor, torch.Tensor]]
+AttendFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, float, float], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,7 @@ def attention_with_entropy(
 
     if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
         raise ValueError(
-            f"head dim D={D} is outside the Triton kernel's supported range "
-            f"[{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
+            f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
         )
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise NotImplementedError(
@@ -131,7 +130,9 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
-            raise ValueError(f"{name} must have shape (B, H, N, D), got rank {t.dim()} shape {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape (B, H, N, D), got rank {t.dim()} shape {tuple(t.shape)}"
+            )
         if t.dtype not in _DTYPES:
             raise TypeError(f"{name} must be fp16, bf16, fp32 or fp64, got {t.dtype}")
     if not (q.device == k.device == v.device):

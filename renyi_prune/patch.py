@@ -25,7 +25,15 @@ from torch import nn
 from .criteria import Criterion, get_criterion
 from .reference import _check_alpha
 
-__all__ = ["patch", "unpatch", "is_patched", "kept_token_indices", "token_scores", "num_kept", "select_tokens"]
+__all__ = [
+    "patch",
+    "unpatch",
+    "is_patched",
+    "kept_token_indices",
+    "token_scores",
+    "num_kept",
+    "select_tokens",
+]
 
 _STATE = "_renyi_prune"
 DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
@@ -37,7 +45,9 @@ class _BlockState:
     keep_rate: float
     alpha: float
     num_prefix_tokens: int
-    keep_index: torch.Tensor | None = field(default=None, repr=False)  # (B, prefix + k), block-input positions
+    keep_index: torch.Tensor | None = field(
+        default=None, repr=False
+    )  # (B, prefix + k), block-input positions
     score: torch.Tensor | None = field(default=None, repr=False)  # (B, n), block-input positions
 
 
@@ -90,15 +100,15 @@ def _pruning_block_forward(
     out = attn.proj_drop(attn.proj(attn.norm(out)))
     x = x + self.drop_path1(self.ls1(out))
 
-    keep = select_tokens(score, state.num_prefix_tokens, num_kept(N, state.num_prefix_tokens, state.keep_rate),
-                         state.criterion.keep)  # fmt: skip
+    k_keep = num_kept(N, state.num_prefix_tokens, state.keep_rate)
+    keep = select_tokens(score, state.num_prefix_tokens, k_keep, state.criterion.keep)
     state.keep_index, state.score = keep, score
     if keep.shape[1] < N:
         x = x.gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
     return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
-def _check_supported(model: nn.Module, blocks: list[nn.Module], prune_blocks: list[int]) -> None:
+def _check_supported(blocks: list[nn.Module], prune_blocks: list[int]) -> None:
     from timm.layers import Attention
     from timm.models.vision_transformer import Block
 
@@ -108,7 +118,8 @@ def _check_supported(model: nn.Module, blocks: list[nn.Module], prune_blocks: li
         if type(blk).forward is not Block.forward:
             raise TypeError(
                 f"renyi_prune.patch: {where} is {type(blk).__name__}, not a timm vision_transformer.Block "
-                "(pre-norm block); other block types (e.g. ResPostBlock, ParallelScalingBlock) are unsupported"
+                "(pre-norm block); other block types (e.g. ResPostBlock, ParallelScalingBlock) are "
+                "unsupported"
             )
         attn = getattr(blk, "attn", None)
         if attn is None or type(attn).forward is not Attention.forward:
@@ -117,7 +128,9 @@ def _check_supported(model: nn.Module, blocks: list[nn.Module], prune_blocks: li
                 "other attention types (RoPE, fused qkv variants, ...) are unsupported"
             )
         if getattr(attn, "gate", None) is not None:
-            raise TypeError(f"renyi_prune.patch: {where}.attn is gated (gate={attn.gate}); gated attention is unsupported")
+            raise TypeError(
+                f"renyi_prune.patch: {where}.attn is gated (gate={attn.gate}); gated attention is unsupported"
+            )
         if attn.attn_drop.p > 0:
             raise ValueError(
                 f"renyi_prune.patch: {where}.attn.attn_drop.p={attn.attn_drop.p}; attention-probability "
@@ -187,7 +200,7 @@ def patch(
     if len(set(prune_blocks)) != len(prune_blocks):
         raise ValueError(f"prune_blocks has repeated indices: {prune_blocks}")
     blocks = list(blocks)
-    _check_supported(model, blocks, prune_blocks)
+    _check_supported(blocks, prune_blocks)
 
     unpatch(model)
     for i in sorted(prune_blocks):
@@ -215,7 +228,11 @@ def is_patched(model: nn.Module) -> bool:
 
 
 def _pruning_states(model: nn.Module) -> dict[int, _BlockState]:
-    states = {i: blk.__dict__[_STATE] for i, blk in enumerate(getattr(model, "blocks", [])) if _STATE in blk.__dict__}
+    states = {
+        i: blk.__dict__[_STATE]
+        for i, blk in enumerate(getattr(model, "blocks", []))
+        if _STATE in blk.__dict__
+    }
     if not states:
         raise ValueError("model is not patched: call renyi_prune.patch(model) first")
     return states

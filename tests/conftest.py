@@ -20,8 +20,16 @@ def device() -> str:
     return DEVICE
 
 
-def timm_qkv(B: int, H: int, N: int, D: int, dtype=torch.float32, device: str = DEVICE, scale: float = 1.0,
-             seed: int = 0):
+def timm_qkv(
+    B: int,
+    H: int,
+    N: int,
+    D: int,
+    dtype=torch.float32,
+    device: str = DEVICE,
+    scale: float = 1.0,
+    seed: int = 0,
+):
     """q, k, v as timm makes them: strided views of one (B, N, 3·H·D) projection."""
     g = torch.Generator().manual_seed(seed)
     qkv = (torch.randn(B, N, 3, H, D, generator=g) * scale).to(device=device, dtype=dtype)

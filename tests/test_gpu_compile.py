@@ -36,12 +36,13 @@ SCRIPT = textwrap.dedent(
             return "constexpr" if name in CONSTS else "i32"
         return {name: kind(name) for name in kernel.arg_names}
 
-    for dtype, upcast, precision in [("fp16", False, "tf32"), ("bf16", False, "tf32"), ("fp32", True, "ieee")]:
+    for dtype, upcast, precision in [("fp16", 0, "tf32"), ("bf16", 0, "tf32"), ("fp32", 1, "ieee")]:
         for mode in (1, 2, 3, 4, 5):
             consts = dict(MODE=mode, UPCAST=upcast, INPUT_PRECISION=precision, BLOCK_M=128, BLOCK_N=64,
                           BLOCK_D=128 if dtype == "fp32" else 64)
             src = ASTSource(fn=kernel, signature=signature(dtype), constexprs=consts)
-            compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8, "num_stages": 2})
+            options = {"num_warps": 8, "num_stages": 2}
+            compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
             assert compiled.asm["cubin"], (dtype, mode)
             assert compiled.metadata.shared <= 227 * 1024, (dtype, mode, compiled.metadata.shared)
     print("compiled OK")

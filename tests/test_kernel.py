@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from conftest import TOL, timm_qkv
 
+from conftest import TOL, timm_qkv
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference
 from renyi_prune.kernels import attention_entropy_fwd, entropy_mode
 from renyi_prune.ops import uses_triton
@@ -63,7 +63,7 @@ def test_contiguous_and_strided_inputs_agree():
     assert not q.is_contiguous()
     a = fused(q, k, v, 2.0)
     b = fused(q.contiguous(), k.contiguous(), v.contiguous(), 2.0)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert torch.equal(x, y)
     # non-(B, N, H, D) strides too: a transposed-head-dim-last layout
     q2 = q.contiguous().transpose(2, 3).contiguous().transpose(2, 3)
@@ -114,7 +114,7 @@ def test_alpha_near_one_is_continuous(eps):
 def test_renyi_is_monotone_in_alpha():
     q, k, v = timm_qkv(1, 3, 100, 32, scale=1.5)
     ents = [fused(q, k, v, a)[2] for a in [0.0, 0.5, 1.0, 2.0, 5.0, math.inf]]
-    for a, b in zip(ents, ents[1:]):
+    for a, b in zip(ents, ents[1:], strict=False):
         assert (a >= b - 1e-5).all()
 
 
@@ -153,4 +153,6 @@ def test_custom_op_fake_impl_is_consistent():
     from renyi_prune.ops import _fused_fwd
 
     q, k, v = timm_qkv(1, 2, 17, 16)
-    torch.library.opcheck(_fused_fwd, (q, k, v, 0.25, 2.0, 1.0), test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(
+        _fused_fwd, (q, k, v, 0.25, 2.0, 1.0), test_utils=("test_schema", "test_faketensor")
+    )

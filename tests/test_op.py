@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from conftest import timm_qkv
 
+from conftest import timm_qkv
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference, renyi_entropy
 from renyi_prune.reference import attention_probs
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import timm
 import torch
-from conftest import DEVICE
 
 import renyi_prune
+from conftest import DEVICE
 from renyi_prune import attention_with_entropy_reference
 from renyi_prune.patch import num_kept, select_tokens
 
@@ -40,7 +40,11 @@ def reference_scores(model, tokens, block, alpha):
     """Head-mean Rényi entropy of each token's attention row, from the materialized attention."""
     attn = model.blocks[block].attn
     B, N, C = tokens.shape
-    qkv = attn.qkv(model.blocks[block].norm1(tokens)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    qkv = (
+        attn.qkv(model.blocks[block].norm1(tokens))
+        .reshape(B, N, 3, attn.num_heads, -1)
+        .permute(2, 0, 3, 1, 4)
+    )
     q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     return attention_with_entropy_reference(q.double(), k.double(), v.double(), alpha, attn.scale)[1]
@@ -91,7 +95,11 @@ def test_evit_keeps_highest_cls_attention(deit_tiny, images):
     tokens = block_inputs(deit_tiny, images, 3)
     attn = deit_tiny.blocks[3].attn
     B, N, C = tokens.shape
-    qkv = attn.qkv(deit_tiny.blocks[3].norm1(tokens)).reshape(B, N, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    qkv = (
+        attn.qkv(deit_tiny.blocks[3].norm1(tokens))
+        .reshape(B, N, 3, attn.num_heads, -1)
+        .permute(2, 0, 3, 1, 4)
+    )
     p = renyi_prune.attention_probs(qkv[0].double(), qkv[1].double(), attn.scale)
     cls = p[:, :, 0, 1:].mean(1)
     expected = torch.argsort(-cls, dim=1, stable=True)[:, : num_kept(197, 1, 0.7)].sort(1).values + 1
@@ -163,10 +171,14 @@ def test_unsupported_models_and_bad_arguments(deit_tiny):
 
     with pytest.raises(TypeError, match="ResNet"):
         renyi_prune.patch(timm.create_model("resnet18"))
-    respost = VisionTransformer(img_size=32, patch_size=16, embed_dim=64, depth=4, num_heads=2, block_fn=ResPostBlock)
+    respost = VisionTransformer(
+        img_size=32, patch_size=16, embed_dim=64, depth=4, num_heads=2, block_fn=ResPostBlock
+    )
     with pytest.raises(TypeError, match="ResPostBlock"):
         renyi_prune.patch(respost, prune_blocks=[1])
-    dropattn = VisionTransformer(img_size=32, patch_size=16, embed_dim=64, depth=4, num_heads=2, attn_drop_rate=0.1)
+    dropattn = VisionTransformer(
+        img_size=32, patch_size=16, embed_dim=64, depth=4, num_heads=2, attn_drop_rate=0.1
+    )
     with pytest.raises(ValueError, match="attn_drop"):
         renyi_prune.patch(dropattn, prune_blocks=[1])
     for bad in (0.0, 1.5, -0.1, float("nan"), "0.5"):

@@ -268,7 +268,9 @@ def attention_entropy_fwd(
     )
     if interpret:
         grid = (triton.cdiv(N, _INTERPRET_BLOCK_M) * B * H,)
-        _attn_entropy_fwd_kernel[grid](*args, BLOCK_M=_INTERPRET_BLOCK_M, BLOCK_N=_INTERPRET_BLOCK_N, **consts)
+        _attn_entropy_fwd_kernel[grid](
+            *args, BLOCK_M=_INTERPRET_BLOCK_M, BLOCK_N=_INTERPRET_BLOCK_N, **consts
+        )
     else:
 
         def grid(meta):
