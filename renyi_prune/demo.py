@@ -1,0 +1,693 @@
+"""End-to-end demo on real photos: entropy maps, pruned-vs-unpruned fidelity, FLOPs and speed.
+
+:func:`run_demo` (the ``renyi-prune demo`` command) runs offline on a CPU (about 25 s on 2 idle cores):
+
+1. loads a pretrained ViT (default: the offline DINOv2 ViT-S/14 of :mod:`renyi_prune.pretrained`) and
+   the bundled sample photos (or a folder of images), as one batch;
+2. plots each block's Shannon attention entropy per patch over the images (``entropy_heatmaps.png``,
+   cf. Fig. 3 of "Rényi Attention Entropy for Patch Pruning", Aizawa & Igaue, arXiv 2604.03803);
+3. compares the unpruned model with Rényi pruning (every α × keep rate) and EViT (every keep rate), all
+   pruning at blocks 4, 7, 10: cosine similarity of the final CLS embedding to the unpruned one,
+   GFLOPs per image, images/s, and the patch tokens kept after each pruning block;
+4. shows which patches Rényi and EViT keep at each pruning block (``kept_patches.png``, cf. Fig. 4);
+5. writes ``report.md`` and ``report.json``.
+
+Units: GFLOPs in fvcore's convention (one multiply-add = one FLOP, per image), images/s of the whole
+batch on this machine (wall clock), entropies in nats. Block numbers in figures and in ``report.md``
+are 1-based as in the paper; the ``prune_blocks`` field of the JSON report holds the 0-based indices of
+:func:`renyi_prune.patch`.
+
+Every output file is written atomically (temporary file in ``out_dir`` + :func:`os.replace`), so an
+interrupted run never leaves a truncated file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import nn
+
+from .flops import count_flops
+from .patch import DEFAULT_PRUNE_BLOCKS, kept_token_indices, patch, token_scores, unpatch
+
+__all__ = ["PruneConfig", "build_configs", "render_markdown", "run_demo"]
+
+#: Images (rows) in ``entropy_heatmaps.png``.
+HEATMAP_IMAGES = 4
+#: Images in ``kept_patches.png`` (two rows each: Rényi and EViT).
+KEPT_IMAGES = 3
+ENTROPY_PNG = "entropy_heatmaps.png"
+KEPT_PNG = "kept_patches.png"
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+
+
+# --------------------------------------------------------------------------------------------------------
+# Configurations
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """One row of the comparison.
+
+    Attributes:
+        criterion: ``"none"`` (unpruned), ``"renyi"`` or ``"evit"``.
+        alpha: Rényi order (``None`` unless ``criterion == "renyi"``; ``math.inf`` allowed).
+        keep_rate: fraction r of the current patch tokens each pruning block keeps (1.0 when unpruned).
+    """
+
+    criterion: str
+    alpha: float | None = None
+    keep_rate: float = 1.0
+
+    @property
+    def pruned(self) -> bool:
+        return self.criterion != "none"
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name, e.g. ``"renyi α=2 r=0.5"``."""
+        if not self.pruned:
+            return "unpruned"
+        alpha = f" α={_fmt_alpha(self.alpha)}" if self.alpha is not None else ""
+        return f"{self.criterion}{alpha} r={self.keep_rate:g}"
+
+
+def build_configs(keep_rates: Sequence[float], alphas: Sequence[float]) -> list[PruneConfig]:
+    """Unpruned, then for each keep rate: Rényi with every α, then EViT.
+
+    Raises:
+        ValueError: no keep rate or no α, a keep rate outside (0, 1], or an α that is negative or NaN.
+    """
+    keep_rates, alphas = [float(r) for r in keep_rates], [float(a) for a in alphas]
+    if not keep_rates or not alphas:
+        raise ValueError("need at least one keep rate and one alpha")
+    for r in keep_rates:
+        if not 0.0 < r <= 1.0:
+            raise ValueError(f"keep rate must be in (0, 1], got {r:g}")
+    for a in alphas:
+        if math.isnan(a) or a < 0:
+            raise ValueError(f"Rényi order alpha must be >= 0 (inf allowed), got {a:g}")
+    configs = [PruneConfig("none")]
+    for r in dict.fromkeys(keep_rates):
+        configs += [PruneConfig("renyi", a, r) for a in dict.fromkeys(alphas)]
+        configs.append(PruneConfig("evit", None, r))
+    return configs
+
+
+def _fmt_alpha(alpha: float | None) -> str:
+    if alpha is None:
+        return "–"
+    return "∞" if math.isinf(alpha) else f"{alpha:g}"
+
+
+def _json_alpha(alpha: float | None) -> float | str | None:
+    """α for JSON, which has no infinity: ``math.inf`` becomes the string ``"inf"``."""
+    return "inf" if alpha is not None and math.isinf(alpha) else alpha
+
+
+# --------------------------------------------------------------------------------------------------------
+# Model runs
+# --------------------------------------------------------------------------------------------------------
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cls_embedding(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's final image embedding (B, D): ``forward_head(forward_features(x), pre_logits=True)``.
+
+    For timm ViTs with token pooling, e.g. the default DINOv2 (``num_classes=0``), this is the CLS token
+    after the final norm, i.e. exactly ``model(x)``.
+    """
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+@contextlib.contextmanager
+def applied(model: nn.Module, config: PruneConfig, prune_blocks: Sequence[int]) -> Iterator[nn.Module]:
+    """Context manager: ``model`` patched for ``config`` (left as is when unpruned), unpatched on exit."""
+    if config.pruned:
+        alpha = 1.0 if config.alpha is None else config.alpha
+        patch(model, config.keep_rate, alpha, prune_blocks, config.criterion)
+    try:
+        yield model
+    finally:
+        unpatch(model)
+
+
+def forward_seconds(model: nn.Module, x: torch.Tensor) -> float:
+    """Wall-clock seconds of one forward pass of the batch ``x`` (CUDA synchronized)."""
+    _sync(x.device)
+    start = time.perf_counter()
+    model(x)
+    _sync(x.device)
+    return time.perf_counter() - start
+
+
+def _cosine(feat: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per-image cosine similarity, computed in float64."""
+    return F.cosine_similarity(feat.double(), ref.double(), dim=-1)
+
+
+def _num_patches(model: nn.Module) -> int:
+    gh, gw = model.patch_embed.grid_size
+    return int(gh * gw)
+
+
+def evaluate_config(
+    model: nn.Module,
+    x: torch.Tensor,
+    config: PruneConfig,
+    ref: torch.Tensor,
+    img_size: int,
+    prune_blocks: Sequence[int],
+    gflops: float | None = None,
+) -> tuple[dict[str, Any], dict[int, torch.Tensor] | None]:
+    """Fidelity, GFLOPs and kept tokens of one configuration (its forward also warms it up for timing).
+
+    ``gflops``, when given, is used instead of counting them again with :func:`count_flops` (the count
+    depends only on the token counts, i.e. on the criterion and keep rate, not on α).
+
+    Returns:
+        ``(row, kept)``: the report row (JSON-ready, without ``images_per_s``) and, for a pruned config,
+        the :func:`kept_token_indices` of the batch on the CPU (``None`` when unpruned).
+    """
+    npt = model.num_prefix_tokens
+    with applied(model, config, prune_blocks):
+        feat = cls_embedding(model, x)
+        kept = {b: idx.cpu() for b, idx in kept_token_indices(model).items()} if config.pruned else None
+        if gflops is None:
+            gflops = count_flops(model, img_size)  # runs a random image: `kept` must be read before
+    cos = _cosine(feat, ref)
+    if kept is None:
+        tokens = [_num_patches(model)] * len(prune_blocks)
+    else:
+        tokens = [kept[b].shape[1] - npt for b in sorted(kept)]
+    row = {
+        "label": config.label,
+        "criterion": config.criterion,
+        "alpha": _json_alpha(config.alpha),
+        "keep_rate": config.keep_rate,
+        "gflops": gflops,
+        "cls_cosine_mean": cos.mean().item(),
+        "cls_cosine_min": cos.min().item(),
+        "patch_tokens_kept": tokens,
+    }
+    return row, kept
+
+
+def time_configs(
+    model: nn.Module,
+    x: torch.Tensor,
+    configs: Sequence[PruneConfig],
+    prune_blocks: Sequence[int],
+    repeats: int,
+    bar: Any = None,
+) -> list[float]:
+    """Throughput of each configuration in images/s: median over ``repeats`` timed forwards of ``x``.
+
+    The configurations are timed round-robin (one pass of every configuration per round), so a change
+    in machine load during the run affects all of them alike rather than a few. Each configuration
+    should have run once before (warm-up; :func:`evaluate_config` does it). ``bar`` (a tqdm bar or
+    ``None``) is advanced once per timed pass.
+    """
+    seconds: list[list[float]] = [[] for _ in configs]
+    for _ in range(repeats):
+        for times, config in zip(seconds, configs, strict=True):
+            with applied(model, config, prune_blocks):
+                times.append(forward_seconds(model, x))
+            if bar is not None:
+                bar.update()
+    return [x.shape[0] / statistics.median(times) for times in seconds]
+
+
+def entropy_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Shannon attention entropy (nats, mean over heads) of every patch token in every block.
+
+    The model is patched with ``keep_rate=1.0`` at all blocks (nothing is pruned, the scores are
+    recorded), run once, and unpatched.
+
+    Returns:
+        ``(depth, B, gh, gw)`` float32 CPU tensor.
+    """
+    npt = model.num_prefix_tokens
+    gh, gw = model.patch_embed.grid_size
+    patch(model, keep_rate=1.0, alpha=1.0, prune_blocks=range(len(model.blocks)))
+    try:
+        model(x)
+        scores = token_scores(model)
+    finally:
+        unpatch(model)
+    maps = [scores[b][:, npt:].float().reshape(-1, gh, gw) for b in sorted(scores)]
+    return torch.stack(maps).cpu()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------------
+
+
+def _display_images(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo the normalization: (B, 3, H, W) model input → (B, H, W, 3) floats in [0, 1]."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * s + m).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _hide_ticks(ax: Any) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_entropy_heatmaps(
+    images: np.ndarray, names: Sequence[str], maps: torch.Tensor, blocks: Sequence[int]
+) -> Any:
+    """Figure: one row per image; the image, then the entropy map of each block in ``blocks`` overlaid.
+
+    Args:
+        images: (B, H, W, 3) in [0, 1].
+        names: B image names.
+        maps: (depth, B, gh, gw) entropies in nats (:func:`entropy_maps`).
+        blocks: 0-based blocks to show (titled 1-based). Each block has its own colour scale, shared
+            by all images (2nd–98th percentile) with a colorbar; dark = low entropy = focused attention.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (Agg canvas; no pyplot state).
+    """
+    from matplotlib.figure import Figure
+
+    n, (h, w) = len(names), images.shape[1:3]
+    fig = Figure(figsize=(2.3 * (1 + len(blocks)), 2.3 * n + 1.1), layout="constrained")
+    axes = fig.subplots(n, 1 + len(blocks), squeeze=False)
+    for i, name in enumerate(names):
+        axes[i, 0].imshow(images[i])
+        axes[i, 0].set_ylabel(name)
+    axes[0, 0].set_title("image")
+    for j, b in enumerate(blocks, start=1):
+        vmin, vmax = np.percentile(maps[b, :n].numpy(), [2, 98])
+        for i in range(n):
+            axes[i, j].imshow(images[i])
+            im = axes[i, j].imshow(
+                maps[b, i].numpy(),
+                cmap="viridis",
+                vmin=vmin,
+                vmax=vmax,
+                alpha=0.65,
+                extent=(0, w, h, 0),
+                interpolation="nearest",
+            )
+        axes[0, j].set_title(f"block {b + 1}")
+        cbar = fig.colorbar(im, ax=axes[:, j], orientation="horizontal", shrink=0.9, extend="both")
+        cbar.set_label("entropy (nats)")
+    for ax in axes.flat:
+        _hide_ticks(ax)
+    fig.suptitle(
+        "Shannon attention entropy per patch (mean over heads); dark = low entropy (focused attention)"
+    )
+    return fig
+
+
+def _kept_mask(kept: torch.Tensor, npt: int, grid: tuple[int, int]) -> np.ndarray:
+    """(gh, gw) bool: which patches of one image the token positions ``kept`` (prefix + k) include."""
+    mask = np.zeros(grid[0] * grid[1], dtype=bool)
+    mask[kept[npt:].numpy() - npt] = True
+    return mask.reshape(grid)
+
+
+def _grey_out(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) with the patches where ``mask`` (gh, gw) is False blended into dark grey."""
+    h, w = image.shape[:2]
+    ph, pw = math.ceil(h / mask.shape[0]), math.ceil(w / mask.shape[1])
+    px = np.repeat(np.repeat(mask, ph, axis=0), pw, axis=1)[:h, :w, None]
+    return np.where(px, image, 0.15 * image + 0.85 * 0.2)
+
+
+def plot_kept_patches(
+    images: np.ndarray,
+    names: Sequence[str],
+    kept: dict[str, dict[int, torch.Tensor]],
+    npt: int,
+    grid: tuple[int, int],
+) -> Any:
+    """Figure: per image one row per method; the image, then the patches kept after each pruning block.
+
+    Args:
+        images: (B, H, W, 3) in [0, 1]; the first ``len(names)`` images are shown.
+        names: image names.
+        kept: ``{method label: kept_token_indices(model)}`` (original token positions, batch-first).
+        npt: prefix tokens (``model.num_prefix_tokens``).
+        grid: patch grid (gh, gw).
+
+    Returns:
+        A ``matplotlib.figure.Figure``; pruned patches are greyed out.
+    """
+    from matplotlib.figure import Figure
+
+    blocks = sorted(next(iter(kept.values())))
+    rows = [(i, label) for i in range(len(names)) for label in kept]
+    fig = Figure(figsize=(2.3 * (1 + len(blocks)), 2.4 * len(rows) + 0.6), layout="constrained")
+    axes = fig.subplots(len(rows), 1 + len(blocks), squeeze=False)
+    total = grid[0] * grid[1]
+    for r, (i, label) in enumerate(rows):
+        axes[r, 0].imshow(images[i])
+        axes[r, 0].set_ylabel(f"{names[i]}\n{label}", fontsize=9)
+        for j, b in enumerate(blocks, start=1):
+            mask = _kept_mask(kept[label][b][i], npt, grid)
+            axes[r, j].imshow(_grey_out(images[i], mask))
+            axes[r, j].set_title(f"after block {b + 1}: {mask.sum()}/{total}", fontsize=9)
+    for ax in axes.flat:
+        _hide_ticks(ax)
+    fig.suptitle("Patches kept by the pruning blocks (pruned patches greyed out)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------
+# Output files
+# --------------------------------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and :func:`os.replace`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _fmt_cell(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``report.md`` text for a report dict produced by :func:`run_demo`."""
+    blocks = "/".join(str(b + 1) for b in report["prune_blocks"])
+    base, model = report["results"][0], report["model"]
+    lines = [
+        "# renyi-prune demo",
+        "",
+        f"Rényi attention-entropy patch pruning (arXiv 2604.03803) vs EViT on {len(report['images'])} real "
+        f"photos ({', '.join(report['images'])}).",
+        "",
+        f"- **Model**: {model['name']} ({model['source']}), {model['img_size']} px, "
+        f"{model['num_patches']} patches + {model['num_prefix_tokens']} prefix token(s)",
+        f"- **Device**: {report['device']}; Rényi attention: {report['renyi_attention_path']}",
+        f"- **Versions**: torch {report['versions']['torch']}, timm {report['versions']['timm']}, "
+        f"python {report['versions']['python']}, renyi_prune {report['versions']['renyi_prune']}",
+        f"- **Date**: {report['created']}; demo wall time {report['wall_time_s']:.1f} s",
+        f"- **Pruning blocks** (1-based): {blocks}",
+        "",
+        "## Comparison",
+        "",
+        "GFLOPs per image (fvcore convention: one multiply-add = one FLOP). Images/s: batch of "
+        f"{report['timing']['batch_size']} on this machine, {report['timing']['mode']}, median of "
+        f"{report['timing']['repeats']} timed passes after one warm-up (configurations timed round-robin, so "
+        "load changes hit all alike). CLS cosine: cosine similarity of the "
+        "final CLS embedding to the unpruned model's (mean and min over images). Tokens kept: patch tokens "
+        f"left after blocks {blocks}.",
+        "",
+        "| config | criterion | α | keep rate | GFLOPs | images/s | speed-up | CLS cos (mean) "
+        f"| CLS cos (min) | patch tokens after blocks {blocks} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["results"]:
+        alpha = "∞" if row["alpha"] == "inf" else ("–" if row["alpha"] is None else f"{row['alpha']:g}")
+        lines.append(
+            f"| {row['label']} | {row['criterion']} | {alpha} | {row['keep_rate']:g} | "
+            f"{_fmt_cell(row['gflops'], 2)} | {_fmt_cell(row['images_per_s'], 1)} | "
+            f"{row['images_per_s'] / base['images_per_s']:.2f}× | {_fmt_cell(row['cls_cosine_mean'], 4)} | "
+            f"{_fmt_cell(row['cls_cosine_min'], 4)} | {'/'.join(map(str, row['patch_tokens_kept']))} |"
+        )
+    ent_blocks = ", ".join(str(b + 1) for b in report["entropy_blocks"])
+    lines += [
+        "",
+        "## Attention entropy per patch",
+        "",
+        f"Shannon attention entropy (nats, mean over heads) of each patch token at blocks {ent_blocks}, "
+        "computed with nothing pruned; dark = low entropy = focused attention (kept by Rényi pruning).",
+        "Mean patch entropy per block (nats, all images): "
+        + ", ".join(f"{i + 1}: {e:.2f}" for i, e in enumerate(report["mean_entropy_per_block"])),
+        "",
+        f"![entropy heatmaps]({report['figures']['entropy_heatmaps']})",
+        "",
+        "## Kept patches",
+        "",
+        f"Patches kept after each pruning block, {report['kept_figure_configs'][0]} vs "
+        f"{report['kept_figure_configs'][1]} (pruned patches greyed out).",
+        "",
+        f"![kept patches]({report['figures']['kept_patches']})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The demo
+# --------------------------------------------------------------------------------------------------------
+
+
+def _model_info(
+    model: nn.Module, model_name: str | None, checkpoint: str | os.PathLike[str] | None, img_size: int
+) -> dict[str, Any]:
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    if checkpoint is not None:
+        source = f"checkpoint {Path(checkpoint).expanduser().resolve()}"
+    else:
+        source = cfg.get("source") or cfg.get("hf_hub_id") or "timm pretrained weights"
+    return {
+        "name": model_name or cfg.get("architecture", type(model).__name__),
+        "source": source,
+        "img_size": img_size,
+        "grid": list(model.patch_embed.grid_size),
+        "num_patches": _num_patches(model),
+        "num_prefix_tokens": model.num_prefix_tokens,
+        "depth": len(model.blocks),
+    }
+
+
+def _device_info(device: torch.device) -> tuple[str, str, str]:
+    """(device description, timing mode, path of the Rényi attention) for the report."""
+    from .ops import uses_triton
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})", "CUDA eager PyTorch", "fused Triton kernel"
+    path = (
+        "Triton kernel on the CPU interpreter (TRITON_INTERPRET=1)"
+        if uses_triton(torch.empty(0, device=device))
+        else "eager PyTorch reference (renyi_prune.reference)"
+    )
+    return f"{device.type} ({torch.get_num_threads()} threads)", "CPU eager PyTorch", path
+
+
+def _versions() -> dict[str, str]:
+    import timm
+
+    from . import __version__
+
+    return {
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "renyi_prune": __version__,
+    }
+
+
+def _kept_figure_configs(
+    configs: Sequence[PruneConfig], alphas: Sequence[float]
+) -> tuple[PruneConfig, PruneConfig]:
+    """Rényi (α = 1 if requested, else the first α) and EViT at the middle keep rate (0.5 by default)."""
+    rates = list(dict.fromkeys(c.keep_rate for c in configs if c.pruned))
+    rate = 0.5 if 0.5 in rates else rates[len(rates) // 2]
+    alpha = 1.0 if 1.0 in alphas else float(alphas[0])
+    return PruneConfig("renyi", alpha, rate), PruneConfig("evit", None, rate)
+
+
+def run_demo(
+    out_dir: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str] | None = None,
+    model_name: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    img_size: int = 224,
+    keep_rates: Iterable[float] = (0.7, 0.5, 0.3),
+    alphas: Iterable[float] = (1.0, 2.0, math.inf),
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    *,
+    max_images: int | None = None,
+    repeats: int = 3,
+    prune_blocks: Sequence[int] = DEFAULT_PRUNE_BLOCKS,
+) -> dict[str, Any]:
+    """Run the demo and write ``entropy_heatmaps.png``, ``kept_patches.png``, ``report.md``, ``report.json``.
+
+    Args:
+        out_dir: output folder (created if needed).
+        images_dir: folder of images; ``None`` uses the bundled sample photos
+            (:func:`renyi_prune.images.sample_images`).
+        model_name, checkpoint, img_size: passed to :func:`renyi_prune.pretrained.load_model`
+            (``None``, ``None``, 224: the offline DINOv2 ViT-S/14, 16 x 16 patches + CLS).
+        keep_rates: keep rates r in (0, 1] to compare (each pruning block keeps ceil(r · patches)).
+        alphas: Rényi orders α ≥ 0 to compare (``math.inf`` allowed).
+        device: torch device; ``None`` = CUDA if available, else CPU.
+        progress: show a tqdm progress bar over the configurations (on stderr).
+        max_images: use only the first ``max_images`` images (quick runs, tests).
+        repeats: timed forward passes per configuration (images/s is their median).
+        prune_blocks: 0-based pruning blocks (default 3, 6, 9 = the paper's blocks 4, 7, 10).
+
+    Returns:
+        The report dict, JSON-ready (``json.load`` of ``report.json`` gives the same dict; α = ∞ is
+        stored as the string ``"inf"``). ``results`` holds one row per configuration with ``gflops``
+        (GFLOPs per image, fvcore convention), ``images_per_s``, ``cls_cosine_mean`` / ``cls_cosine_min``
+        and ``patch_tokens_kept`` (after each pruning block).
+
+    Raises:
+        ValueError: bad keep rate, α, ``max_images`` or ``repeats`` (or from model / image loading).
+        FileNotFoundError: ``images_dir`` or ``checkpoint`` does not exist.
+    """
+    t_start = time.perf_counter()
+    alphas = tuple(alphas)
+    configs = build_configs(tuple(keep_rates), alphas)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output path exists and is not a folder: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device) if device is not None else _default_device()
+
+    model, names, x, (mean, std) = _prepare(model_name, checkpoint, img_size, images_dir, max_images, dev)
+    figure_configs = _kept_figure_configs(configs, alphas)
+    with torch.inference_mode():
+        ref = cls_embedding(model, x)
+        maps = entropy_maps(model, x)
+        rows, kept = compare(model, x, configs, ref, img_size, prune_blocks, repeats, progress)
+
+    shown = _display_images(x, mean, std)
+    npt, grid = model.num_prefix_tokens, tuple(model.patch_embed.grid_size)
+    heat_blocks = sorted({0, *prune_blocks, len(model.blocks) - 1})  # paper's blocks 1, 4, 7, 10, 12
+    kept_shown = {c.label: kept[c] for c in figure_configs}
+    _save_figure(plot_entropy_heatmaps(shown, names[:HEATMAP_IMAGES], maps, heat_blocks), out / ENTROPY_PNG)
+    _save_figure(plot_kept_patches(shown, names[:KEPT_IMAGES], kept_shown, npt, grid), out / KEPT_PNG)
+
+    device_desc, timing_mode, attention_path = _device_info(dev)
+    report = {
+        "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "model": _model_info(model, model_name, checkpoint, img_size),
+        "device": device_desc,
+        "renyi_attention_path": attention_path,
+        "versions": _versions(),
+        "images": names,
+        "prune_blocks": list(prune_blocks),
+        "timing": {
+            "batch_size": len(names),
+            "repeats": repeats,
+            "warmup": 1,
+            "order": "round-robin",
+            "mode": timing_mode,
+        },
+        "results": rows,
+        "entropy_blocks": heat_blocks,
+        "mean_entropy_per_block": maps.mean(dim=(1, 2, 3)).tolist(),
+        "kept_figure_configs": list(kept_shown),
+        "figures": {"entropy_heatmaps": ENTROPY_PNG, "kept_patches": KEPT_PNG},
+    }
+    report["wall_time_s"] = time.perf_counter() - t_start
+    atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(out / REPORT_MD, render_markdown(report).encode())
+    return report
+
+
+def _prepare(
+    model_name: str | None,
+    checkpoint: str | os.PathLike[str] | None,
+    img_size: int,
+    images_dir: str | os.PathLike[str] | None,
+    max_images: int | None,
+    device: torch.device,
+) -> tuple[nn.Module, list[str], torch.Tensor, tuple[Sequence[float], Sequence[float]]]:
+    """Model (eval, on ``device``), image names, the preprocessed batch and its (mean, std)."""
+    from .images import load_image_dir, preprocess, sample_images
+    from .pretrained import load_model
+
+    images = sample_images() if images_dir is None else load_image_dir(images_dir)
+    images = images[:max_images] if max_images is not None else images
+    model = load_model(model_name, checkpoint, img_size).eval().to(device)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean", IMAGENET_DEFAULT_MEAN), cfg.get("std", IMAGENET_DEFAULT_STD)
+    x = preprocess(images, img_size, mean=mean, std=std).to(device)
+    return model, [name for name, _ in images], x, (mean, std)
+
+
+def compare(
+    model: nn.Module,
+    x: torch.Tensor,
+    configs: Sequence[PruneConfig],
+    ref: torch.Tensor,
+    img_size: int,
+    prune_blocks: Sequence[int],
+    repeats: int,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[PruneConfig, dict[int, torch.Tensor] | None]]:
+    """Evaluate every configuration (:func:`evaluate_config`), then time them all (:func:`time_configs`).
+
+    Returns:
+        ``(rows, kept)``: one report row per configuration (with ``images_per_s``) and the kept token
+        indices of each configuration.
+    """
+    from tqdm.auto import tqdm
+
+    rows, kept, gflops = [], {}, {}
+    total = len(configs) * (1 + repeats)
+    with tqdm(total=total, desc="renyi-prune demo", unit="run", disable=not progress, file=sys.stderr) as bar:
+        for config in configs:
+            key = (config.criterion, config.keep_rate)  # GFLOPs do not depend on α
+            row, kept[config] = evaluate_config(
+                model, x, config, ref, img_size, prune_blocks, gflops.get(key)
+            )
+            gflops[key] = row["gflops"]
+            rows.append(row)
+            bar.update()
+        for row, ips in zip(rows, time_configs(model, x, configs, prune_blocks, repeats, bar), strict=True):
+            row["images_per_s"] = ips
+    return rows, kept
