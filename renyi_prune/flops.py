@@ -43,8 +43,10 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
 
     Args:
         model: any ``nn.Module`` taking (B, 3, H, W) images, e.g. a (patched) timm ViT. It is run
-            once in eval mode under ``torch.no_grad()`` on its own device; its training flag is
-            restored afterwards.
+            once on a random batch in eval mode under ``torch.no_grad()`` on its own device; its
+            training flag is restored afterwards. On a patched model this forward replaces what
+            :func:`renyi_prune.kept_token_indices` and :func:`renyi_prune.token_scores` report:
+            read those before counting.
         img_size: input side (or (H, W)) in pixels.
         batch_size: images per forward; the result is for the whole batch.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import types
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -152,7 +153,9 @@ def patch(
             are timm ``Block`` with ``timm.layers.Attention``; LayerScale (``ls1/ls2``), ``q_norm/
             k_norm``, drop path and prefix tokens (``num_prefix_tokens``) are respected.
         keep_rate: r in (0, 1]: fraction of the current patch tokens each pruning block keeps.
-        alpha: Rényi order α ≥ 0 (``math.inf`` allowed) for ``criterion="renyi"``.
+        alpha: Rényi order α ≥ 0 (``math.inf`` allowed) for ``criterion="renyi"``. α = 0 scores
+            every token log N (softmax attention has full support), so all tokens tie and the
+            first patches by position are kept; a warning says so.
         prune_blocks: 0-based indices of the pruning blocks (default 3, 6, 9 = the paper's blocks
             4, 7, 10).
         criterion: ``"renyi"`` (keep lowest attention entropy) or ``"evit"`` (keep highest CLS
@@ -191,6 +194,12 @@ def patch(
         raise ValueError(f"keep_rate must be a number in (0, 1], got {keep_rate!r}")
     alpha = _check_alpha(alpha)
     crit = get_criterion(criterion)
+    if crit.uses_alpha and alpha == 0.0:
+        warnings.warn(
+            "renyi_prune.patch: alpha=0 gives every token the same Rényi entropy (log N), so pruning "
+            "keeps the first patches by position",
+            stacklevel=2,
+        )
     if crit.name == "evit" and npt < 1:
         raise ValueError("criterion='evit' needs a CLS token, but model.num_prefix_tokens == 0")
     prune_blocks = list(prune_blocks)

@@ -195,3 +195,9 @@ def test_unsupported_models_and_bad_arguments(deit_tiny):
     assert not renyi_prune.is_patched(deit_tiny)
     with pytest.raises(ValueError, match="not patched"):
         renyi_prune.kept_token_indices(deit_tiny)
+
+
+def test_alpha_zero_warns(deit_tiny):
+    with pytest.warns(UserWarning, match="alpha=0"):
+        renyi_prune.patch(deit_tiny, alpha=0.0)
+    renyi_prune.unpatch(deit_tiny)
