@@ -417,20 +417,13 @@ def _fmt(value) -> str:
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
     """Write atomically: a temp file in the target directory, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: _fmt(r.get(c, "")) for c in CSV_COLUMNS})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from renyi_prune._io import atomic_open
+
+    with atomic_open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: _fmt(r.get(c, "")) for c in CSV_COLUMNS})
 
 
 def format_table(rows: Sequence[dict]) -> str:

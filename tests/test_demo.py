@@ -104,17 +104,17 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from renyi_prune import demo
+    from renyi_prune import _io
 
     target = tmp_path / "report.json"
-    demo.atomic_write_bytes(target, b"old")
+    _io.atomic_write_bytes(target, b"old")
     assert target.read_bytes() == b"old" and (target.stat().st_mode & 0o777) == 0o644
 
     def fail(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(demo.os, "replace", fail)
+    monkeypatch.setattr(_io.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        demo.atomic_write_bytes(target, b"new")
+        _io.atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
