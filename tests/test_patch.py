@@ -201,3 +201,30 @@ def test_alpha_zero_warns(deit_tiny):
     with pytest.warns(UserWarning, match="alpha=0"):
         renyi_prune.patch(deit_tiny, alpha=0.0)
     renyi_prune.unpatch(deit_tiny)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("deit_tiny_patch16_224", {}),
+        ("deit_small_patch16_224", {}),
+        ("deit_base_patch16_224", {}),
+        ("deit_small_distilled_patch16_224", {}),
+        ("vit_small_patch14_dinov2", {"img_size": 224}),
+    ],
+)
+def test_supported_timm_models_prune(name, kwargs):
+    model = make(name, **kwargs)
+    x = torch.randn(1, 3, 224, 224).to(DEVICE)
+    npt = model.num_prefix_tokens
+    n = model.patch_embed.num_patches
+    renyi_prune.patch(model, keep_rate=0.5, alpha=2.0)
+    with torch.no_grad():
+        out = model(x)
+    assert torch.isfinite(out).all()
+    counts = [t.shape[1] - npt for t in renyi_prune.kept_token_indices(model).values()]
+    expected = []
+    for _ in range(3):
+        n = num_kept(n + npt, npt, 0.5)
+        expected.append(n)
+    assert counts == expected
