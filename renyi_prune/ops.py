@@ -19,12 +19,13 @@ import math
 
 import torch
 
-from .kernels import attention_entropy_fwd, entropy_mode, is_interpreting
+from .kernels import ENT_MIN, attention_entropy_bwd, attention_entropy_fwd, entropy_mode, is_interpreting
 from .reference import _check_alpha, attention_with_entropy_reference
 
 __all__ = ["attention_with_entropy", "uses_triton", "FUSED_OP_NAME", "MIN_HEAD_DIM", "MAX_HEAD_DIM"]
 
 FUSED_OP_NAME = "renyi_prune::attention_with_entropy_fwd"
+FUSED_BWD_OP_NAME = "renyi_prune::attention_with_entropy_bwd"
 MIN_HEAD_DIM = 16
 MAX_HEAD_DIM = 128
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -33,18 +34,72 @@ _DTYPES = (*_TRITON_DTYPES, torch.float64)
 
 @torch.library.custom_op(FUSED_OP_NAME, mutates_args=())
 def _fused_fwd(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, alpha: float, beta: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    out, lse, ent = attention_entropy_fwd(q, k, v, scale, alpha, beta, entropy_mode(alpha))
-    return out, lse, ent
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    alpha: float,
+    beta: float,
+    entropy_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """out (B, H, N, D), lse (B, H, N), per-head entropy (B, H, N), argmax (B, H, N) int32 or (0,)."""
+    return attention_entropy_fwd(q, k, v, scale, alpha, beta, entropy_mode(alpha))
 
 
 @_fused_fwd.register_fake
-def _fused_fwd_fake(q, k, v, scale, alpha, beta):
+def _fused_fwd_fake(q, k, v, scale, alpha, beta, entropy_grad):
     B, H, N, D = q.shape
     out = q.new_empty((B, N, H, D)).transpose(1, 2)
     stats = q.new_empty((B, H, N), dtype=torch.float32)
-    return out, stats, torch.empty_like(stats)
+    argmax = q.new_empty((B, H, N) if entropy_mode(alpha) == ENT_MIN else (0,), dtype=torch.int32)
+    return out, stats, torch.empty_like(stats), argmax
+
+
+@torch.library.custom_op(FUSED_BWD_OP_NAME, mutates_args=())
+def _fused_bwd(
+    dout: torch.Tensor,
+    grad_ent: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor,
+    argmax: torch.Tensor,
+    scale: float,
+    alpha: float,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dq, dk, dv of the fused op (entropy term included when ``grad_ent`` is given)."""
+    return attention_entropy_bwd(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha, beta,
+                                 entropy_mode(alpha))  # fmt: skip
+
+
+@_fused_bwd.register_fake
+def _fused_bwd_fake(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha, beta):
+    def bnhd(t: torch.Tensor) -> torch.Tensor:
+        B, H, N, D = t.shape
+        return t.new_empty((B, N, H, D)).transpose(1, 2)
+
+    return bnhd(q), bnhd(k), bnhd(v)
+
+
+def _fused_setup_context(ctx, inputs, output) -> None:
+    q, k, v, scale, alpha, beta, entropy_grad = inputs
+    out, lse, ent, argmax = output
+    ctx.save_for_backward(q, k, v, out, lse, ent, argmax)
+    ctx.scale, ctx.alpha, ctx.beta, ctx.entropy_grad = scale, alpha, beta, entropy_grad
+    ctx.mark_non_differentiable(lse, argmax)
+
+
+def _fused_backward(ctx, dout, dlse, dent, dargmax):
+    q, k, v, out, lse, ent, argmax = ctx.saved_tensors
+    grad_ent = dent.float() if ctx.entropy_grad and dent is not None else None
+    dq, dk, dv = _fused_bwd(dout, grad_ent, q, k, v, out, lse, ent, argmax, ctx.scale, ctx.alpha, ctx.beta)
+    return dq, dk, dv, None, None, None, None
+
+
+_fused_fwd.register_autograd(_fused_backward, setup_context=_fused_setup_context)
 
 
 def uses_triton(q: torch.Tensor) -> bool:
@@ -59,6 +114,7 @@ def attention_with_entropy(
     alpha: float = 1.0,
     scale: float | None = None,
     head_reduce: str = "mean",
+    entropy_grad: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention and the Rényi attention entropy of every query row, in one pass.
 
@@ -75,17 +131,24 @@ def attention_with_entropy(
         alpha: Rényi order α ≥ 0, ``math.inf`` allowed.
         scale: logit scale; ``None`` → D ** -0.5.
         head_reduce: ``"mean"`` → entropy averaged over heads, (B, N); ``"none"`` → (B, H, N).
+        entropy_grad: if False (default) the entropy carries no gradient (it only ranks tokens); if
+            True, gradients flow from it into q and k, e.g. for an attention-entropy regularizer
+            (entropy collapse, Zhai et al., ICML 2023), using the analytic derivative
+            ∂H/∂s_j = −p_j (log p_j + H) (Shannon), α/(1−α)·(p_j^α/Σ_k p_k^α − p_j) (Rényi),
+            p_j − 1[j = argmax] (min-entropy, a subgradient), 0 (α = 0), s the scaled logits.
 
     Returns:
         ``(out, entropy)``: out (B, H, N, D) in the dtype of ``q`` (on the Triton path its memory is
         laid out as (B, N, H, D), so ``out.transpose(1, 2).reshape(B, N, H * D)`` is a view);
         entropy in nats, fp32 (fp64 for fp64 inputs).
 
+    Gradients: ``out`` is differentiable with respect to q, k, v on every path (Triton backward
+    kernels on CUDA and under the interpreter, autograd through the reference otherwise).
+
     Raises:
         TypeError: q, k or v is not a tensor, has a non-float dtype, or ``alpha`` is not a number.
         ValueError: wrong rank, mismatched shapes/devices/dtypes, head dim outside
             [16, 128] on the Triton path, α < 0 or NaN, bad ``scale`` or ``head_reduce``.
-        NotImplementedError: a gradient is required through the Triton path (forward only for now).
 
     Example:
         >>> import torch, renyi_prune
@@ -93,11 +156,22 @@ def attention_with_entropy(
         >>> out, ent = renyi_prune.attention_with_entropy(q, k, v, alpha=2.0)
         >>> out.shape, ent.shape
         (torch.Size([2, 4, 17, 32]), torch.Size([2, 17]))
+
+        An attention-entropy regularizer (gradients reach q and k through the entropy):
+
+        >>> _ = q.requires_grad_(True)
+        >>> out, ent = renyi_prune.attention_with_entropy(q, k, v, entropy_grad=True)
+        >>> loss = out.square().mean() - 0.01 * ent.mean()  # penalize entropy collapse
+        >>> loss.backward()
+        >>> q.grad.shape
+        torch.Size([2, 4, 17, 32])
     """
     _check_qkv(q, k, v)
     alpha = _check_alpha(alpha)
     if head_reduce not in ("mean", "none"):
         raise ValueError(f"head_reduce must be 'mean' or 'none', got {head_reduce!r}")
+    if not isinstance(entropy_grad, bool):
+        raise TypeError(f"entropy_grad must be a bool, got {entropy_grad!r}")
     D = q.shape[-1]
     if scale is None:
         scale = D**-0.5
@@ -107,19 +181,16 @@ def attention_with_entropy(
 
     if not uses_triton(q):
         out, ent, _ = attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
-        return out, ent
+        return out, (ent if entropy_grad else ent.detach())
 
     if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
         raise ValueError(
             f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
         )
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        raise NotImplementedError(
-            "attention_with_entropy: the Triton path is forward-only for now; run under "
-            "torch.no_grad() / inference_mode(), or use renyi_prune.reference for gradients"
-        )
     beta = (alpha - 1.0) if math.isfinite(alpha) else 0.0  # α − 1 in double precision
-    out, _, ent = _fused_fwd(q, k, v, scale, alpha, beta)
+    out, _, ent, _ = _fused_fwd(q, k, v, scale, alpha, beta, bool(entropy_grad))
+    if not entropy_grad:
+        ent = ent.detach()
     if head_reduce == "mean":
         ent = ent.mean(dim=1)  # fixed-order reduction: the same bits on every run
     return out, ent

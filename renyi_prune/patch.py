@@ -103,7 +103,7 @@ def _pruning_block_forward(
 
     k_keep = num_kept(N, state.num_prefix_tokens, state.keep_rate)
     keep = select_tokens(score, state.num_prefix_tokens, k_keep, state.criterion.keep)
-    state.keep_index, state.score = keep, score
+    state.keep_index, state.score = keep, score.detach()
     if keep.shape[1] < N:
         x = x.gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
     return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))

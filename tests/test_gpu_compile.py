@@ -1,8 +1,8 @@
-"""Compile the fused kernel for Hopper (sm_90) without a GPU, with Triton's bundled ptxas.
+"""Compile the fused kernels (forward and backward) for Hopper (sm_90) without a GPU.
 
 The interpreter checks the kernel's arithmetic, not that Triton can lower it for a real GPU (e.g.
-dot precisions, constexpr use, shared-memory budget). This compiles every dtype × entropy mode to a
-cubin in a subprocess (the test process has TRITON_INTERPRET=1 set, which makes kernels
+dot precisions, constexpr use, shared-memory budget), with Triton's bundled ptxas. This compiles
+each kernel, dtype and entropy mode at least once to a cubin, in a subprocess (the test process has TRITON_INTERPRET=1 set, which makes kernels
 interpreter-only).
 """
 
@@ -18,39 +18,60 @@ SCRIPT = textwrap.dedent(
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from renyi_prune.kernels.attention_entropy_fwd import _attn_entropy_fwd_kernel as kernel
+    from renyi_prune.kernels.attention_entropy_bwd import _bwd_dkdv_kernel, _bwd_dq_kernel
+    from renyi_prune.kernels.attention_entropy_fwd import _attn_entropy_fwd_kernel
 
-    PTR = {"Q", "K", "V", "Out"}
-    STATS = {"Lse", "Ent"}
-    FLOATS = {"qk_scale_log2", "alpha", "beta_ln2", "beta"}
-    CONSTS = {"MODE", "UPCAST", "INPUT_PRECISION", "BLOCK_M", "BLOCK_N", "BLOCK_D"}
+    PTR = {"Q", "K", "V", "Out", "DOut", "DQ", "DK", "DV"}
+    STATS = {"Lse", "Ent", "Delta", "GEnt"}
+    FLOATS = {"scale", "qk_scale_log2", "alpha", "beta_ln2", "beta"}
+    CONSTS = {"MODE", "ENT_GRAD", "UPCAST", "INPUT_PRECISION", "BLOCK_M", "BLOCK_N", "BLOCK_D"}
 
-    def signature(dtype):
+    def signature(fn, dtype):
         def kind(name):
             if name in PTR:
                 return "*" + dtype
             if name in STATS:
                 return "*fp32"
+            if name == "Argmax":
+                return "*i32"
             if name in FLOATS:
                 return "fp32"
             return "constexpr" if name in CONSTS else "i32"
-        return {name: kind(name) for name in kernel.arg_names}
+        return {name: kind(name) for name in fn.arg_names}
 
-    for dtype, upcast, precision in [("fp16", 0, "tf32"), ("bf16", 0, "tf32"), ("fp32", 1, "ieee")]:
-        for mode in (1, 2, 3, 4, 5):
-            consts = dict(MODE=mode, UPCAST=upcast, INPUT_PRECISION=precision, BLOCK_M=128, BLOCK_N=64,
-                          BLOCK_D=128 if dtype == "fp32" else 64)
-            src = ASTSource(fn=kernel, signature=signature(dtype), constexprs=consts)
-            options = {"num_warps": 8, "num_stages": 2}
-            compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
-            assert compiled.asm["cubin"], (dtype, mode)
-            assert compiled.metadata.shared <= 227 * 1024, (dtype, mode, compiled.metadata.shared)
+    def compile_for_sm90(fn, dtype, consts, num_warps):
+        consts = {name: val for name, val in consts.items() if name in fn.arg_names}
+        src = ASTSource(fn=fn, signature=signature(fn, dtype), constexprs=consts)
+        options = {"num_warps": num_warps, "num_stages": 2}
+        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
+        assert compiled.asm["cubin"], (fn, dtype, consts)
+        assert compiled.metadata.shared <= 227 * 1024, (fn, dtype, consts, compiled.metadata.shared)
+
+    # (kernel, dtype, entropy modes, entropy gradient): every mode once, every dtype and kernel at least
+    # once (each compile takes seconds, so not the whole product)
+    CASES = [
+        (_attn_entropy_fwd_kernel, "bf16", (1, 2, 3, 4, 5), 0),
+        (_attn_entropy_fwd_kernel, "fp16", (4,), 0),
+        (_attn_entropy_fwd_kernel, "fp32", (1,), 0),
+        (_bwd_dkdv_kernel, "bf16", (2, 4), 1),
+        (_bwd_dq_kernel, "bf16", (1, 5), 1),
+        (_bwd_dkdv_kernel, "fp16", (1,), 0),
+        (_bwd_dq_kernel, "fp32", (4,), 1),
+    ]
+    PRECISION = {"fp16": (0, "tf32"), "bf16": (0, "tf32"), "fp32": (1, "ieee")}
+    for fn, dtype, modes, ent_grad in CASES:
+        upcast, precision = PRECISION[dtype]
+        fwd = fn is _attn_entropy_fwd_kernel
+        for mode in modes:
+            consts = dict(MODE=mode, ENT_GRAD=ent_grad, UPCAST=upcast, INPUT_PRECISION=precision,
+                          BLOCK_M=128 if fwd else 64, BLOCK_N=64, BLOCK_D=128 if dtype == "fp32" else 64)
+            compile_for_sm90(fn, dtype, consts, 8 if fwd else 4)
     print("compiled OK")
     """
 )
 
 
-def test_fused_kernel_compiles_for_sm90():
+def test_fused_kernels_compile_for_sm90():
     import triton
 
     ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")

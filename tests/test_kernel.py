@@ -17,7 +17,7 @@ def fused(q, k, v, alpha, scale=None):
     """Kernel launch with all three outputs, per head."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     beta = alpha - 1.0 if math.isfinite(alpha) else 0.0
-    return attention_entropy_fwd(q, k, v, scale, alpha, beta, entropy_mode(alpha))
+    return attention_entropy_fwd(q, k, v, scale, alpha, beta, entropy_mode(alpha))[:3]
 
 
 def check_against_reference(q, k, v, alpha, scale=None, tol_factor=1.0):
@@ -153,6 +153,16 @@ def test_custom_op_fake_impl_is_consistent():
     from renyi_prune.ops import _fused_fwd
 
     q, k, v = timm_qkv(1, 2, 17, 16)
-    torch.library.opcheck(
-        _fused_fwd, (q, k, v, 0.25, 2.0, 1.0), test_utils=("test_schema", "test_faketensor")
-    )
+    for alpha in (2.0, math.inf):
+        args = (q, k, v, 0.25, alpha, 1.0 if math.isfinite(alpha) else 0.0, True)
+        torch.library.opcheck(_fused_fwd, args, test_utils=("test_schema", "test_faketensor"))
+
+
+def test_min_entropy_argmax_is_first_max():
+    q, k, v = timm_qkv(2, 2, 150, 16)
+    k = k.clone()
+    k[:, :, 140] = k[:, :, 3]  # an exact tie: the first index wins
+    _, _, _, argmax = attention_entropy_fwd(q, k, v, 0.25, math.inf, 0.0, entropy_mode(math.inf))
+    logits = q.double() @ k.double().transpose(-2, -1)
+    assert torch.equal(argmax.long(), logits.argmax(-1))
+    assert argmax.dtype == torch.int32

@@ -25,79 +25,29 @@ the first rescale never evaluates 0·(−inf) or (−inf) − (−inf).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-__all__ = [
-    "ENT_NONE",
-    "ENT_SHANNON",
-    "ENT_MIN",
-    "ENT_SUPPORT",
-    "ENT_RENYI_LOG1P",
-    "ENT_RENYI_DIRECT",
-    "entropy_mode",
-    "attention_entropy_fwd",
-    "is_interpreting",
-]
+from ._common import (
+    _LN2,
+    ENT_MIN,
+    INTERPRET_BLOCK_M,
+    INTERPRET_BLOCK_N,
+    LOG2E,
+    _exp_alpha_minus_exp,
+    _log1p,
+    alpha_args,
+    is_interpreting,
+    launch_consts,
+)
 
-# entropy modes (constexpr): which running sums the kernel keeps
-ENT_NONE = 0
-ENT_SHANNON = 1
-ENT_MIN = 2
-ENT_SUPPORT = 3
-ENT_RENYI_LOG1P = 4
-ENT_RENYI_DIRECT = 5
-
-_LOG2E = 1.4426950408889634
-_LN2 = tl.constexpr(0.6931471805599453)
-_RENYI_DIRECT_MIN_BETA = 0.25  # β = α − 1 at and above which Σ e^{αx} is summed directly
-
-
-def entropy_mode(alpha: float) -> int:
-    """Kernel entropy mode for the Rényi order ``alpha`` (already validated, ≥ 0)."""
-    if alpha == 1.0:
-        return ENT_SHANNON
-    if alpha == float("inf"):
-        return ENT_MIN
-    if alpha == 0.0:
-        return ENT_SUPPORT
-    if alpha - 1.0 >= _RENYI_DIRECT_MIN_BETA:
-        return ENT_RENYI_DIRECT
-    return ENT_RENYI_LOG1P
-
-
-def is_interpreting() -> bool:
-    """True when Triton runs kernels on the CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-@triton.jit
-def _exp_alpha_minus_exp(x, alpha, beta_ln2):
-    """2^{αx} − 2^{x} for x ≤ 0 in log2 units (α = 1 + β), without cancellation for small βx."""
-    bx = x * beta_ln2  # β·x in nats
-    small = tl.abs(bx) < 0.1
-    t = tl.where(small, bx, 0.0)
-    # expm1(t) by its Taylor series (no libdevice expm1 on the interpreter); |t| < 0.1 → rel. err < 1e-9
-    expm1 = t * (1.0 + t * (0.5 + t * (1.0 / 6.0 + t * (1.0 / 24.0 + t * (1.0 / 120.0 + t / 720.0)))))
-    e = tl.exp2(x)
-    return tl.where(small, e * expm1, tl.exp2(x * alpha) - e)
-
-
-@triton.jit
-def _log1p(z):
-    """log(1 + z) for z > −1, accurate for small |z| (2·atanh(z / (2 + z)) series)."""
-    w = z / (2.0 + z)
-    w2 = w * w
-    series = 2.0 * w * (1.0 + w2 * (1.0 / 3.0 + w2 * (1.0 / 5.0 + w2 * (1.0 / 7.0 + w2 * (1.0 / 9.0)))))
-    return tl.where(tl.abs(z) < 0.1, series, tl.log(1.0 + z))
+__all__ = ["attention_entropy_fwd"]
 
 
 @triton.jit
 def _attn_entropy_fwd_kernel(
-    Q, K, V, Out, Lse, Ent,
+    Q, K, V, Out, Lse, Ent, Argmax,
     stride_qb, stride_qh, stride_qn, stride_qd,
     stride_kb, stride_kh, stride_kn, stride_kd,
     stride_vb, stride_vh, stride_vn, stride_vd,
@@ -137,6 +87,7 @@ def _attn_entropy_fwd_kernel(
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     r_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # entropy running sum (t, u or a; see module doc)
+    a_i = tl.zeros([BLOCK_M], dtype=tl.int32)  # row argmax (min-entropy mode, for its gradient)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
     for start_n in range(0, N_KV, BLOCK_N):
@@ -148,7 +99,10 @@ def _attn_entropy_fwd_kernel(
         s = tl.dot(q, k, input_precision=INPUT_PRECISION) * qk_scale_log2
         s = tl.where(mask_n[None, :], s, float("-inf"))
 
-        m_new = tl.maximum(m_i, tl.max(s, 1))
+        tile_max = tl.max(s, 1)
+        if MODE == 2:  # first index of the row max
+            a_i = tl.where(tile_max > m_i, tl.argmax(s, 1).to(tl.int32) + start_n, a_i)
+        m_new = tl.maximum(m_i, tile_max)
         delta = m_i - m_new
         c = tl.exp2(delta)
         x = s - m_new[:, None]
@@ -178,18 +132,18 @@ def _attn_entropy_fwd_kernel(
 
     row = (b * H + h) * N_Q + offs_m  # Lse and Ent are contiguous (B, H, N_Q)
     tl.store(Lse + row, (m_i + log2_l) * _LN2, mask=mask_m)
-    if MODE != 0:
-        if MODE == 1:
-            ent = (log2_l - r_i / l_i) * _LN2
-        elif MODE == 2:
-            ent = log2_l * _LN2
-        elif MODE == 3:
-            ent = tl.log(tl.zeros([BLOCK_M], dtype=tl.float32) + N_KV)
-        elif MODE == 4:
-            ent = log2_l * _LN2 - _log1p(r_i / l_i) / beta
-        else:
-            ent = (tl.log2(r_i) - alpha * log2_l) * _LN2 / (-beta)
-        tl.store(Ent + row, ent, mask=mask_m)
+    if MODE == 1:
+        ent = (log2_l - r_i / l_i) * _LN2
+    elif MODE == 2:
+        ent = log2_l * _LN2
+        tl.store(Argmax + row, a_i, mask=mask_m)
+    elif MODE == 3:
+        ent = tl.log(tl.zeros([BLOCK_M], dtype=tl.float32) + N_KV)
+    elif MODE == 4:
+        ent = log2_l * _LN2 - _log1p(r_i / l_i) / beta
+    else:
+        ent = (tl.log2(r_i) - alpha * log2_l) * _LN2 / (-beta)
+    tl.store(Ent + row, ent, mask=mask_m)
 
 
 def _gpu_configs() -> list[triton.Config]:
@@ -210,10 +164,6 @@ _fwd_autotuned = triton.autotune(configs=_gpu_configs(), key=["N_BUCKET", "HEAD_
     _attn_entropy_fwd_kernel
 )
 
-# Tiles under TRITON_INTERPRET=1: large, so the Python-level loop runs few iterations.
-_INTERPRET_BLOCK_M = 64
-_INTERPRET_BLOCK_N = 128
-
 
 def attention_entropy_fwd(
     q: torch.Tensor,
@@ -223,7 +173,7 @@ def attention_entropy_fwd(
     alpha: float,
     beta: float,
     mode: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the fused forward kernel (no input checks: the op layer validates).
 
     Args:
@@ -232,49 +182,41 @@ def attention_entropy_fwd(
         scale: logit scale (usually D ** -0.5).
         alpha: Rényi order α (used by the Rényi modes).
         beta: α − 1 computed in double precision on the host.
-        mode: one of the ``ENT_*`` constants (see :func:`entropy_mode`).
+        mode: one of the ``ENT_*`` constants except ``ENT_NONE`` (see :func:`entropy_mode`).
 
     Returns:
-        ``(out, lse, entropy)``: out (B, H, N, D) in the input dtype, laid out as (B, N, H, D) in
-        memory so that ``out.transpose(1, 2).reshape(B, N, H * D)`` is free; lse (B, H, N) fp32
-        natural log-sum-exp of the scaled logits; entropy (B, H, N) fp32 in nats, or ``None`` for
-        ``ENT_NONE``.
+        ``(out, lse, entropy, argmax)``: out (B, H, N, D) in the input dtype, laid out as
+        (B, N, H, D) in memory so that ``out.transpose(1, 2).reshape(B, N, H * D)`` is free; lse
+        (B, H, N) fp32 natural log-sum-exp of the scaled logits; entropy (B, H, N) fp32 in nats;
+        argmax (B, H, N) int32, the first key of each row's largest logit, for ``ENT_MIN`` (whose
+        gradient needs it), else an empty int32 tensor.
     """
     B, H, N, D = q.shape
     M = k.shape[2]
     out = torch.empty((B, N, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
     lse = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
-    ent = torch.empty((B, H, N), dtype=torch.float32, device=q.device) if mode != ENT_NONE else lse
+    ent = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
+    argmax = torch.empty((B, H, N) if mode == ENT_MIN else (0,), dtype=torch.int32, device=q.device)
     if B * H * N == 0:
-        return out, lse, (ent if mode != ENT_NONE else None)
+        return out, lse, ent, argmax
 
     interpret = is_interpreting()
-    fp32_ieee = q.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
     args = (
-        q, k, v, out, lse, ent,
+        q, k, v, out, lse, ent, argmax,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         H, N, M, D,
-        scale * _LOG2E,
-        alpha if alpha != float("inf") else 0.0,
-        beta * _LN2.value if alpha != float("inf") else 0.0,
-        beta if alpha != float("inf") else 0.0,
+        scale * LOG2E,
+        *alpha_args(alpha, beta),
         triton.next_power_of_2(M),
     )  # fmt: skip
-    consts = dict(
-        MODE=mode,
-        UPCAST=interpret or q.dtype == torch.float32,
-        INPUT_PRECISION="ieee" if (interpret or fp32_ieee) else "tf32",
-        BLOCK_D=max(16, triton.next_power_of_2(D)),
-    )
+    consts = dict(MODE=mode, **launch_consts(q.dtype, D, interpret))
     if interpret:
-        grid = (triton.cdiv(N, _INTERPRET_BLOCK_M) * B * H,)
-        _attn_entropy_fwd_kernel[grid](
-            *args, BLOCK_M=_INTERPRET_BLOCK_M, BLOCK_N=_INTERPRET_BLOCK_N, **consts
-        )
+        grid = (triton.cdiv(N, INTERPRET_BLOCK_M) * B * H,)
+        _attn_entropy_fwd_kernel[grid](*args, BLOCK_M=INTERPRET_BLOCK_M, BLOCK_N=INTERPRET_BLOCK_N, **consts)
     else:
 
         def grid(meta):
             return (triton.cdiv(N, meta["BLOCK_M"]) * B * H,)
 
         _fwd_autotuned[grid](*args, **consts)
-    return out, lse, (ent if mode != ENT_NONE else None)
+    return out, lse, ent, argmax
