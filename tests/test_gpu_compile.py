@@ -2,8 +2,8 @@
 
 The interpreter checks the kernel's arithmetic, not that Triton can lower it for a real GPU (e.g.
 dot precisions, constexpr use, shared-memory budget), with Triton's bundled ptxas. This compiles
-each kernel, dtype and entropy mode at least once to a cubin, in a subprocess (the test process has TRITON_INTERPRET=1 set, which makes kernels
-interpreter-only).
+each kernel, dtype and entropy mode at least once to a cubin, in a subprocess (the test process
+has TRITON_INTERPRET=1 set, which makes kernels interpreter-only).
 """
 
 import os
