@@ -5,6 +5,10 @@ fvcore counts one fused multiply-add as one FLOP (its convention, used by DeiT, 
 ``aten::scaled_dot_product_attention`` (timm's default attention path) nor for this package's fused
 op, and would silently count them as zero; the handles here count both as the two matmuls of
 attention, q·kᵀ and p·v: B·H·N·M·D + B·H·N·M·Dv.
+
+Importing this module also registers the fused ops with PyTorch's ``FlopCounterMode``
+(``torch.utils.flop_counter``, 2 FLOPs per multiply-add), with the formulas PyTorch uses for SDPA:
+forward 2 matmuls, backward 4 (dq, dk, dv, dP; the recomputation of P is not counted).
 """
 
 from __future__ import annotations
@@ -15,23 +19,38 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import register_flop_formula
 
 from .ops import FUSED_OP_NAME
 
 __all__ = ["count_flops", "attention_flop_handle"]
 
 
+def _attention_macs(q_shape, k_shape, v_shape) -> int:
+    *batch, n, d = q_shape
+    prod = 1
+    for s in batch:
+        prod *= s
+    return prod * n * k_shape[-2] * (d + v_shape[-1])
+
+
+@register_flop_formula(torch.ops.renyi_prune.attention_with_entropy_fwd)
+def _fused_fwd_flops(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * _attention_macs(q_shape, k_shape, v_shape)
+
+
+@register_flop_formula(torch.ops.renyi_prune.attention_with_entropy_bwd)
+def _fused_bwd_flops(
+    dout_shape, grad_ent_shape, q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs
+) -> int:
+    return 4 * _attention_macs(q_shape, k_shape, v_shape)
+
+
 def attention_flop_handle(inputs: list[Any], outputs: list[Any]) -> Number:
     """fvcore op handle: FLOPs of softmax attention from the shapes of its (q, k, v) inputs."""
     from fvcore.nn.jit_handles import get_shape
 
-    q, k, v = (get_shape(t) for t in inputs[:3])
-    *batch, n, d = q
-    m, dv = k[-2], v[-1]
-    prod = 1
-    for s in batch:
-        prod *= s
-    return prod * n * m * (d + dv)
+    return _attention_macs(*(get_shape(t) for t in inputs[:3]))
 
 
 def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_size: int = 1) -> float:

@@ -55,3 +55,17 @@ def test_bad_arguments(deit_small):
         renyi_prune.count_flops(deit_small, img_size=0)
     with pytest.raises(ValueError, match="batch_size"):
         renyi_prune.count_flops(deit_small, batch_size=-1)
+
+
+def test_flop_counter_mode_sees_fused_ops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    B, H, N, D = 2, 3, 17, 16
+    qkv = torch.randn(B, N, 3, H, D, requires_grad=True)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    with FlopCounterMode(display=False) as counter:
+        out, _ = renyi_prune.attention_with_entropy(q, k, v)
+        out.sum().backward()
+    counts = counter.get_flop_counts()["Global"]
+    assert counts[torch.ops.renyi_prune.attention_with_entropy_fwd] == 4 * B * H * N * N * D
+    assert counts[torch.ops.renyi_prune.attention_with_entropy_bwd] == 8 * B * H * N * N * D
