@@ -20,6 +20,18 @@ def device() -> str:
     return DEVICE
 
 
+@pytest.fixture
+def nan_empty(monkeypatch):
+    """Make ``torch.empty`` return NaN-filled float tensors, so outputs a kernel never writes show up."""
+    real_empty = torch.empty
+
+    def empty(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", empty)
+
+
 def timm_qkv(
     B: int,
     H: int,

@@ -66,6 +66,26 @@ def launch_consts(dtype: torch.dtype, head_dim: int, interpret: bool) -> dict:
 
 
 @triton.jit
+def _program_tile(n, BLOCK: tl.constexpr, H):
+    """(tile index, batch b, head h) of this program in a 1-D grid of cdiv(n, BLOCK) · B · H programs.
+
+    Tiles vary fastest, so programs running together share one head's K/V in L2; a 1-D grid also
+    avoids the 65535 limit of a CUDA grid's y dimension for large B·H. b and h are int64 so that
+    batch offsets cannot overflow.
+    """
+    num_tiles = tl.cdiv(n, BLOCK)
+    pid_bh = tl.program_id(0) // num_tiles
+    return tl.program_id(0) % num_tiles, (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+
+
+@triton.jit
+def _tile(base, rows, cols, stride_r, stride_c, mask_r, mask_c):
+    """Load a (len(rows), len(cols)) tile at ``base``, zeros outside the masks."""
+    return tl.load(base + rows[:, None] * stride_r + cols[None, :] * stride_c,
+                   mask=mask_r[:, None] & mask_c[None, :], other=0.0)  # fmt: skip
+
+
+@triton.jit
 def _expm1_series(t):
     """expm1(t) by its Taylor series; relative error < 1e-9 for |t| < 0.1."""
     return t * (1.0 + t * (0.5 + t * (1.0 / 6.0 + t * (1.0 / 24.0 + t * (1.0 / 120.0 + t / 720.0)))))

@@ -26,6 +26,8 @@ from ._common import (
     INTERPRET_BLOCK_N,
     LOG2E,
     _entropy_dlogits,
+    _program_tile,
+    _tile,
     alpha_args,
     is_interpreting,
     launch_consts,
@@ -35,22 +37,11 @@ __all__ = ["attention_entropy_bwd"]
 
 
 @triton.jit
-def _tile(base, rows, cols, stride_r, stride_c, mask_r, mask_c):
-    """Load a (len(rows), len(cols)) tile, zeros outside the masks."""
-    return tl.load(base + rows[:, None] * stride_r + cols[None, :] * stride_c,
-                   mask=mask_r[:, None] & mask_c[None, :], other=0.0)  # fmt: skip
-
-
-@triton.jit
 def _bwd_preprocess_kernel(Out, DOut, Delta, stride_ob, stride_oh, stride_on, stride_od,
                            stride_gb, stride_gh, stride_gn, stride_gd, H, N, HEAD_DIM,
                            BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
     """δ_i = Σ_d dO_id · O_id, fp32 (B, H, N) contiguous."""
-    num_m = tl.cdiv(N, BLOCK_M)
-    pid_m = tl.program_id(0) % num_m
-    pid_bh = tl.program_id(0) // num_m
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
+    pid_m, b, h = _program_tile(N, BLOCK_M, H)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
     mask_m = offs_m < N
@@ -60,6 +51,23 @@ def _bwd_preprocess_kernel(Out, DOut, Delta, stride_ob, stride_oh, stride_on, st
     o = o.to(tl.float32)
     do = do.to(tl.float32)
     tl.store(Delta + (b * H + h) * N + offs_m, tl.sum(o * do, 1), mask=mask_m)
+
+
+@triton.jit
+def _row_stats(Lse, Delta, Ent, GEnt, Argmax, rows, mask, BLOCK_M: tl.constexpr, MODE: tl.constexpr,
+               ENT_GRAD: tl.constexpr):  # fmt: skip
+    """Per-row inputs of dS: lse (log2 units), δ, and for the entropy gradient H, its gradient, argmax."""
+    lse2 = tl.load(Lse + rows, mask=mask, other=0.0) * 1.4426950408889634
+    delta = tl.load(Delta + rows, mask=mask, other=0.0)
+    ent = tl.zeros([BLOCK_M], dtype=tl.float32)
+    gent = tl.zeros([BLOCK_M], dtype=tl.float32)
+    amax = tl.zeros([BLOCK_M], dtype=tl.int32)
+    if ENT_GRAD:
+        ent = tl.load(Ent + rows, mask=mask, other=0.0)
+        gent = tl.load(GEnt + rows, mask=mask, other=0.0)
+        if MODE == 2:
+            amax = tl.load(Argmax + rows, mask=mask, other=-1)
+    return lse2, delta, ent, gent, amax
 
 
 @triton.jit
@@ -93,11 +101,7 @@ def _bwd_dkdv_kernel(
     MODE: tl.constexpr, ENT_GRAD: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    num_n = tl.cdiv(N_KV, BLOCK_N)
-    pid_n = tl.program_id(0) % num_n
-    pid_bh = tl.program_id(0) // num_n
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
+    pid_n, b, h = _program_tile(N_KV, BLOCK_N, H)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m0 = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -122,16 +126,8 @@ def _bwd_dkdv_kernel(
         if UPCAST:
             q = q.to(tl.float32)
             do = do.to(tl.float32)
-        lse2 = tl.load(Lse + row0 + offs_m, mask=mask_m, other=0.0) * 1.4426950408889634
-        delta = tl.load(Delta + row0 + offs_m, mask=mask_m, other=0.0)
-        ent = tl.zeros([BLOCK_M], dtype=tl.float32)
-        gent = tl.zeros([BLOCK_M], dtype=tl.float32)
-        amax = tl.zeros([BLOCK_M], dtype=tl.int32)
-        if ENT_GRAD:
-            ent = tl.load(Ent + row0 + offs_m, mask=mask_m, other=0.0)
-            gent = tl.load(GEnt + row0 + offs_m, mask=mask_m, other=0.0)
-            if MODE == 2:
-                amax = tl.load(Argmax + row0 + offs_m, mask=mask_m, other=-1)
+        lse2, delta, ent, gent, amax = _row_stats(Lse, Delta, Ent, GEnt, Argmax, row0 + offs_m, mask_m,
+                                                  BLOCK_M, MODE, ENT_GRAD)  # fmt: skip
         mask_mn = mask_m[:, None] & mask_n[None, :]
         p, ds = _dscores(q, kt, vt, do, lse2, delta, ent, gent, amax, offs_m, offs_n, mask_mn,
                          qk_scale_log2, alpha, beta, MODE, ENT_GRAD, INPUT_PRECISION)  # fmt: skip
@@ -158,11 +154,7 @@ def _bwd_dq_kernel(
     MODE: tl.constexpr, ENT_GRAD: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    num_m = tl.cdiv(N_Q, BLOCK_M)
-    pid_m = tl.program_id(0) % num_m
-    pid_bh = tl.program_id(0) // num_m
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
+    pid_m, b, h = _program_tile(N_Q, BLOCK_M, H)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -175,16 +167,8 @@ def _bwd_dq_kernel(
         q = q.to(tl.float32)
         do = do.to(tl.float32)
     row0 = (b * H + h) * N_Q
-    lse2 = tl.load(Lse + row0 + offs_m, mask=mask_m, other=0.0) * 1.4426950408889634
-    delta = tl.load(Delta + row0 + offs_m, mask=mask_m, other=0.0)
-    ent = tl.zeros([BLOCK_M], dtype=tl.float32)
-    gent = tl.zeros([BLOCK_M], dtype=tl.float32)
-    amax = tl.zeros([BLOCK_M], dtype=tl.int32)
-    if ENT_GRAD:
-        ent = tl.load(Ent + row0 + offs_m, mask=mask_m, other=0.0)
-        gent = tl.load(GEnt + row0 + offs_m, mask=mask_m, other=0.0)
-        if MODE == 2:
-            amax = tl.load(Argmax + row0 + offs_m, mask=mask_m, other=-1)
+    lse2, delta, ent, gent, amax = _row_stats(Lse, Delta, Ent, GEnt, Argmax, row0 + offs_m, mask_m,
+                                              BLOCK_M, MODE, ENT_GRAD)  # fmt: skip
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
     for start_n in range(0, N_KV, BLOCK_N):

@@ -37,6 +37,8 @@ from ._common import (
     LOG2E,
     _exp_alpha_minus_exp,
     _log1p,
+    _program_tile,
+    _tile,
     alpha_args,
     is_interpreting,
     launch_consts,
@@ -63,26 +65,18 @@ def _attn_entropy_fwd_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    # 1-D grid, query tiles fastest: programs running together share one head's K/V in L2, and
-    # B·H is not bound by the 65535 limit of a CUDA grid's y dimension
-    num_m = tl.cdiv(N_Q, BLOCK_M)
-    pid_m = tl.program_id(0) % num_m
-    pid_bh = tl.program_id(0) // num_m
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
-
+    pid_m, b, h = _program_tile(N_Q, BLOCK_M, H)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     mask_m = offs_m < N_Q
     mask_d = offs_d < HEAD_DIM
 
-    q_ptrs = Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd
-    q = tl.load(q_ptrs, mask=mask_m[:, None] & mask_d[None, :], other=0.0)
+    q = _tile(Q + b * stride_qb + h * stride_qh, offs_m, offs_d, stride_qn, stride_qd, mask_m, mask_d)
     if UPCAST:
         q = q.to(tl.float32)
-    k_base = K + b * stride_kb + h * stride_kh + offs_d[:, None] * stride_kd
-    v_base = V + b * stride_vb + h * stride_vh + offs_d[None, :] * stride_vd
+    k_base = K + b * stride_kb + h * stride_kh
+    v_base = V + b * stride_vb + h * stride_vh
 
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -93,7 +87,7 @@ def _attn_entropy_fwd_kernel(
     for start_n in range(0, N_KV, BLOCK_N):
         cur_n = start_n + offs_n
         mask_n = cur_n < N_KV
-        k = tl.load(k_base + cur_n[None, :] * stride_kn, mask=mask_d[:, None] & mask_n[None, :], other=0.0)
+        k = _tile(k_base, offs_d, cur_n, stride_kd, stride_kn, mask_d, mask_n)
         if UPCAST:
             k = k.to(tl.float32)
         s = tl.dot(q, k, input_precision=INPUT_PRECISION) * qk_scale_log2
@@ -119,7 +113,7 @@ def _attn_entropy_fwd_kernel(
             r_i = tl.exp2(delta * alpha) * r_i + tl.sum(tl.exp2(x * alpha), 1)
         l_i = c * l_i + tl.sum(p, 1)
 
-        v = tl.load(v_base + cur_n[:, None] * stride_vn, mask=mask_n[:, None] & mask_d[None, :], other=0.0)
+        v = _tile(v_base, cur_n, offs_d, stride_vn, stride_vd, mask_n, mask_d)
         if UPCAST:
             v = v.to(tl.float32)
         acc = acc * c[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
