@@ -1,4 +1,6 @@
-"""Forward-time benchmark: fused attention + Rényi entropy vs PyTorch SDPA vs the eager reference.
+"""Kernel benchmark: fused attention + Rényi entropy vs PyTorch SDPA vs the eager reference.
+
+Two modes (``--mode``): ``fwd`` (default) times the forward pass; ``fwdbwd`` times forward + backward.
 
 Providers, per shape (B, H, N, D), dtype and Rényi order α:
 
@@ -11,18 +13,33 @@ Providers, per shape (B, H, N, D), dtype and Rényi order α:
 
 q, k, v are made the way timm makes them: strided views of one (B, N, 3, H, D) projection.
 
-Before any shape is timed, the fused output is checked against SDPA (and its entropy against the
-eager reference on the first and last batch element); on a mismatch the run aborts and no CSV is
-written — a fast wrong kernel must never produce a benchmark row.
+``fwdbwd`` mode: that (B, N, 3, H, D) tensor is a leaf with ``requires_grad=True``; each timed call
+takes the q, k, v views of it (as timm's forward does), runs the provider's forward and then
+``torch.autograd.grad(out, qkv, grad_out)`` with one fixed, pre-made output gradient laid out as
+timm's ``out.transpose(1, 2).reshape(B, N, C)`` hands it back. ``autograd.grad`` returns d qkv instead
+of accumulating it into ``qkv.grad``: no ``.grad`` reset in the timed region, no accumulation kernel,
+and nothing of the previous call stays alive. The fused op's entropy is not differentiated (the op's
+default, ``entropy_grad=False``); the eager reference backpropagates through its materialized (B, H,
+N, N) attention matrix.
 
-FLOPs are counted as 4·B·H·N²·D: the two matmuls Q·Kᵀ and P·V, 2 FLOPs per multiply-add. Softmax,
-entropy and the head mean are not counted. The same count is used for every provider, so TFLOP/s
+Before any shape is timed, the fused output is checked against SDPA (and its entropy against the
+eager reference on the first and last batch element); in ``fwdbwd`` mode the fused op's input
+gradient d qkv is also checked against SDPA's. On a mismatch the run aborts and no CSV is written — a
+fast wrong kernel must never produce a benchmark row.
+
+FLOPs (``fwd``) are counted as 4·B·H·N²·D: the two matmuls Q·Kᵀ and P·V, 2 FLOPs per multiply-add.
+Softmax, entropy and the head mean are not counted. ``fwdbwd`` adds the backward as 2.5× the forward
+(FlashAttention's convention: the backward's five matmuls S = Q·Kᵀ (recomputed), dV = Pᵀ·dO,
+dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q, each the size of one forward matmul), i.e. 3.5 × 4·B·H·N²·D in
+total, whether or not a provider recomputes S. The same count is used for every provider, so TFLOP/s
 compares useful work per second.
 
 Usage (see benchmarks/README.md)::
 
-    TRITON_INTERPRET=1 python benchmarks/bench_kernel.py --smoke      # CPU, Triton interpreter
-    python benchmarks/bench_kernel.py                                 # GPU, DeiT-S shapes, bf16
+    TRITON_INTERPRET=1 python benchmarks/bench_kernel.py --smoke                # CPU, Triton interpreter
+    TRITON_INTERPRET=1 python benchmarks/bench_kernel.py --smoke --mode fwdbwd
+    python benchmarks/bench_kernel.py                                           # GPU, DeiT-S shapes, bf16
+    python benchmarks/bench_kernel.py --mode fwdbwd
 """
 
 from __future__ import annotations
@@ -47,6 +64,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 
 PROVIDERS = ("fused", "sdpa", "eager")
+MODES = ("fwd", "fwdbwd")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 # Default shapes: DeiT-S (H=6, D=64) at 224 px (N=197), 384 px (N=577) and 512 px (N=1025). The batch
@@ -64,9 +82,16 @@ OUT_TOL = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 OUT_TOL_TF32 = 5e-3  # fp32 with torch.backends.cuda.matmul.allow_tf32 = True
 # Entropy (fp32 on every path) vs the eager reference on a batch slice.
 ENT_TOL = 1e-3
+# fwdbwd: fused dq, dk, dv vs SDPA's, each max |difference| as a fraction of that gradient's max |SDPA|.
+# Half-precision backwards (flash-style, both) round P and dS to the input dtype before their matmuls.
+GRAD_TOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+GRAD_TOL_TF32 = 1e-2  # fp32 with torch.backends.cuda.matmul.allow_tf32 = True
+
+# FlashAttention's FLOP convention: the backward does 5 matmuls of the size of the forward's 2.
+BWD_FLOP_FACTOR = 2.5
 
 CSV_COLUMNS = [
-    "device", "torch", "triton", "git_commit", "date", "provider", "impl", "dtype", "alpha",
+    "device", "torch", "triton", "git_commit", "date", "mode", "provider", "impl", "dtype", "alpha",
     "B", "H", "N", "D", "ms_median", "ms_p20", "ms_p80", "tflops", "peak_mem_MiB",
     "x_sdpa", "x_eager", "out_max_abs_err", "ent_max_abs_err", "error",
 ]  # fmt: skip
@@ -141,9 +166,37 @@ def make_qkv(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, se
     return q, k, v
 
 
-def attention_flops(B: int, H: int, N: int, D: int) -> int:
-    """Q·Kᵀ and P·V: 2·N²·D multiply-adds per (batch, head), 2 FLOPs each → 4·B·H·N²·D."""
-    return 4 * B * H * N * N * D
+def make_qkv_leaf(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 0):
+    """The (B, N, 3, H, D) tensor of :func:`make_qkv` (same values) as a leaf with ``requires_grad``."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(B, N, 3, H, D, generator=g, device=device, dtype=dtype).requires_grad_(True)
+
+
+def split_qkv(qkv: torch.Tensor):
+    """timm's q, k, v: ``qkv.permute(2, 0, 3, 1, 4).unbind(0)``, three (B, H, N, D) strided views."""
+    return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def make_grad_out(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 1):
+    """A fixed (B, H, N, D) output gradient laid out as (B, N, H, D) in memory: the layout timm's
+    backward hands back through ``out.transpose(1, 2).reshape(B, N, H * D)``."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(B, N, H, D, generator=g, device=device, dtype=dtype).transpose(1, 2)
+
+
+def attention_flops(B: int, H: int, N: int, D: int, mode: str = "fwd") -> float:
+    """Q·Kᵀ and P·V: 2·N²·D multiply-adds per (batch, head), 2 FLOPs each → 4·B·H·N²·D (``fwd``).
+
+    ``fwdbwd`` adds the backward at 2.5× the forward (FlashAttention's convention: S = Q·Kᵀ
+    recomputed, dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q — five matmuls of the forward's size),
+    3.5 × 4·B·H·N²·D in all.
+    """
+    fwd = 4 * B * H * N * N * D
+    if mode == "fwd":
+        return fwd
+    if mode == "fwdbwd":
+        return fwd * (1.0 + BWD_FLOP_FACTOR)
+    raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
 
 
 def make_provider(name: str, q, k, v, alpha: float) -> Callable[[], object]:
@@ -157,6 +210,38 @@ def make_provider(name: str, q, k, v, alpha: float) -> Callable[[], object]:
     if name == "eager":
         return lambda: attention_with_entropy_reference(q, k, v, alpha)
     raise ValueError(f"unknown provider {name!r}; choose from {PROVIDERS}")
+
+
+def make_fwdbwd_provider(
+    name: str, qkv: torch.Tensor, grad_out: torch.Tensor, alpha: float
+) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """One forward + backward of a provider; the callable returns ``(out, d qkv)``.
+
+    Each call takes timm's q, k, v views of the leaf ``qkv`` (as timm's forward does), runs the
+    forward, then ``torch.autograd.grad(out, qkv, grad_out)``: the gradient is returned, not
+    accumulated into ``qkv.grad``, so no ``.grad`` reset or accumulation kernel is timed and nothing
+    from the previous call stays alive. The fused op's entropy is computed but not differentiated
+    (``entropy_grad=False``, the op's default).
+    """
+    import renyi_prune
+    from renyi_prune.reference import attention_with_entropy_reference
+
+    if name == "fused":
+        fwd = lambda q, k, v: renyi_prune.attention_with_entropy(q, k, v, alpha)[0]
+    elif name == "sdpa":
+        fwd = torch.nn.functional.scaled_dot_product_attention
+    elif name == "eager":
+        fwd = lambda q, k, v: attention_with_entropy_reference(q, k, v, alpha)[0]
+    else:
+        raise ValueError(f"unknown provider {name!r}; choose from {PROVIDERS}")
+
+    def step() -> tuple[torch.Tensor, torch.Tensor]:
+        q, k, v = split_qkv(qkv)
+        out = fwd(q, k, v)
+        (dqkv,) = torch.autograd.grad(out, qkv, grad_out)
+        return out, dqkv
+
+    return step
 
 
 def fused_impl(q) -> str:
@@ -210,6 +295,64 @@ def check_fused(q, k, v, alpha: float, fused_fn: Callable[[], object]) -> tuple[
     return out_err, ent_err
 
 
+def grad_tol(dtype: torch.dtype, is_cuda: bool) -> float:
+    """Allowed max |fused d qkv − SDPA d qkv| as a fraction of max |SDPA d qkv|."""
+    if dtype == torch.float32 and is_cuda and torch.backends.cuda.matmul.allow_tf32:
+        return GRAD_TOL_TF32
+    return GRAD_TOL[dtype]
+
+
+def check_fused_grad(
+    qkv: torch.Tensor, grad_out: torch.Tensor, fused_step: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+) -> float:
+    """fwdbwd guard: the fused step's d qkv (and its output) vs SDPA's forward + backward.
+
+    Same leaf, same output gradient. Each of dq, dk, dv (the three slices of d qkv) is compared
+    with SDPA's relative to its own largest magnitude, so a small but wrong dq cannot hide behind a
+    large dv. Returns the largest of max |dx − SDPA dx| / max |SDPA dx| over x = q, k, v; raises
+    :class:`CorrectnessError` if that exceeds :func:`grad_tol`, if the output differs from SDPA's
+    (the forward tolerances), on non-finite values or on wrong shapes.
+    """
+    with torch.enable_grad():
+        out, dqkv = fused_step()
+        q, k, v = split_qkv(qkv)
+        ref_out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        (ref,) = torch.autograd.grad(ref_out, qkv, grad_out)
+    out, dqkv, ref_out, ref = (t.detach() for t in (out, dqkv, ref_out, ref))
+    B, N, _, H, D = qkv.shape
+    shape = f"B={B} H={H} N={N} D={D} dtype={qkv.dtype}"
+    tol = grad_tol(qkv.dtype, qkv.is_cuda)
+    tf32 = qkv.dtype == torch.float32 and qkv.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    out_tol = OUT_TOL_TF32 if tf32 else OUT_TOL[qkv.dtype]
+    problems = []
+    rel_err = math.nan
+    if dqkv.shape != ref.shape or out.shape != ref_out.shape:
+        problems.append(f"shapes: d qkv {tuple(dqkv.shape)} vs {tuple(ref.shape)}, out {tuple(out.shape)}")
+    else:
+        rel = {}
+        for i, name in enumerate("qkv"):
+            got_x, ref_x = dqkv[:, :, i].float(), ref[:, :, i].float()
+            ref_max = ref_x.abs().max().item()
+            err = (got_x - ref_x).abs().max().item()
+            rel[name] = err / ref_max if ref_max > 0 else (0.0 if err == 0 else math.inf)
+            if not rel[name] <= tol:  # also catches NaN
+                problems.append(
+                    f"d{name} differs from SDPA's: max |d{name} - sdpa| = {err:.3g} = {rel[name]:.3g} x "
+                    f"max |sdpa d{name}| ({ref_max:.3g}) > {tol:g}"
+                )
+        rel_err = max(rel.values())
+        if not torch.isfinite(dqkv).all() or not torch.isfinite(out).all():
+            problems = ["non-finite values in the fused d qkv or output"]
+        if not torch.allclose(out.float(), ref_out.float(), atol=out_tol, rtol=out_tol):
+            problems.append(f"output of the fwd+bwd step differs from SDPA (atol=rtol={out_tol})")
+    if problems:
+        raise CorrectnessError(
+            f"fused attention_with_entropy backward is WRONG at {shape}: {'; '.join(problems)}. "
+            "No benchmark rows written."
+        )
+    return rel_err
+
+
 # --------------------------------------------------------------------------------------------------
 # timing and memory
 
@@ -259,7 +402,12 @@ def time_cuda(fn: Callable[[], object], reps: int | None) -> tuple[float, float,
 
 def peak_mem_mib(fn: Callable[[], object], device: str) -> float:
     """CUDA only: peak memory allocated during one call minus what was allocated before it (inputs and
-    anything else live), i.e. the call's outputs plus its temporaries, in MiB. NaN on CPU."""
+    anything else live), i.e. the call's outputs plus its temporaries, in MiB. NaN on CPU.
+
+    In ``fwdbwd`` mode one call is a forward + backward step, so this is the output, the activations
+    saved for the backward, the backward's temporaries and the returned d qkv; the leaf ``qkv`` and
+    ``grad_out`` are inputs (allocated before) and no stale ``qkv.grad`` exists (``autograd.grad``).
+    """
     if not device.startswith("cuda"):
         return math.nan
     torch.cuda.synchronize()
@@ -301,17 +449,22 @@ def run_benchmark(
     device: str | None = None,
     reps: int | None = None,
     verbose: bool = True,
+    mode: str = "fwd",
 ) -> list[dict]:
     """Time every provider on every (B, H, N, D) shape × dtype × α; return one dict per row.
 
-    Rows have the keys of :data:`CSV_COLUMNS` (floats; NaN where not measured). Raises
+    ``mode``: ``"fwd"`` times the forward, ``"fwdbwd"`` forward + backward (see the module docstring).
+    Rows have the keys of :data:`CSV_COLUMNS` (floats; NaN where not measured); ``fused`` rows of a
+    ``fwdbwd`` run also carry ``grad_max_rel_err`` (not written to the CSV). Raises
     :class:`CorrectnessError` — before timing anything of that shape — if ``fused`` is among the
-    providers and disagrees with SDPA / the reference. A provider that runs out of memory gives a row
-    with ``error`` set instead of timings.
+    providers and disagrees with SDPA / the reference (in ``fwdbwd`` mode: also its input gradient
+    vs SDPA's). A provider that runs out of memory gives a row with ``error`` set instead of timings.
     """
     unknown = [p for p in providers if p not in PROVIDERS]
     if unknown:
         raise ValueError(f"unknown provider(s) {unknown}; choose from {PROVIDERS}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     on_cuda = device.startswith("cuda")
@@ -323,23 +476,34 @@ def run_benchmark(
         triton=triton_version(),
         git_commit=git_commit(),
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        mode=mode,
     )
     rows: list[dict] = []
     for dtype in dtypes:
         for alpha in alphas:
             for B, H, N, D in shapes:
-                shape_rows = _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verbose)
+                shape_rows = _bench_shape(
+                    B, H, N, D, dtype, alpha, providers, device, reps, common, verbose, mode
+                )
                 rows.extend(shape_rows)
     return rows
 
 
-def _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verbose) -> list[dict]:
+def _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verbose, mode) -> list[dict]:
     on_cuda = device.startswith("cuda")
-    q, k, v = make_qkv(B, H, N, D, dtype, device)
+    fwdbwd = mode == "fwdbwd"
+    if fwdbwd:
+        qkv = make_qkv_leaf(B, H, N, D, dtype, device)
+        grad_out = make_grad_out(B, H, N, D, dtype, device)
+        q, k, v = split_qkv(qkv.detach())  # for the forward guard
+    else:
+        qkv = grad_out = None
+        q, k, v = make_qkv(B, H, N, D, dtype, device)
     base = dict(common, dtype=_dtype_name(dtype), alpha=alpha, B=B, H=H, N=N, D=D)
-    flops = attention_flops(B, H, N, D)
+    flops = attention_flops(B, H, N, D, mode)
     if verbose:
-        print(f"[bench] {_dtype_name(dtype)} alpha={alpha:g} B={B} H={H} N={N} D={D}", file=sys.stderr)
+        tag = "fwdbwd " if fwdbwd else ""
+        print(f"[bench] {tag}{_dtype_name(dtype)} alpha={alpha:g} B={B} H={H} N={N} D={D}", file=sys.stderr)
 
     def row(provider: str, **kw) -> dict:
         r = {c: math.nan for c in CSV_COLUMNS}
@@ -347,25 +511,37 @@ def _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verb
         r.update(kw)
         return r
 
-    fns = {p: make_provider(p, q, k, v, alpha) for p in providers}
+    if fwdbwd:
+        fns = {p: make_fwdbwd_provider(p, qkv, grad_out, alpha) for p in providers}
+    else:
+        fns = {p: make_provider(p, q, k, v, alpha) for p in providers}
     errs = {}
-    with torch.inference_mode():
-        # correctness guard: first calls of fused (Triton autotuning happens here) and sdpa; every
-        # provider is called once more below before its memory is measured and it is timed
-        if "fused" in fns:
-            try:
-                out_err, ent_err = check_fused(q, k, v, alpha, fns["fused"])
-                errs = dict(out_max_abs_err=out_err, ent_max_abs_err=ent_err)
-            except CorrectnessError:
+    # correctness guard: first calls of fused (Triton autotuning happens here) and sdpa; every
+    # provider is called once more below before its memory is measured and it is timed
+    if "fused" in fns:
+        try:
+            with torch.inference_mode():
+                fwd_fn = make_provider("fused", q, k, v, alpha) if fwdbwd else fns["fused"]
+                out_err, ent_err = check_fused(q, k, v, alpha, fwd_fn)
+            errs = dict(out_max_abs_err=out_err, ent_max_abs_err=ent_err)
+            if fwdbwd:
+                errs["grad_max_rel_err"] = check_fused_grad(qkv, grad_out, fns["fused"])
+                if verbose:
+                    print(f"[bench]   fused dq, dk, dv vs sdpa: worst max |diff| / max |sdpa| = "
+                          f"{errs['grad_max_rel_err']:.3g} (tol {grad_tol(dtype, on_cuda):g})",
+                          file=sys.stderr)  # fmt: skip
+        except CorrectnessError:
+            raise
+        except Exception as exc:  # only OOM is recorded; anything else re-raised
+            if not _is_oom(exc):
                 raise
-            except Exception as exc:  # only OOM is recorded; anything else re-raised
-                if not _is_oom(exc):
-                    raise
-                _free(device)
-                msg = "correctness check not run: " + _oom_message(exc)
-                return [row(p, error=msg) for p in providers]
-        rows = []
-        times = {}
+            _free(device)
+            msg = "correctness check not run: " + _oom_message(exc)
+            return [row(p, error=msg) for p in providers]
+    rows = []
+    times = {}
+    # fwd: no autograd at all; fwdbwd: autograd on (also if the caller disabled it)
+    with torch.enable_grad() if fwdbwd else torch.inference_mode():
         for p, fn in fns.items():
             try:
                 fn()  # first call (again) outside the guard, result dropped
@@ -392,7 +568,7 @@ def _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verb
         for ref_p, col in (("sdpa", "x_sdpa"), ("eager", "x_eager")):
             if ref_p in times:
                 r[col] = r["ms_median"] / times[ref_p]
-    del q, k, v, fns
+    del q, k, v, qkv, grad_out, fns
     _free(device)
     return rows
 
@@ -473,10 +649,13 @@ def _alpha(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Forward time of fused attention+Rényi entropy vs SDPA vs eager reference.",
+        description="Forward (or forward+backward) time of fused attention+Rényi entropy vs SDPA vs eager "
+        "reference.",
         epilog="On a machine without CUDA run with TRITON_INTERPRET=1 (and --smoke), or 'fused' is the "
         "eager fallback (impl=eager-fallback).",
     )
+    p.add_argument("--mode", choices=MODES, default="fwd", help="fwd: forward only (default); fwdbwd: "
+                   "forward + backward of the output w.r.t. q, k, v")  # fmt: skip
     p.add_argument("--batch", type=int, nargs="+", help="B: one value for all N, or one per --seq value "
                    "(default: 256 for N=197, 64 for N=577, 16 for N=1025)")  # fmt: skip
     p.add_argument("--heads", type=int, help=f"H (default {DEFAULT_HEADS})")
@@ -489,8 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, help="timed calls: CPU default 5; CUDA default "
                    "do_bench's 100 ms budget, else about this many calls")  # fmt: skip
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    p.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/<device>/kernel_fwd.csv; "
-                   "with --smoke a file under the system temp dir)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/<device>/"
+                   "kernel_<mode>.csv; with --smoke a file under the system temp dir)")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="tiny shapes (B=2, H=2, N=17,65, D=32, fp32, 3 reps) "
                    "for CPU / TRITON_INTERPRET=1 CI; explicit options still win")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no per-shape progress on stderr")
@@ -514,6 +693,13 @@ def resolve_shapes(args) -> list[tuple[int, int, int, int]]:
         if any(x <= 0 for x in val):
             raise SystemExit(f"{name} must be positive, got {val}")
     return [(b, H, n, D) for b, n in zip(batch, seq, strict=True)]
+
+
+def default_out_path(mode: str, device: str, smoke: bool = False) -> Path:
+    """``benchmarks/results/<device-slug>/kernel_<mode>.csv``; with ``smoke`` the same name under the
+    system temp dir, so that smoke numbers never land in ``results/``."""
+    root = Path(tempfile.gettempdir()) / "renyi-prune-bench" if smoke else RESULTS_DIR
+    return root / device_slug(device) / f"kernel_{mode}.csv"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -549,15 +735,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device == "cpu" and not args.smoke and args.seq is None:
         print("[bench] WARNING: GPU-sized default shapes on CPU: slow (try --smoke)", file=sys.stderr)
 
-    if args.out is not None:
-        out_path = args.out
-    elif args.smoke:
-        out_path = Path(tempfile.gettempdir()) / "renyi-prune-bench" / device_slug(device) / "kernel_fwd.csv"
-    else:
-        out_path = RESULTS_DIR / device_slug(device) / "kernel_fwd.csv"
+    out_path = args.out if args.out is not None else default_out_path(args.mode, device, args.smoke)
 
     try:
-        rows = run_benchmark(shapes, dtypes, alphas, providers, device, reps, verbose=not args.quiet)
+        rows = run_benchmark(
+            shapes, dtypes, alphas, providers, device, reps, verbose=not args.quiet, mode=args.mode
+        )
     except CorrectnessError as exc:
         print(f"\n*** CORRECTNESS CHECK FAILED: aborted, nothing written ***\n{exc}", file=sys.stderr)
         return 1
@@ -569,7 +752,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"triton {first.get('triton', '')}  commit {first.get('git_commit', '') or '?'}  "
         f"{first.get('date', '')}"
     )
-    print("TFLOP/s counts 4*B*H*N^2*D (QK^T and PV, 2 FLOPs per multiply-add); MiB = peak extra CUDA memory")
+    if args.mode == "fwd":
+        print("TFLOP/s counts 4*B*H*N^2*D (QK^T and PV, 2 FLOPs per multiply-add); "
+              "MiB = peak extra CUDA memory")  # fmt: skip
+    else:
+        print("mode fwdbwd: ms per forward+backward call; TFLOP/s counts 3.5 * 4*B*H*N^2*D (forward + "
+              "backward at 2.5x forward, FlashAttention's convention); MiB = peak extra CUDA "
+              "memory")  # fmt: skip
+        grads = [r for r in rows if r.get("grad_max_rel_err") is not None and r["provider"] == "fused"]
+        for r in grads:
+            print(f"fused dq, dk, dv vs SDPA ({r['dtype']} alpha={r['alpha']:g} B={r['B']} N={r['N']}): "
+                  f"worst max |diff| / max |sdpa| = {r['grad_max_rel_err']:.3g}")  # fmt: skip
     print(format_table(rows))
     print(f"wrote {out_path}")
     return 0

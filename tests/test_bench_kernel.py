@@ -29,8 +29,8 @@ bench = _load_bench()
 IN_PROCESS = torch.cuda.is_available() or bench.is_interpreting()
 
 
-def _run_smoke(out: Path) -> None:
-    argv = ["--smoke", "--quiet", "--out", str(out)]
+def _run_smoke(out: Path, *extra: str) -> None:
+    argv = ["--smoke", "--quiet", "--out", str(out), *extra]
     if IN_PROCESS:
         assert bench.main(argv) == 0
     else:
@@ -58,7 +58,7 @@ def test_smoke_csv(tmp_path):
 
     by_shape = {}
     for r in rows:
-        assert r["error"] == ""
+        assert r["error"] == "" and r["mode"] == "fwd"
         assert r["dtype"] == "fp32" and float(r["alpha"]) == 1.0
         ms = [float(r[c]) for c in ("ms_median", "ms_p20", "ms_p80")]
         assert all(math.isfinite(t) and t > 0 for t in ms), r
@@ -86,17 +86,131 @@ def test_smoke_csv(tmp_path):
         assert 0 <= float(fused["ent_max_abs_err"]) < 1e-3
 
 
-def _patch_provider(monkeypatch, name, wrap):
-    orig = bench.make_provider
+def test_fwdbwd_smoke_csv(tmp_path):
+    out = tmp_path / "kbwd.csv"
+    _run_smoke(out, "--mode", "fwdbwd")
+    rows = _read(out)
+    assert list(rows[0]) == bench.CSV_COLUMNS
 
-    def make_provider(p, q, k, v, alpha):
-        fn = orig(p, q, k, v, alpha)
+    shapes = {(2, 2, n, 32) for n in bench.SMOKE["seq"]}
+    got = {(r["provider"], int(r["B"]), int(r["H"]), int(r["N"]), int(r["D"])) for r in rows}
+    assert got == {(p, *s) for p in bench.PROVIDERS for s in shapes}
+    assert len(rows) == len(got)
+    for r in rows:
+        assert r["mode"] == "fwdbwd" and r["error"] == ""
+        ms = [float(r[c]) for c in ("ms_median", "ms_p20", "ms_p80")]
+        assert all(math.isfinite(t) and t > 0 for t in ms), r
+        # forward 4·B·H·N²·D plus backward at 2.5× forward (FlashAttention's convention)
+        flops = 3.5 * 4 * int(r["B"]) * int(r["H"]) * int(r["N"]) ** 2 * int(r["D"])
+        assert float(r["tflops"]) == pytest.approx(flops / (ms[0] * 1e-3) / 1e12, rel=1e-4)
+        if r["provider"] == "sdpa":
+            assert float(r["x_sdpa"]) == 1.0
+        if r["provider"] == "eager":
+            assert float(r["x_eager"]) == 1.0
+        if r["provider"] == "fused":
+            assert r["impl"] == ("triton" if torch.cuda.is_available() else "triton-interpreter")
+            assert 0 <= float(r["out_max_abs_err"]) < 1e-3  # the forward guard still runs
+
+
+def test_fwdbwd_grad_guard_and_options():
+    """The fwdbwd guard's returned error is tiny for the real op; mode, FLOPs and output path options."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    leaf = bench.make_qkv_leaf(2, 2, 17, 32, torch.float32, dev)
+    assert leaf.requires_grad and leaf.is_leaf
+    q, k, v = bench.split_qkv(leaf)
+    assert q.stride() == (17 * 3 * 2 * 32, 32, 3 * 2 * 32, 1)  # timm's strided views
+    torch.testing.assert_close(
+        torch.stack(bench.split_qkv(leaf.detach())),
+        torch.stack(bench.make_qkv(2, 2, 17, 32, torch.float32, dev)),
+    )
+    g = bench.make_grad_out(2, 2, 17, 32, torch.float32, dev)
+    assert g.shape == (2, 2, 17, 32) and g.transpose(1, 2).is_contiguous()  # timm's (B, N, H, D) layout
+    step = bench.make_fwdbwd_provider("fused", leaf, g, 1.0)
+    assert bench.check_fused_grad(leaf, g, step) < bench.GRAD_TOL[torch.float32]
+    assert leaf.grad is None  # autograd.grad: nothing accumulated
+
+    assert bench.attention_flops(2, 3, 5, 7, "fwdbwd") == 3.5 * bench.attention_flops(2, 3, 5, 7)
+    assert bench.build_parser().parse_args([]).mode == "fwd"
+    assert bench.build_parser().parse_args(["--mode", "fwdbwd"]).mode == "fwdbwd"
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args(["--mode", "bwd"])
+    with pytest.raises(ValueError, match="mode"):
+        bench.run_benchmark(
+            [(1, 1, 4, 16)], [torch.float32], [1.0], ["sdpa"], reps=1, verbose=False, mode="bwd"
+        )
+    slug = bench.device_slug("cpu")
+    assert bench.default_out_path("fwd", "cpu") == bench.RESULTS_DIR / slug / "kernel_fwd.csv"
+    assert bench.default_out_path("fwdbwd", "cpu") == bench.RESULTS_DIR / slug / "kernel_fwdbwd.csv"
+    assert bench.RESULTS_DIR not in bench.default_out_path("fwdbwd", "cpu", smoke=True).parents
+
+
+class _WrongGrad(torch.autograd.Function):
+    """Identity forward, backward scaled by 1.01: a correct forward with a wrong gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 1.01
+
+
+def test_wrong_gradient_aborts_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """A fused op whose forward is right but whose backward is 1% off aborts the fwdbwd run."""
+    import renyi_prune
+
+    orig = renyi_prune.attention_with_entropy
+
+    def wrong_backward(*args, **kwargs):
+        out, ent = orig(*args, **kwargs)
+        return _WrongGrad.apply(out), ent
+
+    monkeypatch.setattr(renyi_prune, "attention_with_entropy", wrong_backward)
+    out = tmp_path / "k.csv"
+    argv = ["--mode", "fwdbwd", "--smoke", "--quiet", "--seq", "17", "--providers", "fused", "sdpa"]
+    assert bench.main([*argv, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "CORRECTNESS CHECK FAILED" in err and "dq differs from SDPA's" in err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "how, match",
+    [("nan_grad", "non-finite"), ("wrong_out", "output of the fwd\\+bwd step"), ("wrong_dv", "dv differs")],
+)
+def test_wrong_fwdbwd_step_aborts(monkeypatch, how, match):
+    def wrong(step):
+        def f():
+            out, dqkv = step()
+            if how == "nan_grad":
+                return out, dqkv * math.nan
+            if how == "wrong_dv":  # 0.1 % off in dv alone: checked against dv's own scale
+                return out, torch.cat([dqkv[:, :, :2], dqkv[:, :, 2:] * 1.001], dim=2)
+            return out + 0.05, dqkv
+
+        return f
+
+    _patch_provider(monkeypatch, "fused", wrong, "make_fwdbwd_provider")
+    with pytest.raises(bench.CorrectnessError, match=match):
+        bench.run_benchmark(
+            [(2, 2, 17, 32)], [torch.float32], [1.0], ["fused"], reps=1, verbose=False, mode="fwdbwd"
+        )
+
+
+def _patch_provider(monkeypatch, name, wrap, factory="make_provider"):
+    """Wrap provider ``name``'s callable; ``factory`` is make_provider (fwd) or make_fwdbwd_provider."""
+    orig = getattr(bench, factory)
+
+    def make(p, *args):
+        fn = orig(p, *args)
         return wrap(fn) if p == name else fn
 
-    monkeypatch.setattr(bench, "make_provider", make_provider)
+    monkeypatch.setattr(bench, factory, make)
 
 
-def test_wrong_kernel_aborts_and_writes_nothing(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])  # fwdbwd keeps the forward guard
+def test_wrong_kernel_aborts_and_writes_nothing(tmp_path, monkeypatch, capsys, mode):
     def wrong(fn):
         def f():
             out, ent = fn()
@@ -107,8 +221,9 @@ def test_wrong_kernel_aborts_and_writes_nothing(tmp_path, monkeypatch, capsys):
     _patch_provider(monkeypatch, "fused", wrong)
     out = tmp_path / "k.csv"
     argv = ["--smoke", "--quiet", "--seq", "17", "--providers", "fused", "sdpa", "--out", str(out)]
-    assert bench.main(argv) == 1
-    assert "CORRECTNESS CHECK FAILED" in capsys.readouterr().err
+    assert bench.main([*argv, "--mode", mode]) == 1
+    err = capsys.readouterr().err
+    assert "CORRECTNESS CHECK FAILED" in err and "output differs from SDPA" in err
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -125,18 +240,20 @@ def test_wrong_entropy_aborts(monkeypatch):
         bench.run_benchmark([(2, 2, 17, 32)], [torch.float32], [2.0], ["fused"], reps=1, verbose=False)
 
 
-def test_oom_gives_error_row(monkeypatch):
+@pytest.mark.parametrize("mode", ["fwd", "fwdbwd"])
+def test_oom_gives_error_row(monkeypatch, mode):
     def oom(fn):
         def f():
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 TiB")
 
         return f
 
-    _patch_provider(monkeypatch, "eager", oom)
+    _patch_provider(monkeypatch, "eager", oom, "make_provider" if mode == "fwd" else "make_fwdbwd_provider")
     rows = bench.run_benchmark(
-        [(2, 2, 17, 32)], [torch.float32], [1.0], ["sdpa", "eager"], reps=1, verbose=False
+        [(2, 2, 17, 32)], [torch.float32], [1.0], ["sdpa", "eager"], reps=1, verbose=False, mode=mode
     )
     sdpa, eager = rows
+    assert sdpa["mode"] == eager["mode"] == mode
     assert eager["provider"] == "eager" and eager["error"].startswith("OOM")
     assert math.isnan(eager["ms_median"]) and math.isnan(sdpa["x_eager"])
     assert sdpa["error"] == "" and sdpa["x_sdpa"] == 1.0
