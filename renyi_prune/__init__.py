@@ -5,16 +5,20 @@ flash-attention-style kernel that returns each query row's Rényi attention entr
 as softmax attention, and a reversible one-call patch of timm Vision Transformers.
 """
 
-from .criteria import Criterion, available_criteria, get_criterion, register_criterion
+from .column_norm import attention_column_norm
+from .criteria import AttentionPass, Criterion, available_criteria, get_criterion, register_criterion
 from .flops import count_flops
 from .ops import attention_with_entropy
-from .patch import is_patched, kept_token_indices, num_kept, patch, token_scores, unpatch
+from .patch import is_patched, kept_token_indices, num_kept, patch, set_keep_rate, token_scores, unpatch
 from .reference import attention_probs, attention_with_entropy_reference, renyi_entropy
+from .schedule import keep_rate_warmup
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionPass",
     "Criterion",
+    "attention_column_norm",
     "attention_probs",
     "attention_with_entropy",
     "attention_with_entropy_reference",
@@ -22,11 +26,13 @@ __all__ = [
     "count_flops",
     "get_criterion",
     "is_patched",
+    "keep_rate_warmup",
     "kept_token_indices",
     "num_kept",
     "patch",
     "register_criterion",
     "renyi_entropy",
+    "set_keep_rate",
     "token_scores",
     "unpatch",
 ]

@@ -115,7 +115,8 @@ def attention_with_entropy(
     scale: float | None = None,
     head_reduce: str = "mean",
     entropy_grad: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_lse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Softmax attention and the Rényi attention entropy of every query row, in one pass.
 
     p_i = softmax(q_i K^T · scale) (Def. 1 of "Rényi Attention Entropy for Patch Pruning",
@@ -136,11 +137,13 @@ def attention_with_entropy(
             (entropy collapse, Zhai et al., ICML 2023), using the analytic derivative
             ∂H/∂s_j = −p_j (log p_j + H) (Shannon), α/(1−α)·(p_j^α/Σ_k p_k^α − p_j) (Rényi),
             p_j − 1[j = argmax] (min-entropy, a subgradient), 0 (α = 0), s the scaled logits.
+        return_lse: also return the per-row log-sum-exp of the scaled logits, (B, H, N), fp32
+            (fp64 for fp64 inputs), no gradient: what a second pass over P needs (e.g. Col-Ln).
 
     Returns:
         ``(out, entropy)``: out (B, H, N, D) in the dtype of ``q`` (on the Triton path its memory is
         laid out as (B, N, H, D), so ``out.transpose(1, 2).reshape(B, N, H * D)`` is a view);
-        entropy in nats, fp32 (fp64 for fp64 inputs).
+        entropy in nats, fp32 (fp64 for fp64 inputs); with ``return_lse``, ``(out, entropy, lse)``.
 
     Gradients: ``out`` is differentiable with respect to q, k, v on every path (Triton backward
     kernels on CUDA and under the interpreter, autograd through the reference otherwise).
@@ -170,8 +173,9 @@ def attention_with_entropy(
     alpha = _check_alpha(alpha)
     if head_reduce not in ("mean", "none"):
         raise ValueError(f"head_reduce must be 'mean' or 'none', got {head_reduce!r}")
-    if not isinstance(entropy_grad, bool):
-        raise TypeError(f"entropy_grad must be a bool, got {entropy_grad!r}")
+    for name, flag in (("entropy_grad", entropy_grad), ("return_lse", return_lse)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
     D = q.shape[-1]
     if scale is None:
         scale = D**-0.5
@@ -180,20 +184,21 @@ def attention_with_entropy(
     scale = float(scale)
 
     if not uses_triton(q):
-        out, ent, _ = attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
-        return out, (ent if entropy_grad else ent.detach())
+        out, ent, lse = attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
+        ent = ent if entropy_grad else ent.detach()
+        return (out, ent, lse.detach()) if return_lse else (out, ent)
 
     if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
         raise ValueError(
             f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
         )
     beta = (alpha - 1.0) if math.isfinite(alpha) else 0.0  # α − 1 in double precision
-    out, _, ent, _ = _fused_fwd(q, k, v, scale, alpha, beta, bool(entropy_grad))
+    out, lse, ent, _ = _fused_fwd(q, k, v, scale, alpha, beta, bool(entropy_grad))
     if not entropy_grad:
         ent = ent.detach()
     if head_reduce == "mean":
         ent = ent.mean(dim=1)  # fixed-order reduction: the same bits on every run
-    return out, ent
+    return (out, ent, lse) if return_lse else (out, ent)
 
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:

@@ -7,6 +7,11 @@ n = current token count), gathers them, and runs the MLP on the kept tokens only
 only the kept tokens. This is the placement of "Rényi Attention Entropy for Patch Pruning"
 (Aizawa & Igaue, arXiv 2604.03803, Sec. 3; blocks 4, 7, 10 = indices 3, 6, 9), and of EViT.
 
+With ``fuse_pruned=True`` the pruned patch tokens are not dropped but merged into one extra token
+appended at the end, their sum weighted by the CLS attention they received (head mean), as in EViT's
+inattentive-token fusion (Liang et al., ICLR 2022); that fused token takes part in later blocks like
+any token (it can be pruned and fused again).
+
 Only the pruning blocks are touched (their ``forward`` is replaced on the instance); every other
 block keeps timm's own code path. :func:`unpatch` deletes what :func:`patch` added, so the model is
 exactly the original again (same modules, parameters, buffers and methods).
@@ -17,13 +22,14 @@ from __future__ import annotations
 import math
 import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from .criteria import Criterion, get_criterion
+from .criteria import Criterion, get_criterion, run_attention
 from .reference import _check_alpha
 
 __all__ = [
@@ -44,8 +50,10 @@ DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
 class _BlockState:
     criterion: Criterion
     keep_rate: float
-    alpha: float
+    params: dict[str, Any]  # the criterion's parameters for this block (alpha, order, generator, ...)
     num_prefix_tokens: int
+    fuse_pruned: bool
+    needs: frozenset[str]
     keep_index: torch.Tensor | None = field(
         default=None, repr=False
     )  # (B, prefix + k), block-input positions
@@ -61,27 +69,38 @@ def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
     return math.ceil(round(keep_rate * (int(num_tokens) - num_prefix_tokens), 9))
 
 
-def select_tokens(score: torch.Tensor, num_prefix_tokens: int, k: int, keep: str) -> torch.Tensor:
-    """Indices of the tokens a pruning block keeps.
+def select_tokens(
+    score: torch.Tensor, num_prefix_tokens: int, k: int, keep: str, return_pruned: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the tokens a pruning block keeps (and, optionally, of the patches it prunes).
 
     Args:
         score: (B, n) criterion score per token (prefix tokens' scores are ignored).
         num_prefix_tokens: leading tokens that are always kept.
         k: patch tokens to keep (0 ≤ k ≤ n − prefix).
         keep: ``"lowest"`` or ``"highest"`` scores survive.
+        return_pruned: also return the pruned patch positions.
 
     Returns:
-        (B, prefix + k) int64: the prefix tokens 0..prefix−1, then the kept patch tokens in
-        ascending position. Ties are broken by position (a stable sort) and NaN scores rank last
-        at either end, so a NaN never wins a place.
+        keep (B, prefix + k) int64: the prefix tokens 0..prefix−1, then the kept patch tokens in
+        ascending position; with ``return_pruned`` also pruned (B, n − prefix − k), ascending. Ties
+        are broken by position (a stable sort) and NaN scores rank last at either end, so a NaN
+        never wins a place.
     """
     patch_score = score[:, num_prefix_tokens:].float()
     if keep == "highest":
         patch_score = -patch_score
-    order = torch.argsort(patch_score, dim=1, stable=True)[:, :k]
-    kept = torch.sort(order, dim=1).values + num_prefix_tokens
+    order = torch.argsort(patch_score, dim=1, stable=True)
+    kept = torch.sort(order[:, :k], dim=1).values + num_prefix_tokens
     prefix = torch.arange(num_prefix_tokens, device=score.device).expand(score.shape[0], -1)
-    return torch.cat([prefix, kept], dim=1)
+    keep_index = torch.cat([prefix, kept], dim=1)
+    if not return_pruned:
+        return keep_index
+    return keep_index, torch.sort(order[:, k:], dim=1).values + num_prefix_tokens
+
+
+def _gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 def _pruning_block_forward(
@@ -96,16 +115,24 @@ def _pruning_block_forward(
     qkv = attn.qkv(self.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
-    out, score = state.criterion.attend(q, k, v, attn.scale, state.alpha)
-    out = out.transpose(1, 2).reshape(B, N, attn.attn_dim)
+    attention = run_attention(q, k, v, attn.scale, state.needs, state.params.get("alpha", 1.0))
+    out = attention.out.transpose(1, 2).reshape(B, N, attn.attn_dim)
     out = attn.proj_drop(attn.proj(attn.norm(out)))
     x = x + self.drop_path1(self.ls1(out))
 
+    score = state.criterion.score(attention, state.params)
     k_keep = num_kept(N, state.num_prefix_tokens, state.keep_rate)
-    keep = select_tokens(score, state.num_prefix_tokens, k_keep, state.criterion.keep)
+    keep, pruned = select_tokens(
+        score, state.num_prefix_tokens, k_keep, state.criterion.keep, return_pruned=True
+    )
     state.keep_index, state.score = keep, score.detach()
-    if keep.shape[1] < N:
-        x = x.gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    if state.fuse_pruned:
+        # EViT's inattentive-token fusion: Σ over pruned tokens of (head-mean CLS attention) · token
+        weight = attention.cls_attn.mean(dim=1).gather(1, pruned).to(x.dtype)
+        fused = (_gather_tokens(x, pruned) * weight.unsqueeze(-1)).sum(dim=1, keepdim=True)
+        x = torch.cat([_gather_tokens(x, keep), fused], dim=1)
+    elif keep.shape[1] < N:
+        x = _gather_tokens(x, keep)
     return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
@@ -141,10 +168,12 @@ def _check_supported(blocks: list[nn.Module], prune_blocks: list[int]) -> None:
 
 def patch(
     model: nn.Module,
-    keep_rate: float = 0.7,
-    alpha: float = 1.0,
+    keep_rate: float | Sequence[float] = 0.7,
+    alpha: float | Sequence[float] | None = None,
     prune_blocks: Iterable[int] = DEFAULT_PRUNE_BLOCKS,
     criterion: str = "renyi",
+    fuse_pruned: bool = False,
+    **criterion_params: Any,
 ) -> nn.Module:
     """Make a timm Vision Transformer prune patch tokens at ``prune_blocks``, in place.
 
@@ -152,24 +181,31 @@ def patch(
         model: a timm ``VisionTransformer`` (or subclass, e.g. DeiT distilled) whose pruning blocks
             are timm ``Block`` with ``timm.layers.Attention``; LayerScale (``ls1/ls2``), ``q_norm/
             k_norm``, drop path and prefix tokens (``num_prefix_tokens``) are respected.
-        keep_rate: r in (0, 1]: fraction of the current patch tokens each pruning block keeps.
-        alpha: Rényi order α ≥ 0 (``math.inf`` allowed) for ``criterion="renyi"``. α = 0 scores
-            every token log N (softmax attention has full support), so all tokens tie and the
-            first patches by position are kept; a warning says so.
+        keep_rate: r in (0, 1]: fraction of the current patch tokens each pruning block keeps; one
+            value, or one per pruning block (in the order of ``sorted(prune_blocks)``).
+        alpha: Rényi order α ≥ 0 (``math.inf`` allowed) for ``criterion="renyi"``; one value or one
+            per pruning block; ``None`` = the criterion's default (1.0). α = 0 scores every token
+            log N (softmax attention has full support), so all tokens tie and the first patches by
+            position are kept; a warning says so.
         prune_blocks: 0-based indices of the pruning blocks (default 3, 6, 9 = the paper's blocks
             4, 7, 10).
-        criterion: ``"renyi"`` (keep lowest attention entropy) or ``"evit"`` (keep highest CLS
-            attention); see :func:`renyi_prune.criteria.available_criteria`.
+        criterion: a registered criterion (:func:`renyi_prune.criteria.available_criteria`):
+            ``renyi`` (default), ``shannon``, ``evit``, ``colln``, ``headvar``, ``headmad``, ``random``.
+        fuse_pruned: merge the pruned patches of each pruning block into one extra token, weighted
+            by CLS attention (EViT's token fusion); needs a CLS token.
+        **criterion_params: the criterion's own parameters, e.g. ``order=3`` for ``colln``,
+            ``source="column"`` for ``headvar``/``headmad``, ``seed=1`` for ``random``.
 
     Returns:
         The same ``model`` object. Calling ``patch`` on a patched model first undoes the earlier
         patch. After a forward, :func:`kept_token_indices` and :func:`token_scores` give what each
-        pruning block kept and why.
+        pruning block kept and why; :func:`set_keep_rate` changes the keep rate in place.
 
     Raises:
         TypeError: the model or a pruning block is not supported (named in the message).
-        ValueError: keep_rate outside (0, 1], α < 0 or NaN, bad or repeated block index, unknown
-            criterion.
+        ValueError: keep_rate outside (0, 1], α < 0 or NaN, a schedule whose length is not the
+            number of pruning blocks, bad or repeated block index, unknown criterion or criterion
+            parameter, fusion without a CLS token.
 
     Example:
         >>> import timm, torch, renyi_prune
@@ -190,33 +226,96 @@ def patch(
             f"renyi_prune.patch: unsupported model {type(model).__name__}; expected a timm VisionTransformer "
             "with .blocks (nn.Sequential) and an int .num_prefix_tokens"
         )
-    if isinstance(keep_rate, bool) or not isinstance(keep_rate, (int, float)) or not 0 < keep_rate <= 1:
-        raise ValueError(f"keep_rate must be a number in (0, 1], got {keep_rate!r}")
-    alpha = _check_alpha(alpha)
+    prune_blocks = sorted(_check_prune_blocks(list(prune_blocks), len(blocks)))
+    keep_rates = _per_block("keep_rate", keep_rate, len(prune_blocks), _check_keep_rate)
     crit = get_criterion(criterion)
-    if crit.uses_alpha and alpha == 0.0:
+    params = dict(crit.params)
+    unknown = set(criterion_params) - set(params)
+    if unknown:
+        raise ValueError(
+            f"criterion {crit.name!r} has no parameter(s) {sorted(unknown)}; its parameters: {sorted(params)}"
+        )
+    params.update(criterion_params)
+    if alpha is not None and "alpha" not in params:
+        raise ValueError(f"criterion {crit.name!r} takes no alpha (got alpha={alpha!r})")
+    uses_alpha = "alpha" in params
+    alpha = params.get("alpha") if alpha is None else alpha
+    alphas = (
+        _per_block("alpha", alpha, len(prune_blocks), _check_alpha)
+        if uses_alpha
+        else [None] * len(prune_blocks)
+    )
+    if uses_alpha and 0.0 in alphas:
         warnings.warn(
             "renyi_prune.patch: alpha=0 gives every token the same Rényi entropy (log N), so pruning "
             "keeps the first patches by position",
             stacklevel=2,
         )
-    if crit.name == "evit" and npt < 1:
-        raise ValueError("criterion='evit' needs a CLS token, but model.num_prefix_tokens == 0")
-    prune_blocks = list(prune_blocks)
-    for i in prune_blocks:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(blocks):
-            raise ValueError(f"prune block index {i!r} is out of range for a model with {len(blocks)} blocks")
-    if len(set(prune_blocks)) != len(prune_blocks):
-        raise ValueError(f"prune_blocks has repeated indices: {prune_blocks}")
+    if not isinstance(fuse_pruned, bool):
+        raise TypeError(f"fuse_pruned must be a bool, got {fuse_pruned!r}")
+    needs = crit.required(params) | ({"cls_attn"} if fuse_pruned else set())
+    if "cls_attn" in needs and npt < 1:
+        raise ValueError(
+            f"criterion={crit.name!r}, fuse_pruned={fuse_pruned} need a CLS token, "
+            "but model.num_prefix_tokens == 0"
+        )
     blocks = list(blocks)
     _check_supported(blocks, prune_blocks)
 
     unpatch(model)
-    for i in sorted(prune_blocks):
+    device = next(model.parameters()).device
+    for i, rate, a in zip(prune_blocks, keep_rates, alphas, strict=True):
+        block_params = dict(params)
+        if uses_alpha:
+            block_params["alpha"] = a
+        if "seed" in block_params:
+            block_params["generator"] = torch.Generator(device=device).manual_seed(
+                int(block_params["seed"]) + i
+            )
         blk = blocks[i]
-        setattr(blk, _STATE, _BlockState(crit, float(keep_rate), alpha, npt))
+        setattr(blk, _STATE, _BlockState(crit, rate, block_params, npt, fuse_pruned, frozenset(needs)))
         blk.forward = types.MethodType(_pruning_block_forward, blk)
     return model
+
+
+def set_keep_rate(model: nn.Module, keep_rate: float | Sequence[float]) -> None:
+    """Change the keep rate of a patched model in place (e.g. each step of a keep-rate warm-up).
+
+    Args:
+        model: a model patched with :func:`patch`.
+        keep_rate: one value in (0, 1], or one per pruning block.
+
+    Raises:
+        ValueError: the model is not patched, or a bad keep rate / schedule length.
+    """
+    states = _pruning_states(model)
+    for state, rate in zip(states.values(), _per_block("keep_rate", keep_rate, len(states), _check_keep_rate),
+                           strict=True):  # fmt: skip
+        state.keep_rate = rate
+
+
+def _check_keep_rate(keep_rate: Any) -> float:
+    if isinstance(keep_rate, bool) or not isinstance(keep_rate, (int, float)) or not 0 < keep_rate <= 1:
+        raise ValueError(f"keep_rate must be a number in (0, 1], got {keep_rate!r}")
+    return float(keep_rate)
+
+
+def _check_prune_blocks(prune_blocks: list[Any], depth: int) -> list[int]:
+    for i in prune_blocks:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth:
+            raise ValueError(f"prune block index {i!r} is out of range for a model with {depth} blocks")
+    if len(set(prune_blocks)) != len(prune_blocks):
+        raise ValueError(f"prune_blocks has repeated indices: {prune_blocks}")
+    return prune_blocks
+
+
+def _per_block(name: str, value: Any, n: int, check: Any) -> list[Any]:
+    """One checked value per pruning block from a scalar or a sequence of length ``n``."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} schedule {list(value)} has {len(value)} values for {n} pruning blocks")
+        return [check(v) for v in value]
+    return [check(value)] * n
 
 
 def unpatch(model: nn.Module) -> nn.Module:
@@ -253,19 +352,21 @@ def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:
     Returns:
         ``{block_index: (B, prefix + k) int64}``: positions in the token sequence that entered the
         first block (prefix tokens first, then patch ``j`` at position ``prefix + j``), ascending
-        after the prefix.
+        after the prefix. A fused token (``fuse_pruned=True``) stands for several patches and has no
+        position: it appears as −1, and the fused token a block creates is not listed (it follows
+        the kept tokens).
 
     Raises:
         ValueError: the model is not patched, or no forward has run since it was patched.
     """
     result: dict[int, torch.Tensor] = {}
-    origin = None  # original position of each current token
+    origin = None  # original position of each current token (−1: a fused token)
     for i, state in _pruning_states(model).items():
         if state.keep_index is None:
             raise ValueError(f"pruning block {i} has not run yet: call the model on a batch first")
         idx = state.keep_index if origin is None else origin.gather(1, state.keep_index)
         result[i] = idx
-        origin = idx
+        origin = torch.cat([idx, torch.full_like(idx[:, :1], -1)], dim=1) if state.fuse_pruned else idx
     return result
 
 

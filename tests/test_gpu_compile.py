@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent(
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
+    from renyi_prune.kernels.attention_colnorm import _attn_colnorm_kernel
     from renyi_prune.kernels.attention_entropy_bwd import _bwd_dkdv_kernel, _bwd_dq_kernel
     from renyi_prune.kernels.attention_entropy_fwd import _attn_entropy_fwd_kernel
 
@@ -57,6 +58,7 @@ SCRIPT = textwrap.dedent(
         (_bwd_dq_kernel, "bf16", (1, 5), 1),
         (_bwd_dkdv_kernel, "fp16", (1,), 0),
         (_bwd_dq_kernel, "fp32", (4,), 1),
+        (_attn_colnorm_kernel, "fp32", (1,), 0),  # fp32: its output ("Out") is fp32 whatever the input
     ]
     PRECISION = {"fp16": (0, "tf32"), "bf16": (0, "tf32"), "fp32": (1, "ieee")}
     for fn, dtype, modes, ent_grad in CASES:

@@ -9,6 +9,7 @@ from ._common import (
     entropy_mode,
     is_interpreting,
 )
+from .attention_colnorm import attention_column_power_sum
 from .attention_entropy_bwd import attention_entropy_bwd
 from .attention_entropy_fwd import attention_entropy_fwd
 
@@ -18,6 +19,7 @@ __all__ = [
     "ENT_RENYI_LOG1P",
     "ENT_SHANNON",
     "ENT_SUPPORT",
+    "attention_column_power_sum",
     "attention_entropy_bwd",
     "attention_entropy_fwd",
     "entropy_mode",

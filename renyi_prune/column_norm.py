@@ -1,0 +1,197 @@
+"""Column ℓ_n norms of the softmax attention matrix (the Col-Ln token-pruning criterion).
+
+Col-Ln ("Rényi Entropy: A New Token Pruning Metric for Vision Transformers", Su, Zhang & Zhang)
+scores token j by the column-wise ℓ_n norm of the attention matrix of each head,
+
+    c_j = (Σ_i p_ij^n)^{1/n},   p_i = softmax(q_i kᵀ · scale),
+
+averaged over heads, with the order n a parameter (the paper shows n = 1…4); n = ∞ gives max_i p_ij.
+A column needs the final softmax normalizer of every row, so this is a second pass after the
+attention forward: it recomputes P tile by tile from the forward's log-sum-exp and never
+materializes the (B, H, N, M) matrix (:func:`renyi_prune.kernels.attention_column_power_sum`).
+
+:func:`attention_column_norm` validates and dispatches like :func:`renyi_prune.attention_with_entropy`
+(:func:`renyi_prune.ops.uses_triton`): CUDA, or CPU under ``TRITON_INTERPRET=1`` → the Triton kernel;
+otherwise, and for fp64, :func:`attention_column_norm_reference`, the eager ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .kernels import attention_column_power_sum
+from .ops import MAX_HEAD_DIM, MIN_HEAD_DIM, _check_qkv, uses_triton
+
+__all__ = ["attention_column_norm", "attention_column_norm_reference"]
+
+# Logit elements (B·H·chunk·M) per chunk when the log-sum-exp is computed here: 2^24 fp32 = 64 MiB.
+LSE_CHUNK_ELEMENTS = 1 << 24
+
+
+def attention_column_norm(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    order: float = 1.0,
+    scale: float | None = None,
+    lse: torch.Tensor | None = None,
+    head_reduce: str = "mean",
+) -> torch.Tensor:
+    """Column ℓ_n norm (Σ_i p_ij^n)^{1/n} of the softmax attention of every head (Col-Ln).
+
+    Source: "Rényi Entropy: A New Token Pruning Metric for Vision Transformers" (Su, Zhang & Zhang),
+    the Col-Ln criterion: p = softmax(q kᵀ · scale) row-wise, token j scored by the ℓ_n norm of
+    column j, averaged over heads. Order 1 is the column sum (the attention token j receives in
+    total); larger n weighs the largest entries more; n = ∞ is max_i p_ij.
+
+    Args:
+        q: queries (B, H, N, D); fp16, bf16, fp32 (Triton) or fp64 (eager reference). Any strides,
+            e.g. timm's ``qkv.reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4)`` views.
+        k: keys (B, H, M, D), same dtype and device as ``q``.
+        order: the norm's order n > 0 (real, not only integers), ``math.inf`` for the column max.
+        scale: logit scale; ``None`` → D ** -0.5. Must be the scale the ``lse`` was computed with.
+        lse: optional (B, H, N) natural log-sum-exp of each row's scaled logits, log Σ_j e^{q_i·k_j·scale},
+            as the attention forward returns it (``attention_with_entropy(..., return_lse=True)``);
+            fp32 (fp32 or fp64 for fp64 inputs), same device. Pass it: that is what makes this one
+            extra pass. If ``None`` it is computed here with ``torch.logsumexp`` over query chunks
+            of ``LSE_CHUNK_ELEMENTS`` // (B·H·M) rows (at least one), in fp32, so the temporary
+            logits take O(B·H·chunk·M) memory, never (B, H, N, M) at once.
+        head_reduce: ``"mean"`` → norms averaged over heads, (B, M); ``"none"`` → (B, H, M).
+
+    Returns:
+        Column norms, (B, M) or (B, H, M), fp32 (fp64 for fp64 inputs); in [0, N^{1/n}] (order 1:
+        each head's columns sum to N). No gradient on any path (a ranking score).
+
+    Raises:
+        TypeError: q or k is not a tensor or has a non-float dtype, ``order`` is not a real number,
+            ``lse`` is not a tensor.
+        ValueError: wrong rank, mismatched shapes/devices/dtypes, head dim outside [16, 128] on the
+            Triton path, order ≤ 0 or NaN, bad ``scale`` or ``head_reduce``, ``lse`` of the wrong
+            shape, dtype or device.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.column_norm import attention_column_norm
+        >>> q, k = torch.randn(2, 2, 4, 17, 32).unbind(0)
+        >>> attention_column_norm(q, k, order=2.0).shape
+        torch.Size([2, 17])
+        >>> col_sums = attention_column_norm(q, k, order=1.0, head_reduce="none")  # (B, H, M)
+        >>> torch.allclose(col_sums.sum(-1), torch.full((2, 4), 17.0))  # Σ_j Σ_i p_ij = N
+        True
+    """
+    _check_qkv(q, k, k)
+    order = _check_order(order)
+    _check_head_reduce(head_reduce)
+    scale = _check_scale(scale, q.shape[-1])
+    if lse is not None:
+        _check_lse(lse, q)
+
+    if not uses_triton(q):
+        with torch.no_grad():
+            return attention_column_norm_reference(q, k, order, scale, head_reduce, lse=lse)
+
+    D = q.shape[-1]
+    if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
+        raise ValueError(
+            f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
+        )
+    with torch.no_grad():
+        if lse is None:
+            lse = _chunked_lse(q, k, scale)
+        sums = attention_column_power_sum(q, k, lse.float(), scale, order)
+        norms = sums if (order == 1.0 or math.isinf(order)) else sums.pow(1.0 / order)
+        return norms.mean(dim=1) if head_reduce == "mean" else norms
+
+
+def attention_column_norm_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    order: float = 1.0,
+    scale: float | None = None,
+    head_reduce: str = "mean",
+    lse: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """EAGER REFERENCE (ground truth, CPU/fp64 fallback): Col-Ln column norms from a materialized P.
+
+    Builds the whole (B, H, N, M) attention matrix and applies the definition literally:
+    (Σ_i p_ij^n)^{1/n}, max_i p_ij for n = ∞ (Col-Ln, Su, Zhang & Zhang, "Rényi Entropy: A New Token
+    Pruning Metric for Vision Transformers"). Slow and memory-hungry on purpose: it is what the
+    Triton pass is tested against. Pass fp64 inputs for an fp64 ground truth.
+
+    Args:
+        q: queries (B, H, N, D); k: keys (B, H, M, D); any float dtype.
+        order: n > 0 or ``math.inf``.
+        scale: logit scale; ``None`` → D ** -0.5.
+        head_reduce: ``"mean"`` → (B, M) averaged over heads; ``"none"`` → (B, H, M).
+        lse: optional (B, H, N) log-sum-exp; if given, P = exp(logits − lse) (what the Triton pass
+            computes), else P = softmax(logits).
+
+    Returns:
+        Column norms in the compute dtype: fp64 for fp64 inputs, else fp32.
+
+    Raises:
+        TypeError / ValueError: bad ``order`` or ``head_reduce`` (as :func:`attention_column_norm`).
+    """
+    order = _check_order(order)
+    _check_head_reduce(head_reduce)
+    compute = torch.float64 if q.dtype == torch.float64 else torch.float32
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    logits = (q.to(compute) @ k.to(compute).transpose(-2, -1)) * scale
+    if lse is None:
+        p = torch.softmax(logits, dim=-1)
+    else:
+        p = torch.exp(logits - lse.to(compute).unsqueeze(-1))
+    if math.isinf(order):
+        norms = p.amax(dim=-2) if p.shape[-2] else p.new_zeros(p.shape[:-2] + p.shape[-1:])
+    else:
+        norms = (p**order).sum(dim=-2) ** (1.0 / order)
+    return norms.mean(dim=1) if head_reduce == "mean" else norms
+
+
+def _chunked_lse(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B, H, N) fp32 log Σ_j exp(q_i·k_j·scale), over query chunks of O(LSE_CHUNK_ELEMENTS) logits."""
+    B, H, N, _ = q.shape
+    M = k.shape[2]
+    kt = k.float().transpose(-2, -1)
+    chunk = max(1, LSE_CHUNK_ELEMENTS // max(1, B * H * M))
+    parts = [
+        torch.logsumexp((q[:, :, i : i + chunk].float() @ kt) * scale, dim=-1) for i in range(0, N, chunk)
+    ]
+    return torch.cat(parts, dim=-1) if parts else q.new_empty((B, H, 0), dtype=torch.float32)
+
+
+def _check_order(order: float) -> float:
+    if isinstance(order, bool) or not isinstance(order, (int, float)):
+        raise TypeError(f"order must be a real number, got {order!r} of type {type(order).__name__}")
+    order = float(order)
+    if math.isnan(order) or order <= 0:
+        raise ValueError(f"column-norm order n must be > 0 (math.inf allowed), got {order!r}")
+    return order
+
+
+def _check_head_reduce(head_reduce: str) -> None:
+    if head_reduce not in ("mean", "none"):
+        raise ValueError(f"head_reduce must be 'mean' or 'none', got {head_reduce!r}")
+
+
+def _check_scale(scale: float | None, head_dim: int) -> float:
+    if scale is None:
+        return head_dim**-0.5
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
+    return float(scale)
+
+
+def _check_lse(lse: torch.Tensor, q: torch.Tensor) -> None:
+    if not isinstance(lse, torch.Tensor):
+        raise TypeError(f"lse must be a torch.Tensor or None, got {type(lse).__name__}")
+    expected = tuple(q.shape[:3])
+    if tuple(lse.shape) != expected:
+        raise ValueError(f"lse must have shape (B, H, N) = {expected}, got {tuple(lse.shape)}")
+    allowed = (torch.float32, torch.float64) if q.dtype == torch.float64 else (torch.float32,)
+    if lse.dtype not in allowed:
+        raise ValueError(f"lse must be float32 (or float64 for float64 inputs), got {lse.dtype}")
+    if lse.device != q.device:
+        raise ValueError(f"lse must be on the device of q ({q.device}), got {lse.device}")

@@ -1,0 +1,28 @@
+"""``random``: a uniformly random subset of patches, from a seeded generator — the control.
+
+Each pruning block owns a ``torch.Generator`` seeded with ``seed`` (default 0) plus its block index,
+created on the model's device when the model is patched; re-patching restarts the sequence.
+"""
+
+import torch
+
+from .base import Criterion, register_criterion
+
+
+def _uniform(attention_pass, params):
+    B, _, N, _ = attention_pass.q.shape
+    generator = params["generator"]
+    scores = torch.rand((B, N), generator=generator, device=generator.device)
+    return scores.to(attention_pass.q.device)
+
+
+register_criterion(
+    Criterion(
+        "random",
+        keep="lowest",
+        needs=frozenset(),
+        score=_uniform,
+        params={"seed": 0},
+        description="uniform random scores from a seeded generator (control)",
+    )
+)
