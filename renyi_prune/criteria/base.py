@@ -129,8 +129,8 @@ def run_attention(
 ) -> AttentionPass:
     """Attention output plus exactly the statistics in ``needs``.
 
-    Entropy or lse → the fused Triton kernel (one pass; lse comes free with it); otherwise
-    ``scaled_dot_product_attention``. ``cls_attn`` forms only the CLS row of P, (B, H, 1, N).
+    Entropy → the fused Triton kernel with Rényi order ``alpha`` (lse comes free with it); lse
+    alone → the same kernel in its cheapest mode; otherwise ``scaled_dot_product_attention``. ``cls_attn`` forms only the CLS row of P, (B, H, 1, N).
 
     Args:
         q, k, v: (B, H, N, D).
@@ -139,8 +139,11 @@ def run_attention(
         alpha: Rényi order for the entropy.
     """
     entropy = lse = cls_attn = None
-    if needs & {"entropy", "lse"}:
+    if "entropy" in needs:
         out, entropy, lse = attention_with_entropy(q, k, v, alpha=alpha, scale=scale, return_lse=True)
+    elif "lse" in needs:
+        # α = 0 is the kernel's cheapest mode: H_0 = log N needs no running sum beyond the softmax's
+        out, _, lse = attention_with_entropy(q, k, v, alpha=0.0, scale=scale, return_lse=True)
     else:
         out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     if "cls_attn" in needs:
