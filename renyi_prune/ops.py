@@ -22,7 +22,14 @@ import torch
 from .kernels import ENT_MIN, attention_entropy_bwd, attention_entropy_fwd, entropy_mode, is_interpreting
 from .reference import _check_alpha, attention_with_entropy_reference
 
-__all__ = ["attention_with_entropy", "uses_triton", "FUSED_OP_NAME", "MIN_HEAD_DIM", "MAX_HEAD_DIM"]
+__all__ = [
+    "attention_with_entropy",
+    "uses_triton",
+    "BACKENDS",
+    "FUSED_OP_NAME",
+    "MIN_HEAD_DIM",
+    "MAX_HEAD_DIM",
+]
 
 FUSED_OP_NAME = "renyi_prune::attention_with_entropy_fwd"
 FUSED_BWD_OP_NAME = "renyi_prune::attention_with_entropy_bwd"
@@ -102,9 +109,25 @@ def _fused_backward(ctx, dout, dlse, dent, dargmax):
 _fused_fwd.register_autograd(_fused_backward, setup_context=_fused_setup_context)
 
 
-def uses_triton(q: torch.Tensor) -> bool:
-    """Whether :func:`attention_with_entropy` runs the Triton kernel for a tensor like ``q``."""
-    return q.dtype in _TRITON_DTYPES and (q.is_cuda or (q.device.type == "cpu" and is_interpreting()))
+BACKENDS = ("auto", "triton", "eager")
+
+
+def uses_triton(q: torch.Tensor, backend: str = "auto") -> bool:
+    """Whether :func:`attention_with_entropy` runs the Triton kernel for a tensor like ``q``.
+
+    ``backend="auto"``: on CUDA, or on CPU under ``TRITON_INTERPRET=1``, for fp16/bf16/fp32;
+    ``"eager"``: never; ``"triton"``: always (raises ValueError where Triton cannot run: a CPU
+    tensor without the interpreter, or fp64).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    possible = q.dtype in _TRITON_DTYPES and (q.is_cuda or (q.device.type == "cpu" and is_interpreting()))
+    if backend == "triton" and not possible:
+        raise ValueError(
+            f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU) of dtype fp16/bf16/fp32, "
+            f"got {q.dtype} on {q.device}"
+        )
+    return possible and backend != "eager"
 
 
 def attention_with_entropy(
@@ -116,6 +139,7 @@ def attention_with_entropy(
     head_reduce: str = "mean",
     entropy_grad: bool = False,
     return_lse: bool = False,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Softmax attention and the Rényi attention entropy of every query row, in one pass.
 
@@ -137,6 +161,9 @@ def attention_with_entropy(
             (entropy collapse, Zhai et al., ICML 2023), using the analytic derivative
             ∂H/∂s_j = −p_j (log p_j + H) (Shannon), α/(1−α)·(p_j^α/Σ_k p_k^α − p_j) (Rényi),
             p_j − 1[j = argmax] (min-entropy, a subgradient), 0 (α = 0), s the scaled logits.
+        backend: ``"auto"`` (Triton where it can run, see above), ``"triton"`` (error if it
+            cannot), or ``"eager"`` (the reference on any device: materializes P, like the paper's
+            code; for comparisons and benchmarks).
         return_lse: also return the per-row log-sum-exp of the scaled logits, (B, H, N), fp32
             (fp64 for fp64 inputs), no gradient: what a second pass over P needs (e.g. Col-Ln).
 
@@ -183,7 +210,7 @@ def attention_with_entropy(
         raise ValueError(f"scale must be a finite number or None, got {scale!r}")
     scale = float(scale)
 
-    if not uses_triton(q):
+    if not uses_triton(q, backend):
         out, ent, lse = attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
         ent = ent if entropy_grad else ent.detach()
         return (out, ent, lse.detach()) if return_lse else (out, ent)

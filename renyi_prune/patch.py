@@ -115,12 +115,15 @@ def _pruning_block_forward(
     qkv = attn.qkv(self.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
-    attention = run_attention(q, k, v, attn.scale, state.needs, state.params.get("alpha", 1.0))
+    params = state.params
+    attention = run_attention(
+        q, k, v, attn.scale, state.needs, params.get("alpha", 1.0), params.get("backend", "auto")
+    )
     out = attention.out.transpose(1, 2).reshape(B, N, attn.attn_dim)
     out = attn.proj_drop(attn.proj(attn.norm(out)))
     x = x + self.drop_path1(self.ls1(out))
 
-    score = state.criterion.score(attention, state.params)
+    score = state.criterion.score(attention, params)
     k_keep = num_kept(N, state.num_prefix_tokens, state.keep_rate)
     keep, pruned = select_tokens(
         score, state.num_prefix_tokens, k_keep, state.criterion.keep, return_pruned=True
@@ -194,7 +197,8 @@ def patch(
         fuse_pruned: merge the pruned patches of each pruning block into one extra token, weighted
             by CLS attention (EViT's token fusion); needs a CLS token.
         **criterion_params: the criterion's own parameters, e.g. ``order=3`` for ``colln``,
-            ``source="column"`` for ``headvar``/``headmad``, ``seed=1`` for ``random``.
+            ``source="column"`` for ``headvar``/``headmad``, ``seed=1`` for ``random``,
+            ``backend="eager"`` for ``renyi``/``shannon`` (materialized attention, as in the paper).
 
     Returns:
         The same ``model`` object. Calling ``patch`` on a patched model first undoes the earlier

@@ -88,3 +88,17 @@ def test_bad_head_dim_scale_and_reduce():
         attention_with_entropy(q, k, v, scale=float("inf"))
     with pytest.raises(ValueError, match="'max'"):
         attention_with_entropy(q, k, v, head_reduce="max")
+
+
+def test_backend_choice(monkeypatch):
+    q, k, v = timm_qkv(1, 2, 20, 16, device="cpu")
+    fused = attention_with_entropy(q, k, v, backend="triton")  # interpreter on CPU
+    eager = attention_with_entropy(q, k, v, backend="eager")
+    torch.testing.assert_close(fused, eager, atol=2e-5, rtol=2e-5)
+    with pytest.raises(ValueError, match="backend"):
+        attention_with_entropy(q, k, v, backend="cuda")
+    with pytest.raises(ValueError, match="backend='triton'"):
+        attention_with_entropy(q.double(), k.double(), v.double(), backend="triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="backend='triton'"):
+        attention_with_entropy(q, k, v, backend="triton")

@@ -125,25 +125,38 @@ def available_criteria() -> list[str]:
 
 
 def run_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, needs: frozenset[str], alpha: float = 1.0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    needs: frozenset[str],
+    alpha: float = 1.0,
+    backend: str = "auto",
 ) -> AttentionPass:
     """Attention output plus exactly the statistics in ``needs``.
 
     Entropy → the fused Triton kernel with Rényi order ``alpha`` (lse comes free with it); lse
-    alone → the same kernel in its cheapest mode; otherwise ``scaled_dot_product_attention``. ``cls_attn`` forms only the CLS row of P, (B, H, 1, N).
+    alone → the same kernel in its cheapest mode; otherwise ``scaled_dot_product_attention``.
+    ``cls_attn`` forms only the CLS row of P, (B, H, 1, N).
 
     Args:
         q, k, v: (B, H, N, D).
         scale: logit scale.
         needs: subset of :data:`NEEDS`.
         alpha: Rényi order for the entropy.
+        backend: for the fused op (``"auto"``, ``"triton"``, ``"eager"``; see
+            :func:`renyi_prune.attention_with_entropy`).
     """
     entropy = lse = cls_attn = None
     if "entropy" in needs:
-        out, entropy, lse = attention_with_entropy(q, k, v, alpha=alpha, scale=scale, return_lse=True)
+        out, entropy, lse = attention_with_entropy(
+            q, k, v, alpha=alpha, scale=scale, return_lse=True, backend=backend
+        )
     elif "lse" in needs:
         # α = 0 is the kernel's cheapest mode: H_0 = log N needs no running sum beyond the softmax's
-        out, _, lse = attention_with_entropy(q, k, v, alpha=0.0, scale=scale, return_lse=True)
+        out, _, lse = attention_with_entropy(
+            q, k, v, alpha=0.0, scale=scale, return_lse=True, backend=backend
+        )
     else:
         out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     if "cls_attn" in needs:

@@ -3,6 +3,9 @@
 "Rényi Attention Entropy for Patch Pruning" (Aizawa & Igaue, arXiv 2604.03803), Defs. 2–3:
 H_α(i) = log(Σ_j p_ij^α)/(1 − α) of token i's attention row, averaged over heads; low entropy =
 focused attention = important. From the fused kernel, in the same pass as the attention.
+
+``backend="eager"`` computes the same scores from the materialized attention matrix instead (the
+paper's own implementation), for speed comparisons.
 """
 
 from .base import Criterion, register_criterion
@@ -18,7 +21,7 @@ register_criterion(
         keep="lowest",
         needs=frozenset({"entropy"}),
         score=_entropy,
-        params={"alpha": 1.0},
+        params={"alpha": 1.0, "backend": "auto"},
         description="head-mean Rényi attention entropy H_α, lowest kept (arXiv 2604.03803)",
     )
 )
@@ -28,6 +31,7 @@ register_criterion(
         keep="lowest",
         needs=frozenset({"entropy"}),
         score=_entropy,
+        params={"backend": "auto"},
         description="head-mean Shannon attention entropy (renyi with alpha=1)",
     )
 )
