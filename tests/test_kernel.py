@@ -10,7 +10,7 @@ from renyi_prune import attention_with_entropy, attention_with_entropy_reference
 from renyi_prune.kernels import attention_entropy_fwd, entropy_mode
 from renyi_prune.ops import uses_triton
 
-ALPHAS = [0.0, 0.5, 1.0, 1.0 - 1e-6, 1.0 + 1e-6, 1.2, 2.0, 3.0, 10.0, math.inf]
+ALPHAS = [0.0, 1e-40, 0.5, 1.0, 1.0 - 1e-6, 1.0 + 1e-6, 1.2, 2.0, 3.0, 10.0, math.inf]
 
 
 def fused(q, k, v, alpha, scale=None):

@@ -23,7 +23,8 @@ ENT_RENYI_DIRECT = 5
 
 LOG2E = 1.4426950408889634
 _LN2 = tl.constexpr(0.6931471805599453)
-_RENYI_DIRECT_MIN_BETA = 0.25  # β = α − 1 at and above which Σ e^{αx} is summed directly
+_RENYI_DIRECT_MIN_BETA = 0.25
+_TINY_ALPHA = 1e-30  # orders below this are evaluated as α = 0  # β = α − 1 at and above which Σ e^{αx} is summed directly
 
 # Tiles under TRITON_INTERPRET=1: large, so the Python-level loops run few iterations.
 INTERPRET_BLOCK_M = 64
@@ -31,13 +32,17 @@ INTERPRET_BLOCK_N = 128
 
 
 def entropy_mode(alpha: float) -> int:
-    """Kernel entropy mode for the Rényi order ``alpha`` (already validated, ≥ 0)."""
+    """Kernel entropy mode for the Rényi order ``alpha`` (already validated, ≥ 0).
+
+    Orders below 1e-30 use the α = 0 mode: they differ from it by less than fp32 resolves, and
+    would underflow to 0 in fp32 kernel arithmetic.
+    """
     if alpha == 1.0:
         return ENT_SHANNON
     if math.isinf(alpha):
         return ENT_MIN
-    if alpha == 0.0:
-        return ENT_SUPPORT
+    if alpha < _TINY_ALPHA:
+        return ENT_SUPPORT  # H_α − H_0 ≈ α·mean_j log p_j: below fp32 resolution (and α would underflow)
     if alpha - 1.0 >= _RENYI_DIRECT_MIN_BETA:
         return ENT_RENYI_DIRECT
     return ENT_RENYI_LOG1P
