@@ -4,10 +4,10 @@ Rényi orders and dtypes; entropies obey the inequalities every Rényi entropy o
 import math
 
 import torch
-from conftest import TOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import TOL
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
@@ -39,9 +39,13 @@ alphas = st.one_of(
 def test_triton_matches_reference(qkv, alpha):
     q, k, v = qkv
     out, ent = attention_with_entropy(q, k, v, alpha=alpha, head_reduce="none")
-    r_out, r_ent, _ = attention_with_entropy_reference(q.double(), k.double(), v.double(), alpha, head_reduce="none")
+    r_out, r_ent, _ = attention_with_entropy_reference(
+        q.double(), k.double(), v.double(), alpha, head_reduce="none"
+    )
     tol = TOL[q.dtype]
-    logit_scale = max(1.0, ((q.double() @ k.double().transpose(-2, -1)) * q.shape[-1] ** -0.5).abs().max().item() / 10)
+    logit_scale = max(
+        1.0, ((q.double() @ k.double().transpose(-2, -1)) * q.shape[-1] ** -0.5).abs().max().item() / 10
+    )
     torch.testing.assert_close(out.double(), r_out, atol=tol["out"] * logit_scale, rtol=tol["out"])
     torch.testing.assert_close(ent.double(), r_ent, atol=tol["ent"] * logit_scale, rtol=tol["ent"])
 

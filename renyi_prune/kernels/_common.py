@@ -23,8 +23,8 @@ ENT_RENYI_DIRECT = 5
 
 LOG2E = 1.4426950408889634
 _LN2 = tl.constexpr(0.6931471805599453)
-_RENYI_DIRECT_MIN_BETA = 0.25
-_TINY_ALPHA = 1e-30  # orders below this are evaluated as α = 0  # β = α − 1 at and above which Σ e^{αx} is summed directly
+_RENYI_DIRECT_MIN_BETA = 0.25  # β = α − 1 at and above which Σ e^{αx} is summed directly
+_TINY_ALPHA = 1e-30  # orders below this are evaluated as α = 0
 
 # Tiles under TRITON_INTERPRET=1: large, so the Python-level loops run few iterations.
 INTERPRET_BLOCK_M = 64
