@@ -253,3 +253,14 @@ def test_registering_a_criterion_is_one_object():
     with pytest.raises(ValueError, match="keep"):
         Criterion("bad", keep="middle", needs=frozenset(), score=lambda p, params: None)
     assert isinstance(AttentionPass(q=None, k=None, scale=1.0, out=None), AttentionPass)
+
+
+@pytest.mark.parametrize("criterion", ["renyi", "evit", "colln", "headmad", "random"])
+def test_empty_batch(deit_tiny, criterion):
+    renyi_prune.patch(deit_tiny, keep_rate=0.5, criterion=criterion, fuse_pruned=criterion == "evit")
+    try:
+        with torch.no_grad():
+            out = deit_tiny(torch.randn(0, 3, 224, 224).to(DEVICE))
+    finally:
+        renyi_prune.unpatch(deit_tiny)
+    assert out.shape == (0, 1000)
