@@ -10,7 +10,8 @@ only the kept tokens. This is the placement of "Rényi Attention Entropy for Pat
 With ``fuse_pruned=True`` the pruned patch tokens are not dropped but merged into one extra token
 appended at the end, their sum weighted by the CLS attention they received (head mean), as in EViT's
 inattentive-token fusion (Liang et al., ICLR 2022); that fused token takes part in later blocks like
-any token (it can be pruned and fused again).
+any token (it can be pruned and fused again). A block that prunes nothing (keep rate 1) adds no
+fused token, so ``keep_rate=1.0`` gives the unpatched model with or without fusion.
 
 Only the pruning blocks are touched (their ``forward`` is replaced on the instance); every other
 block keeps timm's own code path. :func:`unpatch` deletes what :func:`patch` added, so the model is
@@ -54,10 +55,11 @@ class _BlockState:
     num_prefix_tokens: int
     fuse_pruned: bool
     needs: frozenset[str]
-    keep_index: torch.Tensor | None = field(
-        default=None, repr=False
-    )  # (B, prefix + k), block-input positions
-    score: torch.Tensor | None = field(default=None, repr=False)  # (B, n), block-input positions
+    # what the last forward did: kept tokens (B, prefix + k) and scores (B, n), in block-input
+    # positions, and whether a fused token was appended
+    keep_index: torch.Tensor | None = field(default=None, repr=False)
+    score: torch.Tensor | None = field(default=None, repr=False)
+    fused: bool = False
 
 
 def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
@@ -129,7 +131,8 @@ def _pruning_block_forward(
         score, state.num_prefix_tokens, k_keep, state.criterion.keep, return_pruned=True
     )
     state.keep_index, state.score = keep, score.detach()
-    if state.fuse_pruned:
+    state.fused = state.fuse_pruned and pruned.shape[1] > 0  # nothing pruned → nothing to fuse
+    if state.fused:
         # EViT's inattentive-token fusion: Σ over pruned tokens of (head-mean CLS attention) · token
         weight = attention.cls_attn.mean(dim=1).gather(1, pruned).to(x.dtype)
         fused = (_gather_tokens(x, pruned) * weight.unsqueeze(-1)).sum(dim=1, keepdim=True)
@@ -370,7 +373,7 @@ def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:
             raise ValueError(f"pruning block {i} has not run yet: call the model on a batch first")
         idx = state.keep_index if origin is None else origin.gather(1, state.keep_index)
         result[i] = idx
-        origin = torch.cat([idx, torch.full_like(idx[:, :1], -1)], dim=1) if state.fuse_pruned else idx
+        origin = torch.cat([idx, torch.full_like(idx[:, :1], -1)], dim=1) if state.fused else idx
     return result
 
 

@@ -264,3 +264,21 @@ def test_empty_batch(deit_tiny, criterion):
     finally:
         renyi_prune.unpatch(deit_tiny)
     assert out.shape == (0, 1000)
+
+
+def test_fusion_at_keep_rate_one_is_the_unpatched_model(deit_tiny, images):
+    with torch.no_grad():
+        ref = deit_tiny(images)
+        renyi_prune.patch(deit_tiny, keep_rate=1.0, criterion="evit", fuse_pruned=True)
+        out = deit_tiny(images)
+        kept = renyi_prune.kept_token_indices(deit_tiny)
+        renyi_prune.unpatch(deit_tiny)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert all((idx >= 0).all() and idx.shape[1] == 197 for idx in kept.values())
+
+
+def test_cls_attention_is_fp32_under_autocast():
+    q, k, v = torch.randn(3, 1, 2, 10, 16).unbind(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        p = run_attention(q, k, v, 0.25, frozenset({"cls_attn"}))
+    assert p.cls_attn.dtype == torch.float32

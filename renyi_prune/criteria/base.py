@@ -160,6 +160,7 @@ def run_attention(
     else:
         out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     if "cls_attn" in needs:
-        logits = (q[:, :, :1].float() @ k.float().transpose(-2, -1)) * scale
-        cls_attn = torch.softmax(logits, dim=-1)[:, :, 0].detach()
+        with torch.autocast(q.device.type, enabled=False):  # fp32 scores, also under AMP
+            logits = (q[:, :, :1].float() @ k.float().transpose(-2, -1)) * scale
+            cls_attn = torch.softmax(logits, dim=-1)[:, :, 0].detach()
     return AttentionPass(q=q, k=k, scale=scale, out=out, entropy=entropy, lse=lse, cls_attn=cls_attn)
