@@ -1,4 +1,5 @@
-"""Smoke tests of benchmarks/bench_kernel.py (tiny shapes; Triton interpreter on CPU, real kernel on GPU)."""
+"""Smoke tests of the kernel benchmark, renyi_prune.bench.kernel, and its thin script
+benchmarks/bench_kernel.py (tiny shapes; Triton interpreter on CPU, real kernel on GPU)."""
 
 import csv
 import importlib.util
@@ -11,18 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from renyi_prune.bench import kernel as bench
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "bench_kernel.py"
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_kernel", SCRIPT)
+def _load_script():
+    spec = importlib.util.spec_from_file_location("bench_kernel_script", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    spec.loader.exec_module(mod)  # its body runs only under __main__
     return mod
 
-
-bench = _load_bench()
 
 # The fused provider must run the Triton kernel: on CUDA, or on CPU with TRITON_INTERPRET=1 set before
 # renyi_prune was imported (tests/conftest.py does that). Otherwise run the script in a subprocess.
@@ -49,7 +50,11 @@ def test_smoke_csv(tmp_path):
     _run_smoke(out)
     rows = _read(out)
     assert list(rows[0]) == bench.CSV_COLUMNS
-    assert not [p for p in out.parent.iterdir() if p.name != "k.csv"], "temp files left behind"
+    left = [p.name for p in out.parent.iterdir() if p.name not in ("k.csv", "k.png")]
+    assert not left, f"temp files left behind: {left}"
+    if importlib.util.find_spec("matplotlib") is not None:
+        png = out.with_suffix(".png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     shapes = {(2, 2, n, 32) for n in bench.SMOKE["seq"]}
     got = {(r["provider"], int(r["B"]), int(r["H"]), int(r["N"]), int(r["D"])) for r in rows}
@@ -268,3 +273,28 @@ def test_default_shapes_and_options():
     assert args.alpha == [math.inf, 2.0]
     with pytest.raises(SystemExit):
         bench.build_parser().parse_args(["--alpha", "-1"])
+
+
+def test_no_plot_and_plot_without_matplotlib(tmp_path, monkeypatch):
+    rows = bench.run_benchmark([(1, 2, 17, 32)], [torch.float32], [1.0], ["sdpa"], reps=1, verbose=False)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert bench.write_plot(rows, tmp_path / "a.png") and (tmp_path / "a.png").stat().st_size > 0
+    from renyi_prune.bench import _common
+
+    monkeypatch.setattr(_common, "new_figure", lambda **kw: None)  # as if matplotlib were missing
+    assert not bench.write_plot(rows, tmp_path / "b.png") and not (tmp_path / "b.png").exists()
+    out = tmp_path / "k.csv"
+    argv = ["--smoke", "--quiet", "--providers", "sdpa", "--seq", "17", "--out", str(out), "--no-plot"]
+    monkeypatch.undo()  # matplotlib back: --no-plot alone must keep the PNG away
+    assert bench.main(argv) == 0
+    assert out.exists() and not out.with_suffix(".png").exists()
+
+
+def test_script_sets_interpreter_only_for_cpu_smoke(monkeypatch):
+    script = _load_script()
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert not script._wants_interpreter([])
+    assert script._wants_interpreter(["--smoke", "--device", "cpu"])
+    assert script._wants_interpreter(["--smoke"]) == (not torch.cuda.is_available())
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not script._wants_interpreter(["--smoke", "--device", "cpu"])  # an explicit choice wins

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# All GPU benchmarks in one command. Every CSV and PNG goes to benchmarks/results/<device-slug>/.
+#
+#   benchmarks/run_gpu.sh                  # all stages (about 10-15 min on an H100/H200, see README)
+#   benchmarks/run_gpu.sh e2e e2e-compile  # only these stages
+#   DRY_RUN=1 benchmarks/run_gpu.sh        # print the commands, run nothing
+#   COPY_TO=$OUT benchmarks/run_gpu.sh     # also copy benchmarks/results/ into $OUT after every stage
+#
+# Stages (default: all, in this order):
+#   kernel-fwd     kernel forward, DeiT-S shapes, bf16                  -> kernel_fwd.csv/.png
+#   kernel-fwdbwd  kernel forward + backward                            -> kernel_fwdbwd.csv/.png
+#   e2e            DeiT-Ti/S/B at 224 px, batch 256, bf16, 7 keep rates -> e2e.csv/.png
+#   e2e-384        DeiT-B at 384 px, batch 64                           -> e2e_384px.csv/.png
+#   e2e-compile    torch.compile(fullgraph=True), DeiT-S, r = 0.7 0.5   -> e2e_compile.csv/.png
+#
+# With COPY_TO the results of the finished stages survive a run that is cut off later (e.g. by a time
+# limit). A stage that fails (e.g. a correctness guard: exit code 1, no CSV) does not stop the others; the
+# script exits 1 if any stage failed. PYTHON overrides the interpreter (default: python).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+ALL=(kernel-fwd kernel-fwdbwd e2e e2e-384 e2e-compile)
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=("${ALL[@]}")
+
+command_for() {
+  case "$1" in
+    kernel-fwd) echo "$PY benchmarks/bench_kernel.py --quiet" ;;
+    kernel-fwdbwd) echo "$PY benchmarks/bench_kernel.py --mode fwdbwd --quiet" ;;
+    e2e) echo "$PY benchmarks/bench_e2e.py" ;;
+    e2e-384) echo "$PY benchmarks/bench_e2e.py --models deit_base_patch16_384 --img-size 384 --batch 64" ;;
+    e2e-compile) echo "$PY benchmarks/bench_e2e.py --compile --models deit_small_patch16_224 --keep-rates 0.7 0.5 --configs unpruned evit renyi" ;;
+    *) return 1 ;;
+  esac
+}
+
+for s in "${stages[@]}"; do
+  if ! command_for "$s" >/dev/null; then
+    echo "run_gpu.sh: unknown stage '$s'; stages: ${ALL[*]}" >&2
+    exit 2
+  fi
+done
+
+failed=()
+for s in "${stages[@]}"; do
+  cmd=$(command_for "$s")
+  echo "=== [$s] $cmd" >&2
+  [ -n "${DRY_RUN:-}" ] && continue
+  start=$SECONDS
+  if ! $cmd; then
+    failed+=("$s")
+  fi
+  echo "=== [$s] done in $((SECONDS - start)) s" >&2
+  if [ -n "${COPY_TO:-}" ] && [ -d benchmarks/results ]; then
+    mkdir -p "$COPY_TO" && cp -r benchmarks/results/. "$COPY_TO/"
+  fi
+done
+[ -n "${DRY_RUN:-}" ] && exit 0
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "run_gpu.sh: FAILED stages: ${failed[*]}" >&2
+  exit 1
+fi
+echo "run_gpu.sh: all stages done; results under benchmarks/results/" >&2

@@ -1,0 +1,17 @@
+"""Benchmarks of the fused kernel and of pruned models, reachable as ``renyi-prune bench``.
+
+* :mod:`renyi_prune.bench.kernel`: time of the fused attention + Rényi entropy op against PyTorch's
+  ``scaled_dot_product_attention`` and the eager reference, forward or forward + backward.
+* :mod:`renyi_prune.bench.e2e`: end-to-end images/s and GFLOPs of timm DeiTs, unpruned and pruned
+  with EViT, EViT + token fusion, and Rényi entropy (fused Triton kernel, or the paper's eager code)
+  ("Rényi Attention Entropy for Patch Pruning", arXiv 2604.03803, Table 3).
+
+Each module has ``main(argv=None) -> int`` (and ``build_parser``/``add_arguments``/``run``);
+``benchmarks/bench_kernel.py`` and ``benchmarks/bench_e2e.py`` are thin scripts calling them.
+Outputs (CSV, PNG) go to ``benchmarks/results/<device-slug>/`` by default, or a temp folder with
+``--smoke``. See ``benchmarks/README.md``.
+
+Importing this package imports neither submodule.
+"""
+
+__all__ = ["e2e", "kernel"]

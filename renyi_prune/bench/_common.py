@@ -1,0 +1,187 @@
+"""Helpers shared by the benchmarks: environment stamps, output paths, quantiles, CSV and PNG output."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import math
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .._io import atomic_open, atomic_write_bytes
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _results_dir() -> Path:
+    """``benchmarks/results`` of the source checkout holding this package, else of the working dir."""
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "benchmarks").is_dir() and (checkout / "pyproject.toml").is_file():
+        return checkout / "benchmarks" / "results"
+    return Path.cwd() / "benchmarks" / "results"
+
+
+#: Default root of committed results: ``<checkout>/benchmarks/results/<device-slug>/``.
+RESULTS_DIR = _results_dir()
+#: Root of smoke-run outputs: never ``RESULTS_DIR``.
+SMOKE_DIR = Path(tempfile.gettempdir()) / "renyi-prune-bench"
+
+
+def is_interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def device_name(device: str) -> str:
+    """Human-readable device: the GPU name, or ``cpu``/``cpu-interpreter`` plus the processor."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    proc = platform.processor() or platform.machine() or "unknown"
+    return f"{'cpu-interpreter' if is_interpreting() else 'cpu'} ({proc})"
+
+
+def device_slug(device: str) -> str:
+    """Directory-safe device name, e.g. ``nvidia-h100-80gb-hbm3``, ``cpu-interpreter``, ``cpu-x86_64``."""
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(torch.device(device))
+    elif is_interpreting():
+        name = "cpu-interpreter"
+    else:
+        name = f"cpu-{platform.machine() or 'unknown'}"
+    return re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")
+
+
+def output_path(name: str, device: str, smoke: bool = False) -> Path:
+    """``RESULTS_DIR/<device-slug>/<name>``; with ``smoke`` the same under :data:`SMOKE_DIR`."""
+    return (SMOKE_DIR if smoke else RESULTS_DIR) / device_slug(device) / name
+
+
+def git_commit() -> str:
+    """Short commit of the checkout holding this package, ``+dirty`` if tracked files changed; '' if none."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PACKAGE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if sha.returncode != 0:
+            return ""
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PACKAGE_DIR, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def triton_version() -> str:
+    try:
+        import triton
+
+        return triton.__version__
+    except ImportError:
+        return ""
+
+
+def timm_version() -> str:
+    try:
+        import timm
+
+        return timm.__version__
+    except ImportError:
+        return ""
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """Median, 20th and 80th percentile (linear interpolation)."""
+    t = torch.tensor(list(values), dtype=torch.float64)
+    med, p20, p80 = torch.quantile(t, torch.tensor([0.5, 0.2, 0.8], dtype=torch.float64)).tolist()
+    return med, p20, p80
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+def free_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def fmt_value(value) -> str:
+    """CSV cell: floats with 6 significant digits, NaN as empty."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str]) -> None:
+    """Write atomically: a temp file in the target directory, then ``os.replace``."""
+    with atomic_open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: fmt_value(r.get(c, "")) for c in columns})
+
+
+def format_table(rows: Sequence[dict], cols: Sequence[tuple[str, str, str]]) -> str:
+    """A right-aligned text table; ``cols`` = (key, header, format); NaN/None shown as ``-``."""
+    table = [[h for _, h, _ in cols]]
+    for r in rows:
+        cells = []
+        for key, _, fmt in cols:
+            val = r.get(key, "")
+            if val is None or (isinstance(val, float) and math.isnan(val)):
+                cells.append("-")
+            else:
+                cells.append(fmt.format(val))
+        table.append(cells)
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def new_figure(**kwargs):
+    """A matplotlib ``Figure`` not managed by pyplot (no GUI backend, no global state), or None if
+    matplotlib is not installed. ``kwargs`` go to ``Figure``."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    return Figure(**kwargs)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Render ``fig`` to PNG in memory (Agg) and write it atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
