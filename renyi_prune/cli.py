@@ -21,6 +21,10 @@ __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
 
 PROG = "renyi-prune"
 
+#: ``renyi-prune demo --criteria`` names: the keys of :data:`renyi_prune.demo.DEMO_CRITERIA`, repeated
+#: here so that parsing the command line does not import torch (a test checks they agree).
+DEMO_CRITERIA = ("renyi", "evit", "evit+fusion", "colln", "headvar", "headmad", "random")
+
 
 class UsageError(Exception):
     """A combination of arguments that argparse cannot check by itself; reported like an argparse error."""
@@ -52,6 +56,15 @@ def alpha(text: str) -> float:
     if math.isnan(a) or a < 0:
         raise argparse.ArgumentTypeError(f"Rényi order alpha must be >= 0 or inf, got {text}")
     return a
+
+
+def demo_criterion(text: str) -> str:
+    """A ``renyi-prune demo`` criterion name (one of :data:`DEMO_CRITERIA`)."""
+    if text not in DEMO_CRITERIA:
+        raise argparse.ArgumentTypeError(
+            f"unknown criterion {text!r}; choose from {', '.join(DEMO_CRITERIA)}"
+        )
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -134,7 +147,17 @@ def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[1.0, 2.0, math.inf],
         metavar="A",
-        help="Rényi orders >= 0, 'inf' allowed (default: 1 2 inf)",
+        help="Rényi orders >= 0, 'inf' allowed, for the renyi criterion (default: 1 2 inf)",
+    )
+    p.add_argument(
+        "--criteria",
+        type=demo_criterion,
+        nargs="+",
+        default=list(DEMO_CRITERIA),
+        metavar="NAME",
+        help="criteria to compare with the unpruned model, among "
+        f"{', '.join(DEMO_CRITERIA)} (default: all; evit+fusion = evit with EViT's token fusion, "
+        "colln with order 2, headvar/headmad with source cls, random with seed 0)",
     )
     p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -172,6 +195,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         progress=args.progress,
         max_images=args.max_images,
         repeats=args.repeats,
+        criteria=args.criteria,
     )
     print(
         f"wrote {args.out}/report.md, report.json, entropy_heatmaps.png, kept_patches.png "
@@ -182,7 +206,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        help="prune a pretrained ViT on real photos: entropy maps, Rényi vs EViT fidelity, FLOPs, speed",
+        help="prune a pretrained ViT on real photos: entropy maps, Rényi vs other criteria: fidelity, "
+        "FLOPs, speed",
         add_arguments=_add_demo_arguments,
         run=_run_demo,
     ),

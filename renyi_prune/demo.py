@@ -1,15 +1,19 @@
 """End-to-end demo on real photos: entropy maps, pruned-vs-unpruned fidelity, FLOPs and speed.
 
-:func:`run_demo` (the ``renyi-prune demo`` command) runs offline on a CPU (about 25 s on 2 idle cores):
+:func:`run_demo` (the ``renyi-prune demo`` command) runs offline on a CPU (about XX s on 2 idle cores):
 
 1. loads a pretrained ViT (default: the offline DINOv2 ViT-S/14 of :mod:`renyi_prune.pretrained`) and
    the bundled sample photos (or a folder of images), as one batch;
 2. plots each block's Shannon attention entropy per patch over the images (``entropy_heatmaps.png``,
    cf. Fig. 3 of "Rényi Attention Entropy for Patch Pruning", Aizawa & Igaue, arXiv 2604.03803);
-3. compares the unpruned model with Rényi pruning (every α × keep rate) and EViT (every keep rate), all
-   pruning at blocks 4, 7, 10: cosine similarity of the final CLS embedding to the unpruned one,
-   GFLOPs per image, images/s, and the patch tokens kept after each pruning block;
-4. shows which patches Rényi and EViT keep at each pruning block (``kept_patches.png``, cf. Fig. 4);
+3. compares the unpruned model with every token criterion of :func:`renyi_prune.patch` (the
+   :data:`DEMO_CRITERIA`): Rényi pruning for every α × keep rate, and for every keep rate EViT, EViT
+   with token fusion (``fuse_pruned=True``), Col-Ln (order 2), head variance / head MAD (CLS source)
+   and random pruning (seed 0), all pruning at blocks 4, 7, 10: cosine similarity of the final CLS
+   embedding to the unpruned one, GFLOPs per image, images/s, and the patch tokens kept after each
+   pruning block;
+4. shows which patches each criterion keeps at each pruning block at the middle keep rate
+   (``kept_patches.png``, cf. Fig. 4);
 5. writes ``report.md`` and ``report.json``.
 
 Units: GFLOPs in fvcore's convention (one multiply-add = one FLOP, per image), images/s of the whole
@@ -24,6 +28,7 @@ interrupted run never leaves a truncated file behind.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import math
@@ -48,12 +53,12 @@ from ._io import atomic_write_bytes
 from .flops import count_flops
 from .patch import DEFAULT_PRUNE_BLOCKS, kept_token_indices, patch, token_scores, unpatch
 
-__all__ = ["PruneConfig", "build_configs", "render_markdown", "run_demo"]
+__all__ = ["DEMO_CRITERIA", "DemoCriterion", "PruneConfig", "build_configs", "render_markdown", "run_demo"]
 
 #: Images (rows) in ``entropy_heatmaps.png``.
 HEATMAP_IMAGES = 4
-#: Images in ``kept_patches.png`` (two rows each: Rényi and EViT).
-KEPT_IMAGES = 3
+#: Images in ``kept_patches.png`` (side by side; one row per criterion each).
+KEPT_IMAGES = 2
 ENTROPY_PNG = "entropy_heatmaps.png"
 KEPT_PNG = "kept_patches.png"
 REPORT_MD = "report.md"
@@ -66,11 +71,56 @@ REPORT_JSON = "report.json"
 
 
 @dataclass(frozen=True)
+class DemoCriterion:
+    """A criterion as the demo compares it: a registered criterion with fixed parameters.
+
+    Attributes:
+        name: the demo's name (``--criteria``), e.g. ``"evit+fusion"``.
+        criterion: the registered criterion (:func:`renyi_prune.get_criterion`), e.g. ``"evit"``.
+        fuse_pruned: EViT's token fusion (:func:`renyi_prune.patch` ``fuse_pruned=True``).
+        params: the criterion's parameters, as ``(name, value)`` pairs (``**criterion_params``).
+    """
+
+    name: str
+    criterion: str
+    fuse_pruned: bool = False
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def description(self) -> str:
+        """One line: the criterion's own description, its parameters and the fusion, if any."""
+        from .criteria import get_criterion
+
+        text = get_criterion(self.criterion).description
+        settings = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v:g}" for k, v in self.params)
+        if settings:
+            text += f"; {settings}"
+        if self.fuse_pruned:
+            text += "; pruned patches fused into one extra token weighted by CLS attention (EViT fusion)"
+        return text
+
+
+#: The criteria the demo compares, by ``--criteria`` name, in report order (Rényi first).
+DEMO_CRITERIA: dict[str, DemoCriterion] = {
+    c.name: c
+    for c in (
+        DemoCriterion("renyi", "renyi"),
+        DemoCriterion("evit", "evit"),
+        DemoCriterion("evit+fusion", "evit", fuse_pruned=True),
+        DemoCriterion("colln", "colln", params=(("order", 2.0),)),
+        DemoCriterion("headvar", "headvar", params=(("source", "cls"),)),
+        DemoCriterion("headmad", "headmad", params=(("source", "cls"),)),
+        DemoCriterion("random", "random", params=(("seed", 0),)),
+    )
+}
+
+
+@dataclass(frozen=True)
 class PruneConfig:
     """One row of the comparison.
 
     Attributes:
-        criterion: ``"none"`` (unpruned), ``"renyi"`` or ``"evit"``.
+        criterion: ``"none"`` (unpruned) or a key of :data:`DEMO_CRITERIA` (e.g. ``"evit+fusion"``).
         alpha: Rényi order (``None`` unless ``criterion == "renyi"``; ``math.inf`` allowed).
         keep_rate: fraction r of the current patch tokens each pruning block keeps (1.0 when unpruned).
     """
@@ -84,6 +134,11 @@ class PruneConfig:
         return self.criterion != "none"
 
     @property
+    def spec(self) -> DemoCriterion | None:
+        """The :class:`DemoCriterion` (``None`` when unpruned)."""
+        return DEMO_CRITERIA[self.criterion] if self.pruned else None
+
+    @property
     def label(self) -> str:
         """Short human-readable name, e.g. ``"renyi α=2 r=0.5"``."""
         if not self.pruned:
@@ -92,15 +147,37 @@ class PruneConfig:
         return f"{self.criterion}{alpha} r={self.keep_rate:g}"
 
 
-def build_configs(keep_rates: Sequence[float], alphas: Sequence[float]) -> list[PruneConfig]:
-    """Unpruned, then for each keep rate: Rényi with every α, then EViT.
+def check_criteria(criteria: Iterable[str]) -> list[str]:
+    """The requested demo criteria, deduplicated, in :data:`DEMO_CRITERIA` order.
 
     Raises:
-        ValueError: no keep rate or no α, a keep rate outside (0, 1], or an α that is negative or NaN.
+        ValueError: none given, or a name that is not a key of :data:`DEMO_CRITERIA`.
+    """
+    names = [criteria] if isinstance(criteria, str) else list(criteria)
+    for name in names:
+        if name not in DEMO_CRITERIA:
+            raise ValueError(f"unknown criterion {name!r}; choose from {', '.join(DEMO_CRITERIA)}")
+    if not names:
+        raise ValueError(f"need at least one criterion (from {', '.join(DEMO_CRITERIA)})")
+    return [name for name in DEMO_CRITERIA if name in names]
+
+
+def build_configs(
+    keep_rates: Sequence[float], alphas: Sequence[float], criteria: Iterable[str] = tuple(DEMO_CRITERIA)
+) -> list[PruneConfig]:
+    """Unpruned, then for each keep rate: Rényi with every α, then the other criteria (in
+    :data:`DEMO_CRITERIA` order, only those in ``criteria``).
+
+    Raises:
+        ValueError: no keep rate, no α while ``renyi`` is requested, a keep rate outside (0, 1], an α
+            that is negative or NaN, or an unknown / no criterion.
     """
     keep_rates, alphas = [float(r) for r in keep_rates], [float(a) for a in alphas]
-    if not keep_rates or not alphas:
-        raise ValueError("need at least one keep rate and one alpha")
+    criteria = check_criteria(criteria)
+    if not keep_rates:
+        raise ValueError("need at least one keep rate")
+    if "renyi" in criteria and not alphas:
+        raise ValueError("need at least one alpha for the renyi criterion")
     for r in keep_rates:
         if not 0.0 < r <= 1.0:
             raise ValueError(f"keep rate must be in (0, 1], got {r:g}")
@@ -109,8 +186,11 @@ def build_configs(keep_rates: Sequence[float], alphas: Sequence[float]) -> list[
             raise ValueError(f"Rényi order alpha must be >= 0 (inf allowed), got {a:g}")
     configs = [PruneConfig("none")]
     for r in dict.fromkeys(keep_rates):
-        configs += [PruneConfig("renyi", a, r) for a in dict.fromkeys(alphas)]
-        configs.append(PruneConfig("evit", None, r))
+        for name in criteria:
+            if name == "renyi":
+                configs += [PruneConfig("renyi", a, r) for a in dict.fromkeys(alphas)]
+            else:
+                configs.append(PruneConfig(name, None, r))
     return configs
 
 
@@ -151,13 +231,63 @@ def cls_embedding(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def applied(model: nn.Module, config: PruneConfig, prune_blocks: Sequence[int]) -> Iterator[nn.Module]:
     """Context manager: ``model`` patched for ``config`` (left as is when unpruned), unpatched on exit."""
-    if config.pruned:
-        alpha = 1.0 if config.alpha is None else config.alpha
-        patch(model, config.keep_rate, alpha, prune_blocks, config.criterion)
+    spec = config.spec
+    if spec is not None:
+        patch(
+            model,
+            config.keep_rate,
+            config.alpha,
+            prune_blocks,
+            spec.criterion,
+            fuse_pruned=spec.fuse_pruned,
+            **dict(spec.params),
+        )
     try:
         yield model
     finally:
         unpatch(model)
+
+
+@contextlib.contextmanager
+def _eager_cpu_path() -> Iterator[None]:
+    """Within: CPU tensors take the eager PyTorch reference path even under ``TRITON_INTERPRET=1``.
+
+    The ops read ``TRITON_INTERPRET`` at each call (:func:`renyi_prune.ops.uses_triton`), so this
+    only sets it to ``"0"`` for the duration and restores it after.
+    """
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+
+
+def flops_model(model: nn.Module) -> nn.Module:
+    """The model to count FLOPs on: ``model`` itself if it is on the CPU, else a CPU copy of it."""
+    param = next(model.parameters(), None)
+    if param is None or param.device.type == "cpu":
+        return model
+    return copy.deepcopy(model).cpu()
+
+
+def count_config_gflops(
+    model: nn.Module, config: PruneConfig, img_size: int, prune_blocks: Sequence[int]
+) -> float:
+    """GFLOPs per image of ``config`` (fvcore convention), counted by fvcore on the eager CPU path.
+
+    ``model`` must be on the CPU (:func:`flops_model`). On the eager path every attention statistic is
+    plain PyTorch that fvcore's tracer can follow; the Triton column-norm pass of ``colln`` (and of
+    ``headvar``/``headmad`` with ``source="column"``) cannot be traced by fvcore. The count is the same
+    as on the Triton path wherever both can be counted (fvcore counts the matrix products; the fused
+    Rényi op is counted as the two matmuls of attention), and for ``colln`` it includes the
+    column pass's q·kᵀ (the eager pass materializes P; the Triton pass recomputes the same logits).
+    """
+    with _eager_cpu_path(), applied(model, config, prune_blocks):
+        return count_flops(model, img_size)
 
 
 def forward_seconds(model: nn.Module, x: torch.Tensor) -> float:
@@ -190,8 +320,12 @@ def evaluate_config(
 ) -> tuple[dict[str, Any], dict[int, torch.Tensor] | None]:
     """Fidelity, GFLOPs and kept tokens of one configuration (its forward also warms it up for timing).
 
-    ``gflops``, when given, is used instead of counting them again with :func:`count_flops` (the count
-    depends only on the token counts, i.e. on the criterion and keep rate, not on α).
+    ``gflops``, when given, is used instead of counting them again with :func:`count_config_gflops`
+    (fvcore counts the matrix products, which depend on the criterion and keep rate, not on α).
+
+    ``patch_tokens_kept`` are the patch tokens each pruning block keeps (``k``; with token fusion a
+    fused token kept from an earlier block counts as one of them, and the new fused token the block
+    appends is not counted: ``fused_token`` says that there is one).
 
     Returns:
         ``(row, kept)``: the report row (JSON-ready, without ``images_per_s``) and, for a pruned config,
@@ -201,16 +335,20 @@ def evaluate_config(
     with applied(model, config, prune_blocks):
         feat = cls_embedding(model, x)
         kept = {b: idx.cpu() for b, idx in kept_token_indices(model).items()} if config.pruned else None
-        if gflops is None:
-            gflops = count_flops(model, img_size)  # runs a random image: `kept` must be read before
+    if gflops is None:
+        gflops = count_config_gflops(flops_model(model), config, img_size, prune_blocks)
     cos = _cosine(feat, ref)
     if kept is None:
         tokens = [_num_patches(model)] * len(prune_blocks)
     else:
         tokens = [kept[b].shape[1] - npt for b in sorted(kept)]
+    spec = config.spec
     row = {
         "label": config.label,
         "criterion": config.criterion,
+        "patch_criterion": spec.criterion if spec else None,
+        "criterion_params": dict(spec.params) if spec else {},
+        "fused_token": bool(spec and spec.fuse_pruned),
         "alpha": _json_alpha(config.alpha),
         "keep_rate": config.keep_rate,
         "gflops": gflops,
@@ -333,18 +471,26 @@ def plot_entropy_heatmaps(
 
 
 def _kept_mask(kept: torch.Tensor, npt: int, grid: tuple[int, int]) -> np.ndarray:
-    """(gh, gw) bool: which patches of one image the token positions ``kept`` (prefix + k) include."""
+    """(gh, gw) bool: which patches of one image the token positions ``kept`` (prefix + k) include.
+
+    Negative positions (a fused token, ``fuse_pruned=True``) stand for no single patch and are skipped.
+    """
     mask = np.zeros(grid[0] * grid[1], dtype=bool)
-    mask[kept[npt:].numpy() - npt] = True
+    patches = kept[npt:].numpy()
+    mask[patches[patches >= 0] - npt] = True
     return mask.reshape(grid)
 
 
 def _grey_out(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``image`` (H, W, 3) with the patches where ``mask`` (gh, gw) is False blended into dark grey."""
+    """``image`` (H, W, 3) with the patches where ``mask`` (gh, gw) is False washed out to light grey.
+
+    Light rather than dark grey, so that kept dark patches (black backgrounds, which low-entropy
+    criteria often keep) stay distinguishable from pruned ones.
+    """
     h, w = image.shape[:2]
     ph, pw = math.ceil(h / mask.shape[0]), math.ceil(w / mask.shape[1])
     px = np.repeat(np.repeat(mask, ph, axis=0), pw, axis=1)[:h, :w, None]
-    return np.where(px, image, 0.15 * image + 0.85 * 0.2)
+    return np.where(px, image, 0.25 * image.mean(axis=-1, keepdims=True) + 0.75 * 0.85)
 
 
 def plot_kept_patches(
@@ -353,36 +499,54 @@ def plot_kept_patches(
     kept: dict[str, dict[int, torch.Tensor]],
     npt: int,
     grid: tuple[int, int],
+    fused: Iterable[str] = (),
+    title: str = "Patches kept by the pruning blocks (pruned patches greyed out)",
 ) -> Any:
-    """Figure: per image one row per method; the image, then the patches kept after each pruning block.
+    """Figure: one panel per image, side by side; in each, the image on top, then one row per method
+    with the patches kept after each pruning block (one column per block).
 
     Args:
         images: (B, H, W, 3) in [0, 1]; the first ``len(names)`` images are shown.
         names: image names.
-        kept: ``{method label: kept_token_indices(model)}`` (original token positions, batch-first).
+        kept: ``{method label: kept_token_indices(model)}`` (original token positions, batch-first;
+            −1 = a kept fused token, not drawn), in row order.
         npt: prefix tokens (``model.num_prefix_tokens``).
         grid: patch grid (gh, gw).
+        fused: labels of methods with token fusion (their panels say that a fused token follows).
+        title: the figure's title.
 
     Returns:
-        A ``matplotlib.figure.Figure``; pruned patches are greyed out.
+        A ``matplotlib.figure.Figure``; pruned patches are greyed out, each panel says how many of
+        the patches are kept.
     """
     from matplotlib.figure import Figure
 
     blocks = sorted(next(iter(kept.values())))
-    rows = [(i, label) for i in range(len(names)) for label in kept]
-    fig = Figure(figsize=(2.3 * (1 + len(blocks)), 2.4 * len(rows) + 0.6), layout="constrained")
-    axes = fig.subplots(len(rows), 1 + len(blocks), squeeze=False)
-    total = grid[0] * grid[1]
-    for r, (i, label) in enumerate(rows):
-        axes[r, 0].imshow(images[i])
-        axes[r, 0].set_ylabel(f"{names[i]}\n{label}", fontsize=9)
-        for j, b in enumerate(blocks, start=1):
-            mask = _kept_mask(kept[label][b][i], npt, grid)
-            axes[r, j].imshow(_grey_out(images[i], mask))
-            axes[r, j].set_title(f"after block {b + 1}: {mask.sum()}/{total}", fontsize=9)
-    for ax in axes.flat:
-        _hide_ticks(ax)
-    fig.suptitle("Patches kept by the pruning blocks (pruned patches greyed out)")
+    labels, fused = list(kept), set(fused)
+    cell, total = 1.8, grid[0] * grid[1]
+    fig = Figure(
+        figsize=(cell * len(blocks) * len(names) + 0.6, cell * (1 + len(labels)) + 0.7), layout="constrained"
+    )
+    for i, sub in enumerate(fig.subfigures(1, len(names), squeeze=False, wspace=0.04)[0]):
+        gs = sub.add_gridspec(1 + len(labels), len(blocks))
+        top = sub.add_subplot(gs[0, :])
+        top.imshow(images[i])
+        top.set_title(names[i], fontsize=12, fontweight="bold")
+        top.set_axis_off()
+        for r, label in enumerate(labels, start=1):
+            for j, b in enumerate(blocks):
+                ax = sub.add_subplot(gs[r, j])
+                mask = _kept_mask(kept[label][b][i], npt, grid)
+                ax.imshow(_grey_out(images[i], mask))
+                note = f"{mask.sum()}/{total}" + (" +fused" if label in fused else "")
+                box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8}
+                ax.text(0.03, 0.04, note, transform=ax.transAxes, fontsize=7.5, va="bottom", bbox=box)
+                _hide_ticks(ax)
+                if r == 1:
+                    ax.set_title(f"after block {b + 1}", fontsize=10)
+                if j == 0:
+                    ax.set_ylabel(label, fontsize=10)
+    fig.suptitle(title)
     return fig
 
 
@@ -401,6 +565,13 @@ def _fmt_cell(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def _gflops_note(report: dict[str, Any]) -> str:
+    """What the GFLOPs of ``colln`` include (its column-norm pass)."""
+    if not any(c["patch_criterion"] == "colln" for c in report["criteria"].values()):
+        return ""
+    return "; colln's include its column-norm pass, one more q·kᵀ per head in each pruning block"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """``report.md`` text for a report dict produced by :func:`run_demo`."""
     blocks = "/".join(str(b + 1) for b in report["prune_blocks"])
@@ -408,12 +579,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# renyi-prune demo",
         "",
-        f"Rényi attention-entropy patch pruning (arXiv 2604.03803) vs EViT on {len(report['images'])} real "
-        f"photos ({', '.join(report['images'])}).",
+        f"Rényi attention-entropy patch pruning (arXiv 2604.03803) vs the other token criteria "
+        f"({', '.join(c for c in report['criteria'] if c != 'renyi') or 'none'}) on "
+        f"{len(report['images'])} real photos ({', '.join(report['images'])}).",
         "",
         f"- **Model**: {model['name']} ({model['source']}), {model['img_size']} px, "
         f"{model['num_patches']} patches + {model['num_prefix_tokens']} prefix token(s)",
-        f"- **Device**: {report['device']}; Rényi attention: {report['renyi_attention_path']}",
+        f"- **Device**: {report['device']}; Rényi attention and column-norm pass: "
+        f"{report['renyi_attention_path']}",
         f"- **Versions**: torch {report['versions']['torch']}, timm {report['versions']['timm']}, "
         f"python {report['versions']['python']}, renyi_prune {report['versions']['renyi_prune']}",
         f"- **Date**: {report['created']}; demo wall time {report['wall_time_s']:.1f} s",
@@ -421,12 +594,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Comparison",
         "",
-        "GFLOPs per image (fvcore convention: one multiply-add = one FLOP). Images/s: batch of "
+        "GFLOPs per image (fvcore convention: one multiply-add = one FLOP), counted once per criterion and "
+        f"keep rate by fvcore on the eager CPU path{_gflops_note(report)}. Images/s: batch of "
         f"{report['timing']['batch_size']} on this machine, {report['timing']['mode']}, median of "
         f"{report['timing']['repeats']} timed passes after one warm-up (configurations timed round-robin, so "
         "load changes hit all alike). CLS cosine: cosine similarity of the "
         "final CLS embedding to the unpruned model's (mean and min over images). Tokens kept: patch tokens "
-        f"left after blocks {blocks}.",
+        f"left after blocks {blocks} (+1: and the fused token of EViT's token fusion). Criteria: see "
+        "below the table.",
         "",
         "| config | criterion | α | keep rate | GFLOPs | images/s | speed-up | CLS cos (mean) "
         f"| CLS cos (min) | patch tokens after blocks {blocks} |",
@@ -438,8 +613,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {row['label']} | {row['criterion']} | {alpha} | {row['keep_rate']:g} | "
             f"{_fmt_cell(row['gflops'], 2)} | {_fmt_cell(row['images_per_s'], 1)} | "
             f"{row['images_per_s'] / base['images_per_s']:.2f}× | {_fmt_cell(row['cls_cosine_mean'], 4)} | "
-            f"{_fmt_cell(row['cls_cosine_min'], 4)} | {'/'.join(map(str, row['patch_tokens_kept']))} |"
+            f"{_fmt_cell(row['cls_cosine_min'], 4)} | "
+            f"{'/'.join(f'{t}+1' if row['fused_token'] else str(t) for t in row['patch_tokens_kept'])} |"
         )
+    lines += ["", "Criteria (`--criteria` names):", ""]
+    lines += [f"- **{name}**: {c['description']}" for name, c in report["criteria"].items()]
     ent_blocks = ", ".join(str(b + 1) for b in report["entropy_blocks"])
     lines += [
         "",
@@ -454,8 +632,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Kept patches",
         "",
-        f"Patches kept after each pruning block, {report['kept_figure_configs'][0]} vs "
-        f"{report['kept_figure_configs'][1]} (pruned patches greyed out).",
+        f"Patches kept after each pruning block by {', '.join(report['kept_figure_configs'])} (pruned "
+        "patches greyed out; with token fusion they live on in the fused token, which has no position).",
         "",
         f"![kept patches]({report['figures']['kept_patches']})",
         "",
@@ -514,14 +692,18 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _kept_figure_configs(
-    configs: Sequence[PruneConfig], alphas: Sequence[float]
-) -> tuple[PruneConfig, PruneConfig]:
-    """Rényi (α = 1 if requested, else the first α) and EViT at the middle keep rate (0.5 by default)."""
+def _kept_figure_configs(configs: Sequence[PruneConfig], alphas: Sequence[float]) -> list[PruneConfig]:
+    """The rows of ``kept_patches.png``: at the middle keep rate (0.5 by default), Rényi with α = 1 (if
+    requested, else the first α) first, then each other compared criterion once, in report order."""
     rates = list(dict.fromkeys(c.keep_rate for c in configs if c.pruned))
     rate = 0.5 if 0.5 in rates else rates[len(rates) // 2]
-    alpha = 1.0 if 1.0 in alphas else float(alphas[0])
-    return PruneConfig("renyi", alpha, rate), PruneConfig("evit", None, rate)
+    alpha = 1.0 if 1.0 in alphas else (float(alphas[0]) if alphas else None)
+    return [c for c in configs if c.pruned and c.keep_rate == rate and c.alpha in (None, alpha)]
+
+
+def _figure_label(config: PruneConfig) -> str:
+    """Row label in ``kept_patches.png``: the config label without the (shared) keep rate."""
+    return config.label.rsplit(" r=", 1)[0]
 
 
 def run_demo(
@@ -538,6 +720,7 @@ def run_demo(
     max_images: int | None = None,
     repeats: int = 3,
     prune_blocks: Sequence[int] = DEFAULT_PRUNE_BLOCKS,
+    criteria: Iterable[str] = tuple(DEMO_CRITERIA),
 ) -> dict[str, Any]:
     """Run the demo and write ``entropy_heatmaps.png``, ``kept_patches.png``, ``report.md``, ``report.json``.
 
@@ -548,12 +731,14 @@ def run_demo(
         model_name, checkpoint, img_size: passed to :func:`renyi_prune.pretrained.load_model`
             (``None``, ``None``, 224: the offline DINOv2 ViT-S/14, 16 x 16 patches + CLS).
         keep_rates: keep rates r in (0, 1] to compare (each pruning block keeps ceil(r · patches)).
-        alphas: Rényi orders α ≥ 0 to compare (``math.inf`` allowed).
+        alphas: Rényi orders α ≥ 0 to compare (``math.inf`` allowed); used by the ``renyi`` criterion.
         device: torch device; ``None`` = CUDA if available, else CPU.
         progress: show a tqdm progress bar over the configurations (on stderr).
         max_images: use only the first ``max_images`` images (quick runs, tests).
         repeats: timed forward passes per configuration (images/s is their median).
         prune_blocks: 0-based pruning blocks (default 3, 6, 9 = the paper's blocks 4, 7, 10).
+        criteria: keys of :data:`DEMO_CRITERIA` to compare (default: all); the rows follow the
+            order of :data:`DEMO_CRITERIA` whatever the order given here.
 
     Returns:
         The report dict, JSON-ready (``json.load`` of ``report.json`` gives the same dict; α = ∞ is
@@ -562,12 +747,14 @@ def run_demo(
         and ``patch_tokens_kept`` (after each pruning block).
 
     Raises:
-        ValueError: bad keep rate, α, ``max_images`` or ``repeats`` (or from model / image loading).
+        ValueError: bad keep rate, α, criterion, ``max_images`` or ``repeats`` (or from model / image
+            loading).
         FileNotFoundError: ``images_dir`` or ``checkpoint`` does not exist.
     """
     t_start = time.perf_counter()
     alphas = tuple(alphas)
-    configs = build_configs(tuple(keep_rates), alphas)
+    criteria = check_criteria(criteria)
+    configs = build_configs(tuple(keep_rates), alphas, criteria)
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     if repeats < 1:
@@ -588,9 +775,17 @@ def run_demo(
     shown = _display_images(x, mean, std)
     npt, grid = model.num_prefix_tokens, tuple(model.patch_embed.grid_size)
     heat_blocks = sorted({0, *prune_blocks, len(model.blocks) - 1})  # paper's blocks 1, 4, 7, 10, 12
-    kept_shown = {c.label: kept[c] for c in figure_configs}
+    kept_shown = {_figure_label(c): kept[c] for c in figure_configs}
+    fused = [_figure_label(c) for c in figure_configs if c.spec.fuse_pruned]
+    kept_title = (
+        f"Patches kept by the pruning blocks at keep rate {figure_configs[0].keep_rate:g} (pruned patches "
+        f"greyed out{'; +fused: and one fused token' if fused else ''})"
+    )
     _save_figure(plot_entropy_heatmaps(shown, names[:HEATMAP_IMAGES], maps, heat_blocks), out / ENTROPY_PNG)
-    _save_figure(plot_kept_patches(shown, names[:KEPT_IMAGES], kept_shown, npt, grid), out / KEPT_PNG)
+    _save_figure(
+        plot_kept_patches(shown, names[:KEPT_IMAGES], kept_shown, npt, grid, fused, kept_title),
+        out / KEPT_PNG,
+    )
 
     device_desc, timing_mode, attention_path = _device_info(dev)
     report = {
@@ -608,10 +803,22 @@ def run_demo(
             "order": "round-robin",
             "mode": timing_mode,
         },
+        "gflops_counting": "fvcore (one multiply-add = one FLOP, per image) on the eager CPU path, once per "
+        "criterion and keep rate (a CPU copy of the model when it runs elsewhere)",
         "results": rows,
         "entropy_blocks": heat_blocks,
         "mean_entropy_per_block": maps.mean(dim=(1, 2, 3)).tolist(),
-        "kept_figure_configs": list(kept_shown),
+        "criteria": {
+            name: {
+                "patch_criterion": spec.criterion,
+                "criterion_params": dict(spec.params),
+                "fuse_pruned": spec.fuse_pruned,
+                "description": spec.description,
+            }
+            for name, spec in DEMO_CRITERIA.items()
+            if name in criteria
+        },
+        "kept_figure_configs": [c.label for c in figure_configs],
         "figures": {"entropy_heatmaps": ENTROPY_PNG, "kept_patches": KEPT_PNG},
     }
     report["wall_time_s"] = time.perf_counter() - t_start
@@ -660,14 +867,14 @@ def compare(
     from tqdm.auto import tqdm
 
     rows, kept, gflops = [], {}, {}
+    counting_model = flops_model(model)
     total = len(configs) * (1 + repeats)
     with tqdm(total=total, desc="renyi-prune demo", unit="run", disable=not progress, file=sys.stderr) as bar:
         for config in configs:
             key = (config.criterion, config.keep_rate)  # GFLOPs do not depend on α
-            row, kept[config] = evaluate_config(
-                model, x, config, ref, img_size, prune_blocks, gflops.get(key)
-            )
-            gflops[key] = row["gflops"]
+            if key not in gflops:
+                gflops[key] = count_config_gflops(counting_model, config, img_size, prune_blocks)
+            row, kept[config] = evaluate_config(model, x, config, ref, img_size, prune_blocks, gflops[key])
             rows.append(row)
             bar.update()
         for row, ips in zip(rows, time_configs(model, x, configs, prune_blocks, repeats, bar), strict=True):

@@ -1,8 +1,13 @@
 """End-to-end test of ``renyi-prune demo`` and of the CLI's argument errors.
 
-The demo runs on 2 real photos with one Rényi and one EViT configuration. Under ``TRITON_INTERPRET=1``
-(set by conftest.py when there is no GPU) the Rényi pruning blocks and the entropy maps run the Triton
-kernel on the CPU interpreter, so this also checks the kernel path end to end.
+The demo runs twice on 2 real photos at one keep rate:
+
+* ``demo_run``: Rényi (α = 1), EViT and Col-Ln, as the environment has it. Under ``TRITON_INTERPRET=1``
+  (set by conftest.py when there is no GPU) the Rényi pruning blocks, the entropy maps and the Col-Ln
+  column pass run the Triton kernels on the CPU interpreter, so this checks the kernel paths end to
+  end (and that GFLOPs counting copes with them);
+* ``demo_all_run``: every criterion of the demo (the default ``--criteria``) on the eager CPU path
+  (``TRITON_INTERPRET=0``, fast).
 """
 
 from __future__ import annotations
@@ -14,17 +19,31 @@ import os
 import pytest
 import torch
 
-from renyi_prune.cli import main
+from renyi_prune import get_criterion
+from renyi_prune.cli import DEMO_CRITERIA, build_parser, main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+QUICK = ["--keep-rates", "0.5", "--alphas", "1", "--no-progress", "--max-images", "2", "--repeats", "1"]
+ALL_LABELS = ["unpruned", "renyi α=1 r=0.5"] + [
+    f"{name} r=0.5" for name in ("evit", "evit+fusion", "colln", "headvar", "headmad", "random")
+]
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, object]:
     out = tmp_path_factory.mktemp("demo")
-    argv = ["demo", "--out", str(out), "--keep-rates", "0.5", "--alphas", "1", "--no-progress",
-            "--max-images", "2", "--repeats", "1"]  # fmt: skip
-    return main(argv), out
+    interpret = os.environ.get("TRITON_INTERPRET")
+    code = main(["demo", "--out", str(out), "--criteria", "renyi", "evit", "colln", *QUICK])
+    assert os.environ.get("TRITON_INTERPRET") == interpret  # GFLOPs counting restores it
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def demo_all_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, object]:
+    out = tmp_path_factory.mktemp("demo_all")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITON_INTERPRET", "0")  # eager CPU path (the ops read it at each call)
+        return main(["demo", "--out", str(out), *QUICK]), out
 
 
 @pytest.mark.slow
@@ -44,14 +63,14 @@ def test_demo_report_values(demo_run) -> None:
     _, out = demo_run
     report = json.loads((out / "report.json").read_text())
     rows = {r["label"]: r for r in report["results"]}
-    assert list(rows) == ["unpruned", "renyi α=1 r=0.5", "evit r=0.5"]
+    assert list(rows) == ["unpruned", "renyi α=1 r=0.5", "evit r=0.5", "colln r=0.5"]
     assert report["images"] == ["astronaut", "chelsea"]
     assert report["model"]["num_patches"] == 256 and report["model"]["num_prefix_tokens"] == 1
     assert [b + 1 for b in report["prune_blocks"]] == [4, 7, 10]
     base = rows["unpruned"]
     assert base["patch_tokens_kept"] == [256, 256, 256]
     assert base["cls_cosine_mean"] == pytest.approx(1.0, abs=1e-6)
-    for label in ("renyi α=1 r=0.5", "evit r=0.5"):
+    for label in ("renyi α=1 r=0.5", "evit r=0.5", "colln r=0.5"):
         row = rows[label]
         assert row["patch_tokens_kept"] == [128, 64, 32]
         assert row["gflops"] < base["gflops"]
@@ -64,7 +83,47 @@ def test_demo_report_values(demo_run) -> None:
     assert all(0.0 < e < math.log(257) for e in report["mean_entropy_per_block"])
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") == "1":
         assert "CPU interpreter" in report["renyi_attention_path"]  # the kernel path ran end to end
-    assert report["kept_figure_configs"] == ["renyi α=1 r=0.5", "evit r=0.5"]
+    assert report["kept_figure_configs"] == ["renyi α=1 r=0.5", "evit r=0.5", "colln r=0.5"]
+    assert list(report["criteria"]) == ["renyi", "evit", "colln"]
+
+
+@pytest.mark.slow
+def test_demo_all_criteria(demo_all_run) -> None:
+    code, out = demo_all_run
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["renyi_attention_path"].startswith("eager") or torch.cuda.is_available()
+    rows = {r["label"]: r for r in report["results"]}
+    assert list(rows) == ALL_LABELS
+    assert report["kept_figure_configs"] == ALL_LABELS[1:]  # Rényi α=1 first, one row per criterion
+    assert list(report["criteria"]) == list(DEMO_CRITERIA)
+    base = rows["unpruned"]
+    for label, row in rows.items():
+        assert row["images_per_s"] > 0 and math.isfinite(row["images_per_s"]), label
+        if label == "unpruned":
+            continue
+        fused = row["criterion"] == "evit+fusion"
+        assert row["fused_token"] is fused, label
+        # k = ceil(0.5 · patch tokens in): 256 → 128; with fusion 128 + 1 fused → 65 → 65 + 1 → 33
+        assert row["patch_tokens_kept"] == ([128, 65, 33] if fused else [128, 64, 32]), label
+        assert row["gflops"] < base["gflops"], label
+        assert 0.0 < row["cls_cosine_min"] <= row["cls_cosine_mean"] <= 1.0001, label
+    assert rows["evit+fusion r=0.5"]["patch_criterion"] == "evit"
+    assert rows["colln r=0.5"]["criterion_params"] == {"order": 2.0}
+    assert rows["headmad r=0.5"]["criterion_params"] == {"source": "cls"}
+    assert rows["random r=0.5"]["criterion_params"] == {"seed": 0}
+    # fvcore's counts: the same token counts give the same GFLOPs up to the criterion's own products
+    gflops = {label.split(" ")[0]: row["gflops"] for label, row in rows.items()}
+    assert gflops["renyi"] == gflops["random"]  # both: the two matmuls of attention only
+    assert gflops["evit"] == gflops["headvar"] == gflops["headmad"]  # + the CLS row q₀·kᵀ
+    assert 0 < gflops["evit"] - gflops["renyi"] < 1e-3
+    assert gflops["colln"] - gflops["renyi"] > 0.02  # + the column pass's q·kᵀ (≈ 0.033)
+    assert gflops["evit+fusion"] > gflops["evit"]  # one more token in later blocks
+    md = (out / "report.md").read_text()
+    for name in DEMO_CRITERIA:
+        assert get_criterion(name.split("+")[0]).description in md, name
+    assert "| 128+1/65+1/33+1 |" in md
+    assert (out / "kept_patches.png").read_bytes()[:8] == PNG_MAGIC
 
 
 @pytest.mark.parametrize(
@@ -75,6 +134,9 @@ def test_demo_report_values(demo_run) -> None:
         (["demo", "--alphas", "-1"], "alpha must be >= 0"),
         (["demo", "--alphas", "nan"], "alpha must be >= 0"),
         (["demo", "--alphas", "two"], "not a number"),
+        (["demo", "--criteria", "bogus"], "unknown criterion 'bogus'; choose from renyi, evit, evit+fusion"),
+        (["demo", "--criteria", "shannon"], "unknown criterion 'shannon'"),
+        (["demo", "--criteria"], "expected at least one argument"),
         (["demo", "--images", "/nonexistent/renyi-prune-images"], "folder not found"),
         (["demo", "--model", "vit_small_patch16_224", "--checkpoint", "/nonexistent.pth"], "file not found"),
         (["demo", "--checkpoint", __file__], "--checkpoint needs --model"),
@@ -98,9 +160,38 @@ def test_runtime_failure_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str
     assert not (tmp_path / "out" / "report.json").exists()
 
 
+def test_criteria_option() -> None:
+    from renyi_prune.demo import DEMO_CRITERIA as DEMO_SPECS
+    from renyi_prune.demo import build_configs
+
+    assert list(DEMO_CRITERIA) == list(DEMO_SPECS)  # the CLI's copy of the names
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).criteria == list(DEMO_CRITERIA)
+    assert parser.parse_args(["demo", "--criteria", "random", "evit+fusion"]).criteria == [
+        "random",
+        "evit+fusion",
+    ]
+    # rows follow the demo's order, duplicates dropped; α only for renyi
+    labels = [c.label for c in build_configs([0.5], [1, 2], ["random", "evit+fusion", "renyi", "random"])]
+    assert labels == ["unpruned", "renyi α=1 r=0.5", "renyi α=2 r=0.5", "evit+fusion r=0.5", "random r=0.5"]
+    assert [c.label for c in build_configs([0.5], [], ["evit"])] == ["unpruned", "evit r=0.5"]
+    with pytest.raises(ValueError, match="unknown criterion 'bogus'"):
+        build_configs([0.5], [1], ["bogus"])
+    with pytest.raises(ValueError, match="at least one alpha"):
+        build_configs([0.5], [], ["renyi"])
+
+
+def test_kept_mask_skips_fused_token() -> None:
+    from renyi_prune.demo import _kept_mask
+
+    mask = _kept_mask(torch.tensor([0, 1, -1, 4]), 1, (2, 2))  # CLS, patches 0 and 3, a fused token
+    assert mask.tolist() == [[True, False], [False, True]]
+
+
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--help"]) == 0
-    assert "--keep-rates" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--keep-rates" in out and "--criteria" in out
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
