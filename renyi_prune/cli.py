@@ -204,12 +204,71 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_modules() -> dict:
+    from .bench import e2e, kernel
+
+    return {"kernel": kernel, "e2e": e2e}
+
+
+def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
+    helps = {
+        "kernel": "fused attention+entropy kernel vs SDPA vs eager (ms, TFLOP/s, memory; fwd or fwd+bwd)",
+        "e2e": "images/s and GFLOPs of pruned timm models: unpruned, EViT (+fusion), Rényi fused/eager",
+    }
+    for name, module in _bench_modules().items():
+        module.add_arguments(sub.add_parser(name, help=helps[name], description=helps[name]))
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    return _bench_modules()[args.bench].run(args)
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from .train import add_train_arguments
+
+    add_train_arguments(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import run_train
+
+    return run_train(args)
+
+
+def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    from .train import add_eval_arguments
+
+    add_eval_arguments(p)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .train import run_eval
+
+    return run_eval(args)
+
+
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         help="prune a pretrained ViT on real photos: entropy maps, Rényi vs other criteria: fidelity, "
         "FLOPs, speed",
         add_arguments=_add_demo_arguments,
         run=_run_demo,
+    ),
+    "bench": Command(
+        help="benchmarks: 'bench kernel' (fused op vs SDPA/eager) and 'bench e2e' (pruned models, images/s)",
+        add_arguments=_add_bench_arguments,
+        run=_run_bench,
+    ),
+    "train": Command(
+        help="fine-tune a timm model with pruning (Fashion-MNIST built in, or --data DIR ImageFolder)",
+        add_arguments=_add_train_arguments,
+        run=_run_train,
+    ),
+    "eval": Command(
+        help="evaluate a checkpoint with pruning: top-1/top-5, GFLOPs, images/s",
+        add_arguments=_add_eval_arguments,
+        run=_run_eval,
     ),
 }
 
