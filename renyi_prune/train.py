@@ -1,0 +1,1725 @@
+"""Fine-tuning and evaluation with patch pruning: ``renyi-prune train`` and ``renyi-prune eval``.
+
+The protocol of "Rényi Attention Entropy for Patch Pruning" (Aizawa & Igaue, arXiv 2604.03803, Sec. 4):
+fine-tune an (ImageNet-pretrained) DeiT for 100 epochs with AdamW and batch 256, RandomCrop,
+RandomHorizontalFlip, Mixup, CutMix and RandomErasing, with the pruning blocks 4, 7, 10 (indices 3, 6, 9)
+active during training and test, α chosen per keep rate. Built from timm's standard pieces:
+
+* model: :func:`timm.create_model` (``--model``, ``--pretrained`` from the hub, ``--checkpoint`` local
+  weights, ``--img-size``, ``--model-kwargs``), the classifier sized for the dataset;
+* data: :mod:`renyi_prune.data` (Fashion-MNIST offline or an ImageFolder; timm transforms with
+  RandomErasing) and :class:`timm.data.Mixup` (Mixup + CutMix + label smoothing);
+* optimization: :func:`timm.optim.create_optimizer_v2` (AdamW default), :func:`timm.scheduler.
+  create_scheduler_v2` (cosine with linear warm-up, stepped every update), :class:`timm.loss.
+  SoftTargetCrossEntropy` with mixing, else :class:`timm.loss.LabelSmoothingCrossEntropy` / cross
+  entropy; ``torch.autocast`` (bf16 / fp16 + :class:`timm.utils.NativeScaler`), gradient clipping;
+* pruning: :func:`renyi_prune.patch` on the model before training, :func:`renyi_prune.keep_rate_warmup`
+  + :func:`renyi_prune.set_keep_rate` every step when a keep-rate warm-up is asked for;
+* distribution: ``torchrun`` → :class:`torch.nn.parallel.DistributedDataParallel` and
+  :class:`torch.utils.data.DistributedSampler`; rank 0 logs and writes. A plain ``python`` run (no
+  ``WORLD_SIZE`` > 1) never touches ``torch.distributed``.
+
+Outputs of ``train`` in ``--output DIR`` (rank 0, each file written atomically, so a crash never leaves a
+file that looks complete): ``config.json`` (resolved options, environment), ``checkpoint.pth`` after
+every epoch (model, optimizer, scheduler, scaler, epoch, RNG states, metrics history; ``--resume`` it to
+continue exactly where it stopped) and ``metrics.jsonl`` (one JSON object per epoch, see
+:data:`METRIC_FIELDS`).
+
+Units: images/s; GFLOPs in fvcore's convention (one multiply-add = one FLOP, as in the paper's Table 3)
+for one image at the evaluation keep rate; top-1 / top-5 in percent; lr as set in the optimizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._io import atomic_open
+from .data import (
+    DATASETS,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    DataConfig,
+    build_datasets,
+    build_transform,
+    subset,
+)
+from .patch import DEFAULT_PRUNE_BLOCKS, patch, set_keep_rate
+from .schedule import keep_rate_warmup
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CRITERIA",
+    "METRIC_FIELDS",
+    "Pruning",
+    "add_eval_arguments",
+    "add_train_arguments",
+    "evaluate",
+    "evaluate_checkpoint",
+    "parse_eval_args",
+    "parse_train_args",
+    "run_eval",
+    "run_train",
+    "train",
+]
+
+#: ``--criterion`` names: the registered criteria of :mod:`renyi_prune.criteria`, repeated here so that
+#: building the parser imports no criterion module (a test checks they agree).
+CRITERIA = ("renyi", "shannon", "evit", "colln", "headvar", "headmad", "random")
+#: Marker of the checkpoints written by :func:`train`.
+CHECKPOINT_FORMAT = "renyi-prune-train/1"
+#: Keys of every ``metrics.jsonl`` line.
+METRIC_FIELDS = (
+    "epoch",  # epochs completed (1-based)
+    "num_updates",  # optimizer steps so far
+    "train_loss",  # mean training loss of the epoch (soft-target CE with mixing)
+    "lr",  # learning rate of the epoch's last step (first param group)
+    "top1",  # validation top-1 accuracy, percent, at the evaluation keep rate
+    "top5",  # validation top-5 accuracy, percent (top-k with k = min(5, classes))
+    "eval_loss",  # validation cross entropy
+    "keep_rate",  # evaluation keep rate (the target; a list if per block; null: no pruning)
+    "train_keep_rate",  # keep rate of the epoch's last training step (differs during the warm-up)
+    "train_images_per_s",  # training throughput, all processes, loader included
+    "eval_images_per_s",  # validation throughput, all processes, forward passes only
+    "gflops",  # GFLOPs (fvcore, 1 multiply-add = 1 FLOP) of one image at the evaluation keep rate
+    "epoch_time_s",  # wall time of the epoch (training + validation), seconds
+)
+DEFAULT_MODEL = "deit_small_patch16_224"
+_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "wsd", "rsqrt", "constant", "none")
+
+
+def _usage_error(message: str) -> Exception:
+    from .cli import UsageError  # imported here: cli imports this module to register the commands
+
+    return UsageError(message)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Argument parsing
+# --------------------------------------------------------------------------------------------------------
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``, VALUE read as a Python literal (number, bool, None, tuple, string) or else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not x >= 0 or math.isinf(x):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return x
+
+
+def _probability(text: str) -> float:
+    x = _nonneg_float(text)
+    if x > 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return x
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return n
+
+
+def _add_data_arguments(p: argparse.ArgumentParser, training: bool) -> None:
+    from .cli import positive_int
+
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="fashion-mnist (offline, from the Debian package dataset-fashion-mnist or "
+        "$RENYI_PRUNE_FASHION_MNIST) or imagefolder (--data DIR with DIR/train and DIR/val); "
+        "default: imagefolder when --data is given, else fashion-mnist"
+        + ("" if training else " (or what the checkpoint was trained on)"),
+    )
+    g.add_argument(
+        "--data",
+        metavar="DIR",
+        help="ImageFolder root (DIR/train/<class>/..., DIR/val/<class>/...), or with --dataset "
+        "fashion-mnist the folder of its IDX files",
+    )
+    if training:
+        g.add_argument(
+            "--max-train-images",
+            type=positive_int,
+            metavar="N",
+            help="train on a fixed random subset of N images (default: all)",
+        )
+    g.add_argument(
+        "--max-val-images",
+        type=positive_int,
+        metavar="N",
+        help="validate on a fixed random subset of N images (default: all)",
+    )
+    g.add_argument(
+        "--img-size",
+        type=positive_int,
+        metavar="PX",
+        help="input resolution, a multiple of the patch size (default: the model's"
+        + (")" if training else ", or the checkpoint's)"),
+    )
+    g.add_argument(
+        "--mean",
+        type=float,
+        nargs=3,
+        metavar="M",
+        help="normalization mean (default: the dataset's for fashion-mnist, else the model's)",
+    )
+    g.add_argument("--std", type=float, nargs=3, metavar="S", help="normalization std (default: as --mean)")
+    g.add_argument(
+        "--interpolation",
+        default=None,
+        choices=("bicubic", "bilinear", "nearest"),
+        help="resize interpolation (default: bicubic)",
+    )
+    g.add_argument(
+        "--crop-pct",
+        type=float,
+        metavar="F",
+        help="eval center-crop fraction (default: 1.0 for fashion-mnist, else the model's)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256 if training else 256,
+        metavar="B",
+        help="images per step and process (default: %(default)s; the paper's total batch is 256)",
+    )
+    g.add_argument(
+        "--workers",
+        type=_nonneg_int,
+        metavar="N",
+        help="data-loading processes per training process (default: 0 on CPU, where the model uses "
+        "every core, else min(8, cores per process))",
+    )
+    if not training:
+        return
+    a = p.add_argument_group("augmentation (DeiT's defaults, no RandAugment)")
+    a.add_argument(
+        "--train-crop-mode",
+        default="rrc",
+        choices=("rrc", "rkrc", "rkrr"),
+        help="rrc: RandomResizedCrop (DeiT); rkrr: random-scale resize + RandomCrop (default: %(default)s)",
+    )
+    a.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        default=(0.08, 1.0),
+        metavar=("MIN", "MAX"),
+        help="crop area range (default: 0.08 1.0)",
+    )
+    a.add_argument(
+        "--ratio",
+        type=float,
+        nargs=2,
+        default=(3 / 4, 4 / 3),
+        metavar=("MIN", "MAX"),
+        help="crop aspect ratio range (default: 3/4 4/3)",
+    )
+    a.add_argument(
+        "--hflip",
+        type=_probability,
+        default=0.5,
+        metavar="P",
+        help="horizontal flip probability (default: %(default)s)",
+    )
+    a.add_argument(
+        "--color-jitter",
+        type=_nonneg_float,
+        default=0.0,
+        metavar="F",
+        help="color jitter strength, 0 = off (default: %(default)s)",
+    )
+    a.add_argument(
+        "--aa",
+        metavar="POLICY",
+        help="timm RandAugment/AutoAugment policy, e.g. rand-m9-mstd0.5-inc1 (default: none)",
+    )
+    a.add_argument(
+        "--reprob",
+        type=_probability,
+        default=0.25,
+        metavar="P",
+        help="RandomErasing probability (default: %(default)s)",
+    )
+    a.add_argument(
+        "--remode",
+        default="pixel",
+        choices=("pixel", "rand", "const"),
+        help="RandomErasing fill (default: %(default)s)",
+    )
+    a.add_argument(
+        "--recount",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="RandomErasing regions (default: %(default)s)",
+    )
+    a.add_argument(
+        "--mixup",
+        type=_nonneg_float,
+        default=0.8,
+        metavar="ALPHA",
+        help="Mixup alpha, 0 = off (default: %(default)s)",
+    )
+    a.add_argument(
+        "--cutmix",
+        type=_nonneg_float,
+        default=1.0,
+        metavar="ALPHA",
+        help="CutMix alpha, 0 = off (default: %(default)s)",
+    )
+    a.add_argument(
+        "--mixup-prob",
+        type=_probability,
+        default=1.0,
+        metavar="P",
+        help="probability of mixing a batch (default: %(default)s)",
+    )
+    a.add_argument(
+        "--mixup-switch-prob",
+        type=_probability,
+        default=0.5,
+        metavar="P",
+        help="probability of CutMix instead of Mixup when both are on (default: %(default)s)",
+    )
+    a.add_argument(
+        "--mixup-mode",
+        default="batch",
+        choices=("batch", "pair", "elem"),
+        help="mix per batch, pair or element (default: %(default)s)",
+    )
+    a.add_argument(
+        "--smoothing",
+        type=_probability,
+        default=0.1,
+        metavar="EPS",
+        help="label smoothing (default: %(default)s)",
+    )
+
+
+def _add_model_arguments(p: argparse.ArgumentParser, training: bool) -> None:
+    from .cli import existing_file, positive_int
+
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL if training else None,
+        metavar="NAME",
+        help="timm model name"
+        + (
+            " (default: %(default)s)"
+            if training
+            else " (default: the checkpoint's; needed for other checkpoints)"
+        ),
+    )
+    g.add_argument(
+        "--model-kwargs",
+        type=_key_value,
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra timm.create_model arguments, e.g. patch_size=4 embed_dim=192 num_heads=3",
+    )
+    if training:
+        g.add_argument(
+            "--pretrained",
+            action="store_true",
+            help="start from timm's pretrained weights (downloads from the Hugging Face hub)",
+        )
+        g.add_argument(
+            "--checkpoint",
+            type=existing_file,
+            metavar="PATH",
+            help="start from local weights (a timm/PyTorch state dict, .safetensors, or a "
+            "checkpoint.pth of this command; a classifier of another size is re-initialized)",
+        )
+        g.add_argument(
+            "--drop-path",
+            type=_probability,
+            default=0.1,
+            metavar="P",
+            help="stochastic depth rate (default: %(default)s)",
+        )
+        g.add_argument(
+            "--drop",
+            type=_probability,
+            default=0.0,
+            metavar="P",
+            help="dropout rate before the classifier (default: %(default)s)",
+        )
+    else:
+        g.add_argument(
+            "--checkpoint",
+            type=existing_file,
+            required=True,
+            metavar="PATH",
+            help="weights to evaluate: a checkpoint.pth of `renyi-prune train`, or a timm/PyTorch "
+            "state dict / .safetensors with --model",
+        )
+    g.add_argument(
+        "--num-classes",
+        type=positive_int,
+        metavar="N",
+        help="classifier size (default: the dataset's number of classes)",
+    )
+
+
+def _add_pruning_arguments(p: argparse.ArgumentParser, training: bool) -> None:
+    from .cli import alpha, keep_rate
+
+    g = p.add_argument_group(
+        "pruning",
+        "Without --keep-rate the model is not pruned"
+        + (" (plain fine-tuning)." if training else "; eval then uses the checkpoint's pruning, if any."),
+    )
+    g.add_argument(
+        "--keep-rate",
+        type=keep_rate,
+        nargs="+",
+        metavar="R",
+        help="keep rate r in (0, 1] of every pruning block, or one per block",
+    )
+    g.add_argument(
+        "--criterion", choices=CRITERIA, default=None, help="token-importance criterion (default: renyi)"
+    )
+    g.add_argument(
+        "--alpha",
+        type=alpha,
+        nargs="+",
+        metavar="A",
+        help="Rényi order(s) for --criterion renyi, 'inf' allowed, one or one per block (default: 1)",
+    )
+    g.add_argument(
+        "--prune-blocks",
+        type=_nonneg_int,
+        nargs="+",
+        metavar="I",
+        help="0-based pruning block indices (default: 3 6 9 = the paper's blocks 4, 7, 10)",
+    )
+    g.add_argument(
+        "--fuse-pruned",
+        action="store_true",
+        help="merge the pruned patches into one token (EViT's inattentive-token fusion)",
+    )
+    g.add_argument(
+        "--criterion-param",
+        type=_key_value,
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="criterion parameters, e.g. order=3 (colln), source=column (headvar), seed=1 (random)",
+    )
+    if training:
+        g.add_argument(
+            "--keep-rate-warmup-epochs",
+            type=_nonneg_float,
+            default=0.0,
+            metavar="E",
+            help="lower the keep rate from 1 to --keep-rate along a half cosine over E epochs "
+            "(EViT's schedule; updated every step; default: 0 = prune at the target from the start)",
+        )
+        g.add_argument(
+            "--keep-rate-start-epoch",
+            type=_nonneg_float,
+            default=0.0,
+            metavar="E",
+            help="epochs at keep rate 1 before the warm-up starts (default: %(default)s)",
+        )
+    else:
+        g.add_argument(
+            "--no-prune",
+            action="store_true",
+            help="evaluate without pruning, even if the checkpoint was trained with it",
+        )
+
+
+def _add_runtime_arguments(p: argparse.ArgumentParser, training: bool) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument(
+        "--device",
+        help="torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu; "
+        "under torchrun: cuda:$LOCAL_RANK)",
+    )
+    g.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "fp16", "none"),
+        default="auto",
+        help="mixed precision: torch.autocast in bf16, or fp16 with a gradient scaler (default: auto = bf16 "
+        "on a CUDA device that supports it, else none)",
+    )
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    if training:
+        g.add_argument(
+            "--seed", type=_nonneg_int, default=0, metavar="N", help="random seed (default: %(default)s)"
+        )
+        g.add_argument(
+            "--output",
+            type=Path,
+            default=Path("renyi_prune_train"),
+            metavar="DIR",
+            help="folder for config.json, checkpoint.pth, metrics.jsonl (default: %(default)s)",
+        )
+        g.add_argument(
+            "--resume",
+            type=_existing_file,
+            metavar="PATH",
+            help="continue a run from its checkpoint.pth (pass the same options)",
+        )
+        g.add_argument(
+            "--stop-after-epoch",
+            type=_positive_int,
+            metavar="N",
+            help="end this run after epoch N; the schedule still spans --epochs "
+            "(for time-limited jobs: continue with --resume)",
+        )
+    else:
+        g.add_argument("--output", type=Path, metavar="FILE", help="also write the result as JSON to FILE")
+
+
+def _existing_file(text: str) -> Path:
+    from .cli import existing_file
+
+    return existing_file(text)
+
+
+def _positive_int(text: str) -> int:
+    from .cli import positive_int
+
+    return positive_int(text)
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``renyi-prune train`` on ``parser`` (see :func:`run_train`)."""
+    _add_data_arguments(parser, training=True)
+    _add_model_arguments(parser, training=True)
+    _add_pruning_arguments(parser, training=True)
+    o = parser.add_argument_group("optimization (timm create_optimizer_v2 / create_scheduler_v2)")
+    o.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="epochs (default: %(default)s, the paper's)",
+    )
+    o.add_argument(
+        "--opt", default="adamw", metavar="NAME", help="timm optimizer name (default: %(default)s)"
+    )
+    o.add_argument(
+        "--lr",
+        type=_nonneg_float,
+        metavar="LR",
+        help="peak learning rate (default: DeiT's rule 5e-4 x total batch / 512)",
+    )
+    o.add_argument(
+        "--weight-decay",
+        type=_nonneg_float,
+        default=0.05,
+        metavar="WD",
+        help="weight decay, not applied to biases and norms (default: %(default)s)",
+    )
+    o.add_argument("--opt-eps", type=float, metavar="EPS", help="optimizer epsilon (default: timm's)")
+    o.add_argument("--opt-betas", type=float, nargs=2, metavar="B", help="Adam betas (default: timm's)")
+    o.add_argument(
+        "--momentum", type=float, default=0.9, metavar="M", help="SGD momentum (default: %(default)s)"
+    )
+    o.add_argument(
+        "--clip-grad",
+        type=_nonneg_float,
+        metavar="NORM",
+        help="clip gradients to this norm (or value, see --clip-mode; default: no clipping)",
+    )
+    o.add_argument(
+        "--clip-mode",
+        default="norm",
+        choices=("norm", "value", "agc"),
+        help="gradient clipping mode (default: %(default)s)",
+    )
+    o.add_argument(
+        "--sched", default="cosine", choices=_SCHEDULERS, help="lr schedule (default: %(default)s)"
+    )
+    o.add_argument(
+        "--warmup-epochs",
+        type=_nonneg_float,
+        default=5.0,
+        metavar="E",
+        help="linear lr warm-up, epochs (default: %(default)s)",
+    )
+    o.add_argument(
+        "--warmup-lr",
+        type=_nonneg_float,
+        default=1e-6,
+        metavar="LR",
+        help="lr at the start of the warm-up (default: %(default)s)",
+    )
+    o.add_argument(
+        "--min-lr",
+        type=_nonneg_float,
+        default=1e-5,
+        metavar="LR",
+        help="lr at the end of the cosine (default: %(default)s)",
+    )
+    o.add_argument("--decay-epochs", type=_nonneg_float, metavar="E", help="step schedule interval")
+    o.add_argument(
+        "--decay-rate", type=_nonneg_float, default=0.1, metavar="F", help="step decay factor (default: 0.1)"
+    )
+    _add_runtime_arguments(parser, training=True)
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``renyi-prune eval`` on ``parser`` (see :func:`run_eval`)."""
+    _add_model_arguments(parser, training=False)
+    _add_data_arguments(parser, training=False)
+    _add_pruning_arguments(parser, training=False)
+    _add_runtime_arguments(parser, training=False)
+
+
+def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``renyi-prune train`` options (for scripts and tests; the CLI uses the same parser)."""
+    parser = argparse.ArgumentParser(prog="renyi-prune train")
+    add_train_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def parse_eval_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``renyi-prune eval`` options (for scripts and tests; the CLI uses the same parser)."""
+    parser = argparse.ArgumentParser(prog="renyi-prune eval")
+    add_eval_arguments(parser)
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pruning configuration
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pruning:
+    """How a model is patched (:func:`renyi_prune.patch`) and its keep-rate warm-up.
+
+    Attributes:
+        keep_rate: target keep rate, one or one per pruning block (also the evaluation keep rate).
+        criterion, alpha, prune_blocks, fuse_pruned, params: as in :func:`renyi_prune.patch`.
+        warmup_epochs, start_epoch: keep rate 1 for ``start_epoch`` epochs, then a half cosine down to
+            ``keep_rate`` over ``warmup_epochs`` (:func:`renyi_prune.keep_rate_warmup`, per step).
+    """
+
+    keep_rate: float | list[float]
+    criterion: str = "renyi"
+    alpha: float | list[float] | None = None
+    prune_blocks: list[int] = field(default_factory=lambda: list(DEFAULT_PRUNE_BLOCKS))
+    fuse_pruned: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+    warmup_epochs: float = 0.0
+    start_epoch: float = 0.0
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Patch ``model`` at the target keep rate."""
+        return patch(
+            model,
+            self.keep_rate,
+            alpha=self.alpha,
+            prune_blocks=self.prune_blocks,
+            criterion=self.criterion,
+            fuse_pruned=self.fuse_pruned,
+            **self.params,
+        )
+
+    @property
+    def has_warmup(self) -> bool:
+        return self.warmup_epochs > 0 or self.start_epoch > 0
+
+    def keep_rate_at(self, step: int, updates_per_epoch: int) -> float | list[float]:
+        """Training keep rate after ``step`` optimizer updates."""
+        if not self.has_warmup:
+            return self.keep_rate
+        ramp = max(1, round(self.warmup_epochs * updates_per_epoch))
+        start = round(self.start_epoch * updates_per_epoch)
+        return keep_rate_warmup(step, self.keep_rate, ramp, start_step=start)
+
+    def label(self) -> str:
+        name = self.criterion + ("+fusion" if self.fuse_pruned else "")
+        if self.criterion == "renyi":
+            name += f" α={_fmt_seq(1.0 if self.alpha is None else self.alpha)}"
+        extra = "".join(f" {k}={v}" for k, v in self.params.items())
+        return f"{name}{extra} r={_fmt_seq(self.keep_rate)}"
+
+
+def _fmt_seq(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "/".join(_fmt_seq(v) for v in value)
+    return "inf" if value == math.inf else f"{value:g}"
+
+
+def _one_or_list(values: Sequence[Any] | None) -> Any:
+    if values is None:
+        return None
+    values = list(values)
+    return values[0] if len(values) == 1 else values
+
+
+def _pruning_from_args(args: argparse.Namespace, training: bool) -> Pruning | None:
+    """The :class:`Pruning` the options ask for, or None (no --keep-rate); patch() checks it further."""
+    others = {
+        "--criterion": args.criterion is not None,
+        "--alpha": args.alpha is not None,
+        "--prune-blocks": args.prune_blocks is not None,
+        "--fuse-pruned": args.fuse_pruned,
+        "--criterion-param": bool(args.criterion_param),
+    }
+    if training:
+        others["--keep-rate-warmup-epochs"] = args.keep_rate_warmup_epochs > 0
+        others["--keep-rate-start-epoch"] = args.keep_rate_start_epoch > 0
+    if args.keep_rate is None:
+        given = [k for k, v in others.items() if v]
+        if given:
+            raise _usage_error(f"{', '.join(given)} need(s) --keep-rate (without it the model is not pruned)")
+        return None
+    criterion = args.criterion or "renyi"
+    if args.alpha is not None and criterion != "renyi":
+        raise _usage_error(f"--alpha is for --criterion renyi, not {criterion!r}")
+    pruning = Pruning(
+        keep_rate=_one_or_list(args.keep_rate),
+        criterion=criterion,
+        alpha=_one_or_list(args.alpha),
+        prune_blocks=list(args.prune_blocks) if args.prune_blocks is not None else list(DEFAULT_PRUNE_BLOCKS),
+        fuse_pruned=args.fuse_pruned,
+        params=dict(args.criterion_param),
+        warmup_epochs=args.keep_rate_warmup_epochs if training else 0.0,
+        start_epoch=args.keep_rate_start_epoch if training else 0.0,
+    )
+    return pruning
+
+
+# --------------------------------------------------------------------------------------------------------
+# Devices, precision, distribution, RNG
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_device(device_arg: str | None) -> _Dist:
+    """Device and process group; ``torch.distributed`` is initialized only when ``WORLD_SIZE`` > 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    if device_arg is not None:
+        try:
+            device = torch.device(device_arg)
+        except RuntimeError as err:
+            raise _usage_error(f"argument --device: {err}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise _usage_error(f"argument --device: {device_arg!r} but CUDA is not available")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
+    else:
+        device = torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size <= 1:
+        return _Dist(device=device)
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)) or world_size)
+    return _Dist(dist.get_rank(), dist.get_world_size(), local_world, device)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "auto":
+        use = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if use else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Seed of the data order and loader workers of one epoch: depends only on (seed, epoch, rank)."""
+    return (seed * 1_000_003 + epoch * 10_007 + rank * 101 + 17) % 2**63
+
+
+def _pruning_generators(model: nn.Module) -> list[torch.Generator]:
+    from .patch import _pruning_states  # generators of seeded criteria (random), to checkpoint them
+
+    try:
+        states = _pruning_states(model)
+    except ValueError:
+        return []
+    return [
+        s.params["generator"]
+        for s in states.values()
+        if isinstance(s.params.get("generator"), torch.Generator)
+    ]
+
+
+def _rng_state(model: nn.Module, device: torch.device) -> dict[str, Any]:
+    """Every RNG the training loop draws from (Python, NumPy for Mixup, torch, CUDA, pruning criteria)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "pruning": [g.get_state() for g in _pruning_generators(model)],
+    }
+
+
+def _set_rng_state(state: dict[str, Any], model: nn.Module, device: torch.device) -> None:
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    generators = _pruning_generators(model)
+    if len(generators) == len(state.get("pruning", [])):
+        for g, s in zip(generators, state["pruning"], strict=True):
+            g.set_state(s)
+
+
+@contextlib.contextmanager
+def _preserve_rng(model: nn.Module, device: torch.device):
+    """Run a side computation (GFLOPs counting) without consuming any RNG the training uses."""
+    generators = _pruning_generators(model)
+    saved = [g.get_state() for g in generators]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        py, npy = random.getstate(), np.random.get_state()
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+            for g, s in zip(generators, saved, strict=True):
+                g.set_state(s)
+
+
+def _environment(device: torch.device, dist: _Dist | None = None) -> dict[str, Any]:
+    import timm
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return {
+        "device": name,
+        "world_size": dist.world_size if dist else 1,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------
+# Model and weights
+# --------------------------------------------------------------------------------------------------------
+
+
+def _create_model(
+    name: str,
+    num_classes: int,
+    img_size: int | None,
+    model_kwargs: dict[str, Any],
+    pretrained: bool = False,
+    drop_path: float = 0.0,
+    drop: float = 0.0,
+) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name):
+        raise _usage_error(f"unknown timm model {name!r} (see timm.list_models())")
+    kwargs = dict(model_kwargs)
+    kwargs["num_classes"] = num_classes
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    if drop_path:
+        kwargs["drop_path_rate"] = drop_path
+    if drop:
+        kwargs["drop_rate"] = drop
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as err:
+        raise _usage_error(
+            f"--model {name} does not accept these arguments {sorted(kwargs)}: {err}"
+        ) from None
+    except Exception as err:
+        if not pretrained:
+            raise
+        raise RuntimeError(
+            f"could not load the pretrained weights of {name!r} ({type(err).__name__}: {err}); this needs "
+            "internet access to the Hugging Face hub. Offline, pass local weights with --checkpoint instead "
+            "of --pretrained."
+        ) from err
+
+
+def _model_img_size(model: nn.Module) -> int:
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if size is None:
+        size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-2:]
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    if size[0] != size[1]:
+        raise _usage_error(f"non-square model input {size}; pass --img-size")
+    return int(size[0])
+
+
+def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A checkpoint written by :func:`train`, or None for any other file."""
+    if str(path).endswith(".safetensors"):
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT else None
+
+
+def _load_weights(model: nn.Module, path: str | os.PathLike[str], reset_head: bool) -> list[str]:
+    """Load a state dict into ``model`` (timm's checkpoint filter resamples position embeddings).
+
+    With ``reset_head`` a classifier whose shape differs is left at its fresh initialization (fine-tuning on
+    another label set); any other mismatch raises ValueError naming the keys. Returns notes for the log.
+    """
+    from timm.models import load_state_dict
+
+    ours = _read_checkpoint(path)
+    if ours is not None:
+        state = dict(ours["model"])
+    else:
+        try:
+            state = load_state_dict(str(path))
+        except Exception as err:
+            raise ValueError(f"cannot read weights from {path}: {type(err).__name__}: {err}") from err
+    filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    own = model.state_dict()
+    heads = model.pretrained_cfg.get("classifier", "head")
+    heads = [heads] if isinstance(heads, str) else list(heads)
+    mismatched = {
+        k: (tuple(v.shape), tuple(own[k].shape))
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    }
+    is_head = lambda k: any(k == h or k.startswith(h + ".") for h in heads)  # noqa: E731
+    notes = []
+    head_keys = [k for k in mismatched if is_head(k)]
+    if head_keys and reset_head:
+        for k in head_keys:
+            del state[k]
+        notes.append(
+            f"classifier {', '.join(head_keys)} re-initialized: checkpoint {mismatched[head_keys[0]][0]}, "
+            f"model {mismatched[head_keys[0]][1]}"
+        )
+    elif head_keys:
+        k = head_keys[0]
+        raise ValueError(
+            f"{path}: classifier {k} has shape {list(mismatched[k][0])}, the model needs "
+            f"{list(mismatched[k][1])}"
+            " (pass --num-classes to match the checkpoint, or evaluate on the dataset it was trained on)"
+        )
+    other = {k: v for k, v in mismatched.items() if not is_head(k)}
+    if other:
+        raise ValueError(
+            f"{path} does not fit the model: (checkpoint, model) shapes {dict(list(other.items())[:4])}"
+        )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not (reset_head and is_head(k))]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit the model: missing keys {missing[:6]}, unexpected keys {unexpected[:6]}"
+        )
+    return notes
+
+
+# --------------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------------
+
+
+def _dataset_name(args: argparse.Namespace, default: str | None = None) -> str:
+    if args.dataset is not None:
+        return args.dataset
+    if args.data is not None:
+        return "imagefolder"
+    return default or "fashion-mnist"
+
+
+def _data_config(
+    args: argparse.Namespace,
+    dataset: str,
+    model: nn.Module,
+    img_size: int,
+    base: dict[str, Any] | None = None,
+) -> DataConfig:
+    """Normalization/resizing: options > ``base`` (a checkpoint's) > the dataset's > the model's."""
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    if base is not None:
+        mean, std = tuple(base["mean"]), tuple(base["std"])
+        interpolation, crop_pct = base["interpolation"], base["crop_pct"]
+    elif dataset == "fashion-mnist":
+        mean, std, interpolation, crop_pct = FASHION_MNIST_MEAN, FASHION_MNIST_STD, "bicubic", 1.0
+    else:
+        mean, std = (
+            tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+            tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        )
+        interpolation, crop_pct = cfg.get("interpolation", "bicubic") or "bicubic", cfg.get("crop_pct", 0.875)
+    if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
+        raise _usage_error(f"argument --crop-pct: must be in (0, 1], got {args.crop_pct}")
+    return DataConfig(
+        img_size=img_size,
+        mean=tuple(args.mean) if args.mean is not None else mean,
+        std=tuple(args.std) if args.std is not None else std,
+        interpolation=args.interpolation or interpolation,
+        crop_pct=args.crop_pct if args.crop_pct is not None else crop_pct,
+    )
+
+
+def _default_workers(device: torch.device, dist: _Dist) -> int:
+    if device.type != "cuda":
+        return 0
+    return min(8, max(1, (os.cpu_count() or 1) // dist.local_world_size))
+
+
+def _val_loader(dataset, batch_size: int, workers: int, device: torch.device, dist: _Dist):
+    from torch.utils.data import DataLoader, Subset
+
+    if dist.enabled:  # exact sharding: rank r takes items r, r + W, ...; no padding duplicates
+        dataset = Subset(dataset, range(dist.rank, len(dataset), dist.world_size))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training and evaluation loops
+# --------------------------------------------------------------------------------------------------------
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    desc: str = "eval",
+    distributed: bool = False,
+) -> dict[str, float]:
+    """Top-1 / top-5 accuracy, cross entropy and throughput of ``model`` on ``loader``.
+
+    Args:
+        model: a classifier (patched or not); put in eval mode.
+        loader: yields ``(images (B, 3, S, S), labels (B,))``.
+        device, amp_dtype: where and in which autocast dtype (None: fp32) to run.
+        distributed: sum the counts over the process group (each rank evaluated its own shard).
+
+    Returns:
+        ``{"top1", "top5"}`` in percent (top-k with k = min(5, classes), :func:`timm.utils.accuracy`),
+        ``"loss"`` (mean cross entropy), ``"images"`` (count), ``"images_per_s"`` (images / time spent in
+        the forward passes, device-synchronized, data loading excluded; summed over processes).
+    """
+    from timm.utils import accuracy
+
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64)  # correct@1, correct@5, loss sum, images
+    forward_s = 0.0
+    with _progress(len(loader), desc, progress) as bar:
+        for images, target in loader:
+            images = images.to(device, non_blocking=True)
+            target = target.to(device, non_blocking=True)
+            _sync(device)
+            start = time.perf_counter()
+            with _autocast(device, amp_dtype):
+                logits = model(images)
+            _sync(device)
+            forward_s += time.perf_counter() - start
+            logits = logits.float()
+            n = len(target)
+            acc1, acc5 = accuracy(logits, target, topk=(1, min(5, logits.shape[1])))
+            loss = F.cross_entropy(logits, target, reduction="sum")
+            sums += torch.tensor(
+                [acc1.item() * n / 100, acc5.item() * n / 100, loss.item(), n], dtype=torch.float64
+            )
+            bar.update()
+    rate = torch.tensor([sums[3].item() / forward_s if forward_s > 0 else 0.0], dtype=torch.float64)
+    if distributed:
+        import torch.distributed as dist
+
+        packed = torch.cat([sums, rate]).to(device)
+        dist.all_reduce(packed)
+        sums, rate = packed[:4].cpu(), packed[4:].cpu()
+    n = max(sums[3].item(), 1.0)
+    return {
+        "top1": 100.0 * round(sums[0].item()) / n,
+        "top5": 100.0 * round(sums[1].item()) / n,
+        "loss": sums[2].item() / n,
+        "images": int(sums[3].item()),
+        "images_per_s": rate.item(),
+    }
+
+
+def _count_gflops(model: nn.Module, img_size: int, device: torch.device) -> float:
+    from .flops import count_flops
+
+    with _preserve_rng(model, device):
+        return count_flops(model, img_size)
+
+
+def _train_one_epoch(
+    model: nn.Module,
+    unwrapped: nn.Module,
+    loader: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    epoch: int,
+    epochs: int,
+    num_updates: int,
+    mixup_fn: Any,
+    pruning: Pruning | None,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    scaler: Any,
+    clip_grad: float | None,
+    clip_mode: str,
+    progress: bool,
+    dist: _Dist,
+) -> dict[str, Any]:
+    from timm.utils import dispatch_clip_grad
+
+    model.train()
+    updates_per_epoch = len(loader)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    keep = None
+    start = time.perf_counter()
+    with _progress(updates_per_epoch, f"epoch {epoch + 1}/{epochs}", progress) as bar:
+        for step, (images, target) in enumerate(loader):
+            if pruning is not None and pruning.has_warmup:
+                keep = pruning.keep_rate_at(num_updates, updates_per_epoch)
+                set_keep_rate(unwrapped, keep)
+            images = images.to(device, non_blocking=True)
+            target = target.to(device, non_blocking=True)
+            if mixup_fn is not None:
+                images, target = mixup_fn(images, target)
+            with _autocast(device, amp_dtype):
+                loss = loss_fn(model(images), target)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler(
+                    loss, optimizer, clip_grad=clip_grad, clip_mode=clip_mode, parameters=model.parameters()
+                )
+            else:
+                loss.backward()
+                if clip_grad is not None:
+                    dispatch_clip_grad(model.parameters(), clip_grad, mode=clip_mode)
+                optimizer.step()
+            num_updates += 1
+            if scheduler is not None:
+                scheduler.step_update(num_updates=num_updates)
+            loss_sum += loss.detach().double() * len(images)
+            seen += len(images)
+            if step % 10 == 0 or step == updates_per_epoch - 1:
+                value = loss_sum.item() / seen
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"training loss is {value} at epoch {epoch + 1}, step {step + 1}: lower --lr, or use "
+                        "--clip-grad, or --amp bf16 instead of fp16"
+                    )
+                bar.set_postfix(
+                    loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}", refresh=False
+                )
+            bar.update()
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    totals = torch.tensor([loss_sum.item(), float(seen)], dtype=torch.float64)
+    if dist.enabled:
+        import torch.distributed as tdist
+
+        totals = totals.to(device)
+        tdist.all_reduce(totals)
+        totals = totals.cpu()
+    if pruning is not None and keep is None:
+        keep = pruning.keep_rate
+    return {
+        "train_loss": totals[0].item() / max(totals[1].item(), 1.0),
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_images_per_s": totals[1].item() / elapsed if elapsed > 0 else 0.0,
+        "train_keep_rate": keep,
+        "num_updates": num_updates,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: inf → "inf", paths → str, tuples → lists (strict JSON, no NaN/Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.dtype):
+        return str(value).replace("torch.", "")
+    return value
+
+
+_NOT_OPTIONS = frozenset({"command", "command_parser", "traceback"})  # set by the CLI, not by this command
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's options as JSON-safe values (the CLI's own entries and non-data values dropped)."""
+    plain = (str, int, float, bool, type(None), list, tuple, dict, Path)
+    return {k: _jsonable(v) for k, v in vars(args).items() if k not in _NOT_OPTIONS and isinstance(v, plain)}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        json.dump(_jsonable(obj), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+
+
+def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        for record in history:
+            fh.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
+
+
+def _model_config(args: argparse.Namespace, num_classes: int, img_size: int) -> dict[str, Any]:
+    return {
+        "model": args.model,
+        "model_kwargs": dict(args.model_kwargs),
+        "num_classes": num_classes,
+        "img_size": img_size,
+    }
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``renyi-prune train`` with parsed options (see :func:`add_train_arguments`).
+
+    Returns:
+        ``{"output": DIR, "history": [per-epoch records (METRIC_FIELDS)], "last": the last record,
+        "config": the resolved configuration}`` (on every rank; only rank 0 writes files).
+
+    Raises:
+        UsageError: inconsistent options (message names them), e.g. --alpha without renyi, an odd batch
+            with Mixup/CutMix, a training set smaller than one batch, a --resume checkpoint of another model.
+        DatasetNotFoundError: the dataset is missing (message: how to install it).
+        ValueError / TypeError: a model or pruning setting :func:`renyi_prune.patch` rejects (named).
+        FloatingPointError: the training loss became NaN/inf.
+        RuntimeError: --pretrained weights could not be downloaded.
+    """
+    import timm  # noqa: F401  (fail early with ImportError if missing)
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import NativeScaler
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    if args.pretrained and args.checkpoint is not None:
+        raise _usage_error("give either --pretrained or --checkpoint, not both")
+    pruning = _pruning_from_args(args, training=True)
+    mixing = args.mixup > 0 or args.cutmix > 0
+    if mixing and args.batch_size % 2:
+        raise _usage_error(
+            f"--batch-size {args.batch_size}: Mixup/CutMix need an even batch (or --mixup 0 --cutmix 0)"
+        )
+    if args.scale[0] > args.scale[1] or not 0 < args.scale[0] <= 1:
+        raise _usage_error(f"argument --scale: need 0 < MIN <= MAX, got {args.scale}")
+    if args.stop_after_epoch is not None and args.stop_after_epoch > args.epochs:
+        raise _usage_error(f"--stop-after-epoch {args.stop_after_epoch} is beyond --epochs {args.epochs}")
+    resume = None
+    if args.resume is not None:
+        resume = _read_checkpoint(args.resume)
+        if resume is None:
+            raise _usage_error(f"--resume {args.resume}: not a checkpoint written by renyi-prune train")
+
+    dist = _setup_device(args.device)
+    device = dist.device
+    amp_dtype = _amp_dtype(args.amp, device)
+    _seed_everything(args.seed + dist.rank)
+    dataset = _dataset_name(args)
+
+    # classes first (the classifier size), then the model (its input size), then the transforms
+    splits, classes = build_datasets(dataset, args.data)
+    num_classes = args.num_classes or len(classes)
+    if num_classes < len(classes):
+        raise _usage_error(f"--num-classes {num_classes} is less than the dataset's {len(classes)} classes")
+    model = _create_model(
+        args.model,
+        num_classes,
+        args.img_size,
+        dict(args.model_kwargs),
+        pretrained=args.pretrained,
+        drop_path=args.drop_path,
+        drop=args.drop,
+    )
+    img_size = _model_img_size(model)
+    notes = []
+    if args.checkpoint is not None and resume is None:
+        notes = _load_weights(model, args.checkpoint, reset_head=True)
+    data_cfg = _data_config(args, dataset, model, img_size)
+    train_tf = build_transform(
+        data_cfg,
+        True,
+        scale=args.scale,
+        ratio=args.ratio,
+        train_crop_mode=args.train_crop_mode,
+        hflip=args.hflip,
+        color_jitter=args.color_jitter,
+        auto_augment=args.aa,
+        re_prob=args.reprob,
+        re_mode=args.remode,
+        re_count=args.recount,
+    )
+    splits["train"].transform = train_tf
+    splits["val"].transform = build_transform(data_cfg, False)
+    train_set = subset(splits["train"], args.max_train_images)
+    val_set = subset(splits["val"], args.max_val_images)
+
+    model.to(device)
+    if pruning is not None:  # after .to(): seeded criteria (random) create their generator on the device
+        pruning.apply(model)  # raises TypeError/ValueError for unsupported models or settings
+    unwrapped = model
+    workers = args.workers if args.workers is not None else _default_workers(device, dist)
+    sampler = None
+    if dist.enabled:
+        sampler = DistributedSampler(
+            train_set,
+            num_replicas=dist.world_size,
+            rank=dist.rank,
+            shuffle=True,
+            seed=args.seed,
+            drop_last=True,
+        )
+    loader_gen = torch.Generator()
+    train_loader = DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        generator=loader_gen,
+    )
+    if len(train_loader) == 0:
+        raise _usage_error(
+            f"the training set has {len(train_set)} images "
+            f"({len(train_set) // dist.world_size} per process), "
+            f"fewer than --batch-size {args.batch_size}"
+        )
+    val_loader = _val_loader(val_set, args.batch_size, workers, device, dist)
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    total_batch = args.batch_size * dist.world_size
+    lr = args.lr if args.lr is not None else 5e-4 * total_batch / 512
+    opt_kwargs: dict[str, Any] = {}
+    if args.opt_eps is not None:
+        opt_kwargs["eps"] = args.opt_eps
+    if args.opt_betas is not None:
+        opt_kwargs["betas"] = tuple(args.opt_betas)
+    try:
+        optimizer = create_optimizer_v2(
+            unwrapped,
+            opt=args.opt,
+            lr=lr,
+            weight_decay=args.weight_decay,
+            momentum=args.momentum,
+            **opt_kwargs,
+        )
+    except (AssertionError, ValueError, KeyError) as err:
+        raise _usage_error(f"argument --opt {args.opt!r}: {err}") from None
+    sched_kwargs = {"decay_epochs": args.decay_epochs} if args.decay_epochs is not None else {}
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=args.sched,
+        num_epochs=args.epochs,
+        warmup_epochs=args.warmup_epochs,
+        warmup_lr=args.warmup_lr,
+        min_lr=args.min_lr,
+        decay_rate=args.decay_rate,
+        step_on_epochs=False,
+        updates_per_epoch=len(train_loader),
+        **sched_kwargs,
+    )
+    scaler = NativeScaler(device=device.type) if amp_dtype == torch.float16 else None
+    mixup_fn = None
+    if mixing:
+        mixup_fn = Mixup(
+            mixup_alpha=args.mixup,
+            cutmix_alpha=args.cutmix,
+            prob=args.mixup_prob,
+            switch_prob=args.mixup_switch_prob,
+            mode=args.mixup_mode,
+            label_smoothing=args.smoothing,
+            num_classes=num_classes,
+        )
+        loss_fn: nn.Module = SoftTargetCrossEntropy()
+    elif args.smoothing > 0:
+        loss_fn = LabelSmoothingCrossEntropy(smoothing=args.smoothing)
+    else:
+        loss_fn = nn.CrossEntropyLoss()
+
+    model_config = _model_config(args, num_classes, img_size)
+    start_epoch, num_updates, history = 0, 0, []
+    if resume is not None:
+        if resume["model_config"] != model_config:
+            raise _usage_error(
+                f"--resume {args.resume} holds {resume['model_config']}, but the options build {model_config}"
+            )
+        unwrapped.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume.get("scheduler") is not None:
+            scheduler.load_state_dict(resume["scheduler"])
+        if scaler is not None and resume.get("scaler") is not None:
+            scaler.load_state_dict(resume["scaler"])
+        start_epoch, num_updates, history = resume["epoch"], resume["num_updates"], list(resume["history"])
+        _warn_changed_options(resume.get("args", {}), args)
+    stop_epoch = min(args.stop_after_epoch or args.epochs, args.epochs)
+
+    config = {
+        "args": _options(args),
+        "lr": lr,
+        "total_batch_size": total_batch,
+        "dataset": dataset,
+        "classes": list(classes),
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+        "data_config": data_cfg.as_dict(),
+        "model_config": model_config,
+        "pruning": asdict(pruning) if pruning is not None else None,
+        "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "none",
+        "workers": workers,
+        "environment": _environment(device, dist),
+    }
+    output = Path(args.output)
+    if dist.is_main:
+        _write_json(output / "config.json", config)
+        for note in notes:
+            print(f"renyi-prune train: {note}", file=sys.stderr)
+
+    gflops = None
+    if dist.is_main:
+        gflops = _count_gflops(unwrapped, img_size, device)
+    if resume is not None:
+        states = resume["rng"]
+        state = states[dist.rank] if len(states) == dist.world_size else None
+        if state is None:
+            warnings.warn(
+                f"--resume: checkpoint has RNG states for {len(states)} processes, this run has "
+                f"{dist.world_size}; the random streams restart from --seed",
+                stacklevel=2,
+            )
+        else:
+            _set_rng_state(state, unwrapped, device)
+
+    for epoch in range(start_epoch, stop_epoch):
+        epoch_start = time.perf_counter()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        loader_gen.manual_seed(_epoch_seed(args.seed, epoch, dist.rank))
+        stats = _train_one_epoch(
+            model,
+            unwrapped,
+            train_loader,
+            optimizer,
+            scheduler,
+            loss_fn,
+            epoch=epoch,
+            epochs=args.epochs,
+            num_updates=num_updates,
+            mixup_fn=mixup_fn,
+            pruning=pruning,
+            device=device,
+            amp_dtype=amp_dtype,
+            scaler=scaler,
+            clip_grad=args.clip_grad,
+            clip_mode=args.clip_mode,
+            progress=args.progress,
+            dist=dist,
+        )
+        num_updates = stats["num_updates"]
+        if scheduler is not None:
+            scheduler.step(epoch + 1)
+        if pruning is not None and pruning.has_warmup:
+            set_keep_rate(unwrapped, pruning.keep_rate)  # evaluate at the target keep rate
+        with _preserve_rng(unwrapped, device):  # validation must not change the training's random streams
+            ev = evaluate(
+                model,
+                val_loader,
+                device,
+                amp_dtype,
+                progress=args.progress and dist.is_main,
+                desc=f"val {epoch + 1}/{args.epochs}",
+                distributed=dist.enabled,
+            )
+        record = {
+            "epoch": epoch + 1,
+            "num_updates": num_updates,
+            "train_loss": stats["train_loss"],
+            "lr": stats["lr"],
+            "top1": ev["top1"],
+            "top5": ev["top5"],
+            "eval_loss": ev["loss"],
+            "keep_rate": pruning.keep_rate if pruning is not None else None,
+            "train_keep_rate": stats["train_keep_rate"],
+            "train_images_per_s": stats["train_images_per_s"],
+            "eval_images_per_s": ev["images_per_s"],
+            "gflops": gflops,
+            "epoch_time_s": time.perf_counter() - epoch_start,
+        }
+        history.append(record)
+        rng = [_rng_state(unwrapped, device)]
+        if dist.enabled:
+            import torch.distributed as tdist
+
+            gathered: list[Any] = [None] * dist.world_size
+            tdist.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if dist.is_main:
+            checkpoint = {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": epoch + 1,
+                "num_updates": num_updates,
+                "model": unwrapped.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng,
+                "history": history,
+                "model_config": model_config,
+                "data_config": data_cfg.as_dict(),
+                "dataset": {"name": dataset, "data": str(args.data) if args.data is not None else None},
+                "pruning": asdict(pruning) if pruning is not None else None,
+                "args": _options(args),
+            }
+            with atomic_open(output / "checkpoint.pth") as fh:
+                torch.save(checkpoint, fh)
+            _write_metrics(output / "metrics.jsonl", history)
+            print(_format_record(record, args.epochs), flush=True)
+    if dist.enabled:
+        import torch.distributed as tdist
+
+        tdist.barrier()
+    return {"output": output, "history": history, "last": history[-1] if history else None, "config": config}
+
+
+def _warn_changed_options(saved: dict[str, Any], args: argparse.Namespace) -> None:
+    ignore = {"resume", "stop_after_epoch", "progress", "output", "workers", "device"}
+    now = _options(args)
+    changed = sorted(k for k in now if k not in ignore and k in saved and saved[k] != now[k])
+    if changed:
+        warnings.warn(
+            "--resume: options differ from the checkpoint's run, so it does not continue identically: "
+            + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed),
+            stacklevel=3,
+        )
+
+
+def _format_record(r: dict[str, Any], epochs: int) -> str:
+    keep = "-" if r["keep_rate"] is None else _fmt_seq(r["keep_rate"])
+    gflops = "-" if r["gflops"] is None else f"{r['gflops']:.3f}"
+    return (
+        f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  lr {r['lr']:.2e}  top1 {r['top1']:.2f}  "
+        f"top5 {r['top5']:.2f}  keep {keep}  train {r['train_images_per_s']:.0f} img/s  "
+        f"eval {r['eval_images_per_s']:.0f} img/s  {gflops} GFLOPs  {r['epoch_time_s']:.1f} s"
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``renyi-prune train``: fine-tune (or train) a timm ViT with patch pruning; returns the exit code 0.
+
+    Errors are raised (see :func:`train`); the CLI turns them into exit codes 1 / 2.
+    """
+    result = train(args)
+    last = result["last"]
+    if last is not None and int(os.environ.get("RANK", "0") or 0) == 0:
+        print(
+            f"wrote {result['output']}/checkpoint.pth, metrics.jsonl, config.json "
+            f"(epoch {last['epoch']}: top1 {last['top1']:.2f}%)"
+        )
+    return 0
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``renyi-prune eval`` with parsed options (see :func:`add_eval_arguments`).
+
+    The model, input size, normalization, dataset and pruning default to what the checkpoint was trained
+    with (for a checkpoint of :func:`train`); options override them.
+
+    Returns:
+        ``{"top1", "top5"}`` (percent), ``"loss"``, ``"images"``, ``"images_per_s"`` (forward passes only,
+        all processes), ``"gflops"`` (fvcore, one image, at the keep rate used), ``"pruning"`` (the
+        configuration used, or None), ``"model"``, ``"checkpoint"``, ``"environment"``.
+
+    Raises:
+        UsageError: a foreign checkpoint without --model, or --model disagreeing with the checkpoint.
+        DatasetNotFoundError: the dataset is missing. ValueError: the weights do not fit the model.
+    """
+    pruning = _pruning_from_args(args, training=False)
+    if args.no_prune and pruning is not None:
+        raise _usage_error("--no-prune contradicts --keep-rate")
+    ckpt = _read_checkpoint(args.checkpoint)
+    if pruning is None and not args.no_prune and ckpt is not None and ckpt.get("pruning"):
+        pruning = Pruning(**{**ckpt["pruning"], "warmup_epochs": 0.0, "start_epoch": 0.0})
+    if ckpt is None and args.model is None:
+        raise _usage_error(f"--checkpoint {args.checkpoint} is not from renyi-prune train: name its --model")
+    if ckpt is not None:
+        cfg = ckpt["model_config"]
+        if args.model is not None and args.model != cfg["model"]:
+            raise _usage_error(f"--model {args.model} but the checkpoint holds {cfg['model']}")
+        name, model_kwargs = cfg["model"], {**cfg["model_kwargs"], **dict(args.model_kwargs)}
+        img_size = args.img_size or cfg["img_size"]
+        dataset = _dataset_name(args, ckpt["dataset"]["name"])
+        data_dir = args.data if args.data is not None or args.dataset is not None else ckpt["dataset"]["data"]
+        base_data = ckpt["data_config"]
+    else:
+        name, model_kwargs, img_size = args.model, dict(args.model_kwargs), args.img_size
+        dataset, data_dir, base_data = _dataset_name(args), args.data, None
+
+    dist = _setup_device(args.device)
+    device = dist.device
+    amp_dtype = _amp_dtype(args.amp, device)
+    splits, classes = build_datasets(dataset, data_dir, splits=("val",))
+    num_classes = args.num_classes or (ckpt["model_config"]["num_classes"] if ckpt else len(classes))
+    if num_classes < len(classes):
+        raise _usage_error(f"the model has {num_classes} classes, the {dataset} dataset {len(classes)}")
+    model = _create_model(name, num_classes, img_size, model_kwargs)
+    img_size = _model_img_size(model)
+    _load_weights(model, args.checkpoint, reset_head=False)
+    if base_data is not None and args.img_size is not None:
+        base_data = {**base_data, "img_size": img_size}
+    data_cfg = _data_config(args, dataset, model, img_size, base=base_data)
+    splits["val"].transform = build_transform(data_cfg, False)
+    val_set = subset(splits["val"], args.max_val_images)
+
+    model.to(device)
+    if pruning is not None:
+        pruning.apply(model)
+    workers = args.workers if args.workers is not None else _default_workers(device, dist)
+    loader = _val_loader(val_set, args.batch_size, workers, device, dist)
+    result = evaluate(
+        model,
+        loader,
+        device,
+        amp_dtype,
+        progress=args.progress and dist.is_main,
+        desc="eval",
+        distributed=dist.enabled,
+    )
+    result["gflops"] = _count_gflops(model, img_size, device)
+    result.update(
+        pruning=asdict(pruning) if pruning is not None else None,
+        label=pruning.label() if pruning is not None else "unpruned",
+        model=name,
+        model_kwargs=model_kwargs,
+        img_size=img_size,
+        dataset=dataset,
+        checkpoint=str(args.checkpoint),
+        environment=_environment(device, dist),
+    )
+    if args.output is not None and dist.is_main:
+        _write_json(Path(args.output), result)
+    return result
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``renyi-prune eval``: top-1/top-5, GFLOPs and images/s of a checkpoint, pruned or not; returns 0.
+
+    Prints one line; with ``--output FILE`` also writes the full result (see :func:`evaluate_checkpoint`)
+    as JSON. Errors are raised; the CLI turns them into exit codes 1 / 2.
+    """
+    r = evaluate_checkpoint(args)
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print(
+            f"{r['label']}: top1 {r['top1']:.2f}%  top5 {r['top5']:.2f}%  loss {r['loss']:.4f}  "
+            f"{r['gflops']:.3f} GFLOPs  {r['images_per_s']:.0f} img/s  ({r['images']} images)"
+        )
+    return 0
