@@ -87,7 +87,9 @@ def attention_column_norm(
     if lse is not None:
         _check_lse(lse, q)
 
-    if not uses_triton(q):
+    # under torch.jit.trace (fvcore's count_flops) the kernel cannot launch on traced shapes; the
+    # reference traces as one q·kᵀ matmul, which is the work the Triton pass really does
+    if not uses_triton(q) or torch.jit.is_tracing():
         with torch.no_grad():
             return attention_column_norm_reference(q, k, order, scale, head_reduce, lse=lse)
 

@@ -69,3 +69,15 @@ def test_flop_counter_mode_sees_fused_ops():
     counts = counter.get_flop_counts()["Global"]
     assert counts[torch.ops.renyi_prune.attention_with_entropy_fwd] == 4 * B * H * N * N * D
     assert counts[torch.ops.renyi_prune.attention_with_entropy_bwd] == 8 * B * H * N * N * D
+
+
+@pytest.mark.parametrize("criterion, params", [("colln", {}), ("headmad", {"source": "column"})])
+def test_column_pass_criteria_are_counted(deit_small, criterion, params):
+    """The Col-Ln pass is counted as its q·kᵀ recomputation (B·H·N·N·D per pruning block)."""
+    renyi_prune.patch(deit_small, keep_rate=0.7, criterion=criterion, **params)
+    try:
+        gflops = renyi_prune.count_flops(deit_small)
+    finally:
+        renyi_prune.unpatch(deit_small)
+    extra = sum(6 * n * n * 64 for n in (197, 139, 98)) / 1e9
+    assert gflops == pytest.approx(3.00 + extra, abs=0.01)

@@ -70,6 +70,15 @@ def launch_consts(dtype: torch.dtype, head_dim: int, interpret: bool) -> dict:
     )
 
 
+def autotune(tiles: list[tuple[int, int, int, int]], key: list[str]):
+    """``triton.autotune`` over (BLOCK_M, BLOCK_N, num_warps, num_stages) tiles (GPU launches only;
+    the interpreter path launches the plain kernel with one fixed tile)."""
+    configs = [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st) for bm, bn, w, st in tiles
+    ]
+    return triton.autotune(configs=configs, key=key)
+
+
 @triton.jit
 def _program_tile(n, BLOCK: tl.constexpr, H):
     """(tile index, batch b, head h) of this program in a 1-D grid of cdiv(n, BLOCK) · B · H programs.

@@ -28,6 +28,7 @@ from ._common import (
     LOG2E,
     _program_tile,
     _tile,
+    autotune,
     is_interpreting,
     launch_consts,
 )
@@ -93,23 +94,17 @@ def _attn_colnorm_kernel(
     tl.store(Out + (b * H + h) * N_KV + offs_n, acc, mask=mask_n)
 
 
-def _gpu_configs() -> list[triton.Config]:
-    # (BLOCK_M, BLOCK_N, warps, stages): small key tiles too, so that ViT-sized N (≈ 197) still gives
-    # enough programs (cdiv(N, BLOCK_N) · B · H) to fill the GPU at batch 1
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-        for bm, bn, w, s in [
-            (64, 64, 4, 2),
-            (64, 64, 4, 3),
-            (128, 64, 8, 2),
-            (64, 128, 8, 2),
-            (64, 32, 4, 3),
-            (32, 32, 4, 3),
-        ]
-    ]
-
-
-_colnorm_autotuned = triton.autotune(configs=_gpu_configs(), key=["N_BUCKET", "HEAD_DIM", "MODE", "UPCAST"])(
+# (BLOCK_M, BLOCK_N, warps, stages): small key tiles too, so that ViT-sized N (≈ 197) still gives
+# enough programs (cdiv(N, BLOCK_N) · B · H) to fill the GPU at batch 1
+_COLNORM_TILES = [
+    (64, 64, 4, 2),
+    (64, 64, 4, 3),
+    (128, 64, 8, 2),
+    (64, 128, 8, 2),
+    (64, 32, 4, 3),
+    (32, 32, 4, 3),
+]
+_colnorm_autotuned = autotune(_COLNORM_TILES, key=["N_BUCKET", "HEAD_DIM", "MODE", "UPCAST"])(
     _attn_colnorm_kernel
 )
 

@@ -29,6 +29,7 @@ from ._common import (
     _program_tile,
     _tile,
     alpha_args,
+    autotune,
     is_interpreting,
     launch_consts,
 )
@@ -188,16 +189,10 @@ def _bwd_dq_kernel(
     tl.store(DQ + off, (dq * scale).to(DQ.dtype.element_ty), mask=qd_mask)
 
 
-def _gpu_configs() -> list[triton.Config]:
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-        for bm, bn, w, s in [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3)]
-    ]
-
-
+_BWD_TILES = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3)]
 _KEY = ["N_BUCKET", "HEAD_DIM", "MODE", "ENT_GRAD", "UPCAST"]
-_dkdv_autotuned = triton.autotune(configs=_gpu_configs(), key=_KEY)(_bwd_dkdv_kernel)
-_dq_autotuned = triton.autotune(configs=_gpu_configs(), key=_KEY)(_bwd_dq_kernel)
+_dkdv_autotuned = autotune(_BWD_TILES, key=_KEY)(_bwd_dkdv_kernel)
+_dq_autotuned = autotune(_BWD_TILES, key=_KEY)(_bwd_dq_kernel)
 
 
 def attention_entropy_bwd(

@@ -40,6 +40,7 @@ from ._common import (
     _program_tile,
     _tile,
     alpha_args,
+    autotune,
     is_interpreting,
     launch_consts,
 )
@@ -140,21 +141,15 @@ def _attn_entropy_fwd_kernel(
     tl.store(Ent + row, ent, mask=mask_m)
 
 
-def _gpu_configs() -> list[triton.Config]:
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-        for bm, bn, w, s in [
-            (128, 64, 4, 3),
-            (128, 64, 8, 3),
-            (64, 64, 4, 3),
-            (128, 128, 8, 2),
-            (64, 32, 4, 4),
-            (128, 32, 4, 4),
-        ]
-    ]
-
-
-_fwd_autotuned = triton.autotune(configs=_gpu_configs(), key=["N_BUCKET", "HEAD_DIM", "MODE", "UPCAST"])(
+_FWD_TILES = [
+    (128, 64, 4, 3),
+    (128, 64, 8, 3),
+    (64, 64, 4, 3),
+    (128, 128, 8, 2),
+    (64, 32, 4, 4),
+    (128, 32, 4, 4),
+]
+_fwd_autotuned = autotune(_FWD_TILES, key=["N_BUCKET", "HEAD_DIM", "MODE", "UPCAST"])(
     _attn_entropy_fwd_kernel
 )
 
