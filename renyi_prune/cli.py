@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._argtypes import alpha, existing_dir, existing_file, keep_rate, positive_int  # noqa: F401
+
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
 
 PROG = "renyi-prune"
@@ -35,29 +37,6 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------------------------------------
 
 
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def keep_rate(text: str) -> float:
-    """A keep rate r in (0, 1]."""
-    r = _float(text)
-    if not 0.0 < r <= 1.0:
-        raise argparse.ArgumentTypeError(f"keep rate must be in (0, 1], got {text}")
-    return r
-
-
-def alpha(text: str) -> float:
-    """A Rényi order α ≥ 0; ``inf`` (or ``infinity``) is the min-entropy."""
-    a = _float(text)
-    if math.isnan(a) or a < 0:
-        raise argparse.ArgumentTypeError(f"Rényi order alpha must be >= 0 or inf, got {text}")
-    return a
-
-
 def demo_criterion(text: str) -> str:
     """A ``renyi-prune demo`` criterion name (one of :data:`DEMO_CRITERIA`)."""
     if text not in DEMO_CRITERIA:
@@ -65,33 +44,6 @@ def demo_criterion(text: str) -> str:
             f"unknown criterion {text!r}; choose from {', '.join(DEMO_CRITERIA)}"
         )
     return text
-
-
-def positive_int(text: str) -> int:
-    """An integer ≥ 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return n
-
-
-def existing_dir(text: str) -> Path:
-    """A folder that exists."""
-    path = Path(text).expanduser()
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{'not a folder' if path.exists() else 'folder not found'}: {text}")
-    return path
-
-
-def existing_file(text: str) -> Path:
-    """A file that exists."""
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{'not a file' if path.exists() else 'file not found'}: {text}")
-    return path
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._argtypes import alpha, existing_file, keep_rate, nonneg_int, positive_int
 from ._io import atomic_open
 from .data import (
     DATASETS,
@@ -145,19 +146,7 @@ def _probability(text: str) -> float:
     return x
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return n
-
-
 def _add_data_arguments(p: argparse.ArgumentParser, training: bool) -> None:
-    from .cli import positive_int
-
     g = p.add_argument_group("data")
     g.add_argument(
         "--dataset",
@@ -222,7 +211,7 @@ def _add_data_arguments(p: argparse.ArgumentParser, training: bool) -> None:
     )
     g.add_argument(
         "--workers",
-        type=_nonneg_int,
+        type=nonneg_int,
         metavar="N",
         help="data-loading processes per training process (default: 0 on CPU, where the model uses "
         "every core, else min(8, cores per process))",
@@ -335,8 +324,6 @@ def _add_data_arguments(p: argparse.ArgumentParser, training: bool) -> None:
 
 
 def _add_model_arguments(p: argparse.ArgumentParser, training: bool) -> None:
-    from .cli import existing_file, positive_int
-
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
@@ -402,8 +389,6 @@ def _add_model_arguments(p: argparse.ArgumentParser, training: bool) -> None:
 
 
 def _add_pruning_arguments(p: argparse.ArgumentParser, training: bool) -> None:
-    from .cli import alpha, keep_rate
-
     g = p.add_argument_group(
         "pruning",
         "Without --keep-rate the model is not pruned"
@@ -428,7 +413,7 @@ def _add_pruning_arguments(p: argparse.ArgumentParser, training: bool) -> None:
     )
     g.add_argument(
         "--prune-blocks",
-        type=_nonneg_int,
+        type=nonneg_int,
         nargs="+",
         metavar="I",
         help="0-based pruning block indices (default: 3 6 9 = the paper's blocks 4, 7, 10)",
@@ -487,7 +472,7 @@ def _add_runtime_arguments(p: argparse.ArgumentParser, training: bool) -> None:
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     if training:
         g.add_argument(
-            "--seed", type=_nonneg_int, default=0, metavar="N", help="random seed (default: %(default)s)"
+            "--seed", type=nonneg_int, default=0, metavar="N", help="random seed (default: %(default)s)"
         )
         g.add_argument(
             "--output",
@@ -498,31 +483,19 @@ def _add_runtime_arguments(p: argparse.ArgumentParser, training: bool) -> None:
         )
         g.add_argument(
             "--resume",
-            type=_existing_file,
+            type=existing_file,
             metavar="PATH",
             help="continue a run from its checkpoint.pth (pass the same options)",
         )
         g.add_argument(
             "--stop-after-epoch",
-            type=_positive_int,
+            type=positive_int,
             metavar="N",
             help="end this run after epoch N; the schedule still spans --epochs "
             "(for time-limited jobs: continue with --resume)",
         )
     else:
         g.add_argument("--output", type=Path, metavar="FILE", help="also write the result as JSON to FILE")
-
-
-def _existing_file(text: str) -> Path:
-    from .cli import existing_file
-
-    return existing_file(text)
-
-
-def _positive_int(text: str) -> int:
-    from .cli import positive_int
-
-    return positive_int(text)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -533,7 +506,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     o = parser.add_argument_group("optimization (timm create_optimizer_v2 / create_scheduler_v2)")
     o.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="N",
         help="epochs (default: %(default)s, the paper's)",

@@ -6,7 +6,6 @@ import csv
 import datetime as _dt
 import io
 import math
-import os
 import platform
 import re
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .._io import atomic_open, atomic_write_bytes
+from ..kernels import is_interpreting
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -31,12 +31,15 @@ def _results_dir() -> Path:
 
 #: Default root of committed results: ``<checkout>/benchmarks/results/<device-slug>/``.
 RESULTS_DIR = _results_dir()
+#: ``--dtype`` names of the benchmarks.
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: Root of smoke-run outputs: never ``RESULTS_DIR``.
 SMOKE_DIR = Path(tempfile.gettempdir()) / "renyi-prune-bench"
 
 
-def is_interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+def dtype_name(dtype: torch.dtype) -> str:
+    """The ``--dtype`` name of ``dtype`` (``"bf16"`` for torch.bfloat16, ...)."""
+    return {v: k for k, v in DTYPES.items()}[dtype]
 
 
 def device_name(device: str) -> str:

@@ -57,6 +57,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _argtypes
 from . import _common
 from ._common import RESULTS_DIR, device_name, device_slug  # noqa: F401  (re-exported)
 
@@ -86,7 +87,7 @@ DEFAULT_MODELS = ("deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_
 DEFAULT_KEEP_RATES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
 DEFAULT_BATCH = 256
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = _common.DTYPES
 SMOKE = dict(models=["deit_tiny_patch16_224"], img_size=64, batch=2, keep_rates=[0.7, 0.5], repeats=1)
 # Timing defaults: (warm-up ms, ms per timed run, timed runs) on CUDA / on CPU.
 CUDA_TIMING = dict(warmup_ms=500.0, run_ms=200.0, repeats=10)
@@ -326,7 +327,7 @@ def run_benchmark(settings: Settings) -> list[dict]:
         git_commit=_common.git_commit(),
         date=_common.utc_now(),
         batch=s.batch,
-        dtype=_dtype_name(dtype),
+        dtype=_common.dtype_name(dtype),
         prune_blocks=" ".join(map(str, sorted(s.prune_blocks))),
         compile=(s.compile_mode or "default") if s.compile else "off",
     )
@@ -363,7 +364,7 @@ def _bench_model(name, configs, s: Settings, device, dtype, timing, common) -> l
         with torch.inference_mode(), autocast():
             return m(x)
 
-    _log(s, f"{name} img_size={size[0]}x{size[1]} batch={s.batch} {_dtype_name(dtype)} on {device}")
+    _log(s, f"{name} img_size={size[0]}x{size[1]} batch={s.batch} {_common.dtype_name(dtype)} on {device}")
     import renyi_prune
 
     renyi_prune.unpatch(model)
@@ -562,10 +563,6 @@ def _add_ratios(rows: list[dict]) -> None:
             r["x_evit"] = r["images_per_s"] / evit[key(r, r["keep_rate"])]
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in DTYPES.items()}[dtype]
-
-
 # --------------------------------------------------------------------------------------------------
 # output
 
@@ -667,36 +664,6 @@ def default_out_path(
     return _common.output_path(f"{name}.csv", device, smoke)
 
 
-def _keep_rate(text: str) -> float:
-    try:
-        r = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"keep rate must be a number, got {text!r}") from None
-    if not 0 < r <= 1:
-        raise argparse.ArgumentTypeError(f"keep rate must be in (0, 1], got {text}")
-    return r
-
-
-def _alpha(text: str) -> float:
-    try:
-        a = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"alpha must be a number or 'inf', got {text!r}") from None
-    if math.isnan(a) or a < 0:
-        raise argparse.ArgumentTypeError(f"alpha must be >= 0 (inf allowed), got {text!r}")
-    return a
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return n
-
-
 DESCRIPTION = (
     "End-to-end images/s and GFLOPs of timm DeiTs, unpruned and pruned by EViT, EViT + fusion and Rényi "
     "entropy (fused Triton kernel, or materialized attention as in the paper): paper Table 3."
@@ -726,24 +693,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--keep-rates",
-        type=_keep_rate,
+        type=_argtypes.keep_rate,
         nargs="+",
         metavar="R",
         help=f"keep rates in (0, 1] (default: {' '.join(map(str, DEFAULT_KEEP_RATES))})",
     )
     p.add_argument(
         "--img-size",
-        type=_positive_int,
+        type=_argtypes.positive_int,
         metavar="PX",
         help="input resolution passed to timm.create_model (default: the model's own, e.g. 224)",
     )
-    p.add_argument("--batch", type=_positive_int, help=f"images per forward (default {DEFAULT_BATCH})")
+    p.add_argument(
+        "--batch", type=_argtypes.positive_int, help=f"images per forward (default {DEFAULT_BATCH})"
+    )
     p.add_argument(
         "--dtype",
         choices=sorted(DTYPES),
         help="autocast dtype; fp32 = no autocast (default: bf16 on CUDA, fp32 on CPU)",
     )
-    p.add_argument("--alpha", type=_alpha, default=1.0, help="Rényi order for renyi configs (default 1.0)")
+    p.add_argument(
+        "--alpha", type=_argtypes.alpha, default=1.0, help="Rényi order for renyi configs (default 1.0)"
+    )
     p.add_argument(
         "--prune-blocks",
         type=int,
@@ -766,7 +737,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--repeats",
-        type=_positive_int,
+        type=_argtypes.positive_int,
         help="timed runs per configuration (default 10 on CUDA, 3 on CPU, 1 with --smoke)",
     )
     p.add_argument(

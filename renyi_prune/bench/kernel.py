@@ -57,6 +57,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _argtypes
 from . import _common
 from ._common import (  # noqa: F401  (re-exported: the kernel benchmark's public helpers)
     RESULTS_DIR,
@@ -69,7 +70,7 @@ from ._common import (  # noqa: F401  (re-exported: the kernel benchmark's publi
 
 PROVIDERS = ("fused", "sdpa", "eager")
 MODES = ("fwd", "fwdbwd")
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPES = _common.DTYPES
 
 # Default shapes: DeiT-S (H=6, D=64) at 224 px (N=197), 384 px (N=577) and 512 px (N=1025). The batch
 # shrinks with N so that the eager provider's (B, H, N, N) fp32 attention matrix stays ~0.2–0.4 GB.
@@ -439,11 +440,14 @@ def _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verb
     else:
         qkv = grad_out = None
         q, k, v = make_qkv(B, H, N, D, dtype, device)
-    base = dict(common, dtype=_dtype_name(dtype), alpha=alpha, B=B, H=H, N=N, D=D)
+    base = dict(common, dtype=_common.dtype_name(dtype), alpha=alpha, B=B, H=H, N=N, D=D)
     flops = attention_flops(B, H, N, D, mode)
     if verbose:
         tag = "fwdbwd " if fwdbwd else ""
-        print(f"[bench] {tag}{_dtype_name(dtype)} alpha={alpha:g} B={B} H={H} N={N} D={D}", file=sys.stderr)
+        print(
+            f"[bench] {tag}{_common.dtype_name(dtype)} alpha={alpha:g} B={B} H={H} N={N} D={D}",
+            file=sys.stderr,
+        )
 
     def row(provider: str, **kw) -> dict:
         r = {c: math.nan for c in CSV_COLUMNS}
@@ -511,10 +515,6 @@ def _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verb
     del q, k, v, qkv, grad_out, fns
     _free(device)
     return rows
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in DTYPES.items()}[dtype]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -597,16 +597,6 @@ def default_batch(N: int) -> int:
     return 256 if N <= 256 else 64 if N <= 640 else 16
 
 
-def _alpha(text: str) -> float:
-    try:
-        a = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"alpha must be a number or 'inf', got {text!r}") from None
-    if math.isnan(a) or a < 0:
-        raise argparse.ArgumentTypeError(f"alpha must be >= 0 (inf allowed), got {text!r}")
-    return a
-
-
 DESCRIPTION = (
     "Forward (or forward+backward) time of fused attention+Rényi entropy vs SDPA vs eager reference."
 )
@@ -634,7 +624,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq", type=int, nargs="+", help=f"token counts N (default {seq_default})")
     p.add_argument("--head-dim", type=int, help=f"D (default {DEFAULT_HEAD_DIM})")
     p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), help="default bf16")
-    p.add_argument("--alpha", type=_alpha, nargs="+", help="Rényi order(s), 'inf' allowed (default 1.0)")
+    p.add_argument(
+        "--alpha", type=_argtypes.alpha, nargs="+", help="Rényi order(s), 'inf' allowed (default 1.0)"
+    )
     p.add_argument("--providers", nargs="+", choices=PROVIDERS, help="default: fused sdpa eager")
     p.add_argument("--reps", type=int, help="timed calls: CPU default 5; CUDA default "
                    "do_bench's 100 ms budget, else about this many calls")  # fmt: skip
