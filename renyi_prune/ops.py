@@ -46,15 +46,14 @@ def _fused_fwd(
     v: torch.Tensor,
     scale: float,
     alpha: float,
-    beta: float,
     entropy_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """out (B, H, N, D), lse (B, H, N), per-head entropy (B, H, N), argmax (B, H, N) int32 or (0,)."""
-    return attention_entropy_fwd(q, k, v, scale, alpha, beta, entropy_mode(alpha))
+    return attention_entropy_fwd(q, k, v, scale, alpha)
 
 
 @_fused_fwd.register_fake
-def _fused_fwd_fake(q, k, v, scale, alpha, beta, entropy_grad):
+def _fused_fwd_fake(q, k, v, scale, alpha, entropy_grad):
     B, H, N, D = q.shape
     out = q.new_empty((B, N, H, D)).transpose(1, 2)
     stats = q.new_empty((B, H, N), dtype=torch.float32)
@@ -62,28 +61,20 @@ def _fused_fwd_fake(q, k, v, scale, alpha, beta, entropy_grad):
     return out, stats, torch.empty_like(stats), argmax
 
 
+_Tensor = torch.Tensor
+
+
 @torch.library.custom_op(FUSED_BWD_OP_NAME, mutates_args=())
 def _fused_bwd(
-    dout: torch.Tensor,
-    grad_ent: torch.Tensor | None,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse: torch.Tensor,
-    ent: torch.Tensor,
-    argmax: torch.Tensor,
-    scale: float,
-    alpha: float,
-    beta: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dout: _Tensor, grad_ent: _Tensor | None, q: _Tensor, k: _Tensor, v: _Tensor,
+    out: _Tensor, lse: _Tensor, ent: _Tensor, argmax: _Tensor, scale: float, alpha: float,
+) -> tuple[_Tensor, _Tensor, _Tensor]:  # fmt: skip
     """dq, dk, dv of the fused op (entropy term included when ``grad_ent`` is given)."""
-    return attention_entropy_bwd(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha, beta,
-                                 entropy_mode(alpha))  # fmt: skip
+    return attention_entropy_bwd(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha)
 
 
 @_fused_bwd.register_fake
-def _fused_bwd_fake(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha, beta):
+def _fused_bwd_fake(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha):
     def bnhd(t: torch.Tensor) -> torch.Tensor:
         B, H, N, D = t.shape
         return t.new_empty((B, N, H, D)).transpose(1, 2)
@@ -92,18 +83,18 @@ def _fused_bwd_fake(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha
 
 
 def _fused_setup_context(ctx, inputs, output) -> None:
-    q, k, v, scale, alpha, beta, entropy_grad = inputs
+    q, k, v, scale, alpha, entropy_grad = inputs
     out, lse, ent, argmax = output
     ctx.save_for_backward(q, k, v, out, lse, ent, argmax)
-    ctx.scale, ctx.alpha, ctx.beta, ctx.entropy_grad = scale, alpha, beta, entropy_grad
+    ctx.scale, ctx.alpha, ctx.entropy_grad = scale, alpha, entropy_grad
     ctx.mark_non_differentiable(lse, argmax)
 
 
 def _fused_backward(ctx, dout, dlse, dent, dargmax):
     q, k, v, out, lse, ent, argmax = ctx.saved_tensors
     grad_ent = dent.float() if ctx.entropy_grad and dent is not None else None
-    dq, dk, dv = _fused_bwd(dout, grad_ent, q, k, v, out, lse, ent, argmax, ctx.scale, ctx.alpha, ctx.beta)
-    return dq, dk, dv, None, None, None, None
+    dq, dk, dv = _fused_bwd(dout, grad_ent, q, k, v, out, lse, ent, argmax, ctx.scale, ctx.alpha)
+    return dq, dk, dv, None, None, None
 
 
 _fused_fwd.register_autograd(_fused_backward, setup_context=_fused_setup_context)
@@ -219,8 +210,7 @@ def attention_with_entropy(
         raise ValueError(
             f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
         )
-    beta = (alpha - 1.0) if math.isfinite(alpha) else 0.0  # α − 1 in double precision
-    out, lse, ent, _ = _fused_fwd(q, k, v, scale, alpha, beta, bool(entropy_grad))
+    out, lse, ent, _ = _fused_fwd(q, k, v, scale, alpha, entropy_grad)
     if not entropy_grad:
         ent = ent.detach()
     if head_reduce == "mean":

@@ -106,13 +106,12 @@ def test_every_gradient_element_is_written(nan_empty):
 
 
 def test_backward_op_fake_impl_is_consistent():
-    from renyi_prune.kernels import entropy_mode
     from renyi_prune.kernels.attention_entropy_fwd import attention_entropy_fwd
     from renyi_prune.ops import _fused_bwd
 
     q, k, v = (t.detach().contiguous() for t in split(qkv_leaf(1, 2, 17, 16)))
-    out, lse, ent, argmax = attention_entropy_fwd(q, k, v, 0.25, 1.0, 0.0, entropy_mode(1.0))
-    args = (torch.randn_like(out), torch.randn_like(ent), q, k, v, out, lse, ent, argmax, 0.25, 1.0, 0.0)
+    out, lse, ent, argmax = attention_entropy_fwd(q, k, v, 0.25, 1.0)
+    args = (torch.randn_like(out), torch.randn_like(ent), q, k, v, out, lse, ent, argmax, 0.25, 1.0)
     torch.library.opcheck(_fused_bwd, args, test_utils=("test_schema", "test_faketensor"))
 
 

@@ -8,7 +8,7 @@ import torch
 import renyi_prune.column_norm as column_norm_mod
 from conftest import TOL, timm_qkv
 from renyi_prune.column_norm import attention_column_norm, attention_column_norm_reference
-from renyi_prune.kernels import ENT_SHANNON, attention_column_power_sum, attention_entropy_fwd
+from renyi_prune.kernels import attention_column_power_sum, attention_entropy_fwd
 from renyi_prune.ops import uses_triton
 
 ORDERS = [1.0, 2.0, 3.0, 4.0, math.inf]
@@ -17,7 +17,7 @@ ORDERS = [1.0, 2.0, 3.0, 4.0, math.inf]
 def forward_lse(q, k, scale=None):
     """(B, H, N) fp32 log-sum-exp from the fused forward kernel (k doubles as v: the output is unused)."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return attention_entropy_fwd(q, k, k, scale, 1.0, 0.0, ENT_SHANNON)[1]
+    return attention_entropy_fwd(q, k, k, scale, 1.0)[1]
 
 
 def reference(q, k, order, scale=None):

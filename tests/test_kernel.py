@@ -7,7 +7,7 @@ import torch
 
 from conftest import TOL, timm_qkv
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference
-from renyi_prune.kernels import attention_entropy_fwd, entropy_mode
+from renyi_prune.kernels import attention_entropy_fwd
 from renyi_prune.ops import uses_triton
 
 ALPHAS = [0.0, 1e-40, 0.5, 1.0, 1.0 - 1e-6, 1.0 + 1e-6, 1.2, 2.0, 3.0, 10.0, math.inf]
@@ -16,8 +16,7 @@ ALPHAS = [0.0, 1e-40, 0.5, 1.0, 1.0 - 1e-6, 1.0 + 1e-6, 1.2, 2.0, 3.0, 10.0, mat
 def fused(q, k, v, alpha, scale=None):
     """Kernel launch with all three outputs, per head."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    beta = alpha - 1.0 if math.isfinite(alpha) else 0.0
-    return attention_entropy_fwd(q, k, v, scale, alpha, beta, entropy_mode(alpha))[:3]
+    return attention_entropy_fwd(q, k, v, scale, alpha)[:3]
 
 
 def check_against_reference(q, k, v, alpha, scale=None, tol_factor=1.0):
@@ -147,7 +146,7 @@ def test_custom_op_fake_impl_is_consistent():
 
     q, k, v = timm_qkv(1, 2, 17, 16)
     for alpha in (2.0, math.inf):
-        args = (q, k, v, 0.25, alpha, 1.0 if math.isfinite(alpha) else 0.0, True)
+        args = (q, k, v, 0.25, alpha, True)
         torch.library.opcheck(_fused_fwd, args, test_utils=("test_schema", "test_faketensor"))
 
 
@@ -155,7 +154,7 @@ def test_min_entropy_argmax_is_first_max():
     q, k, v = timm_qkv(2, 2, 150, 16)
     k = k.clone()
     k[:, :, 140] = k[:, :, 3]  # an exact tie: the first index wins
-    _, _, _, argmax = attention_entropy_fwd(q, k, v, 0.25, math.inf, 0.0, entropy_mode(math.inf))
+    _, _, _, argmax = attention_entropy_fwd(q, k, v, 0.25, math.inf)
     logits = q.double() @ k.double().transpose(-2, -1)
     assert torch.equal(argmax.long(), logits.argmax(-1))
     assert argmax.dtype == torch.int32

@@ -53,10 +53,12 @@ def is_interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def alpha_args(alpha: float, beta: float) -> tuple[float, float, float]:
-    """(α, β·ln 2, β) as the kernels take them; zeros for α = ∞ (the min-entropy uses none)."""
+def alpha_args(alpha: float) -> tuple[float, float, float]:
+    """(α, β·ln 2, β) as the kernels take them, β = α − 1 in double precision on the host (so
+    α = 1 ± 1e-6 keeps its β exactly); zeros for α = ∞ (the min-entropy uses none)."""
     if math.isinf(alpha):
         return 0.0, 0.0, 0.0
+    beta = alpha - 1.0
     return alpha, beta * _LN2.value, beta
 
 

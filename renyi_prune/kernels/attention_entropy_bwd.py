@@ -30,6 +30,7 @@ from ._common import (
     _tile,
     alpha_args,
     autotune,
+    entropy_mode,
     is_interpreting,
     launch_consts,
 )
@@ -207,8 +208,6 @@ def attention_entropy_bwd(
     argmax: torch.Tensor,
     scale: float,
     alpha: float,
-    beta: float,
-    mode: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the backward kernels (no input checks: the op layer validates).
 
@@ -218,7 +217,7 @@ def attention_entropy_bwd(
             differentiated).
         q, k, v, out: the forward's inputs and output.
         lse, ent, argmax: what the forward saved (see :func:`attention_entropy_fwd`).
-        scale, alpha, beta, mode: as in the forward.
+        scale, alpha: as in the forward.
 
     Returns:
         ``(dq, dk, dv)`` in the input dtype, shaped (B, H, N, D) / (B, H, M, D), laid out as
@@ -235,6 +234,7 @@ def attention_entropy_bwd(
         return dq.zero_(), dk.zero_(), dv.zero_()
 
     interpret = is_interpreting()
+    mode = entropy_mode(alpha)
     consts = dict(MODE=mode, ENT_GRAD=grad_ent is not None, **launch_consts(q.dtype, D, interpret))
     delta = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
     pre_block = 64
@@ -247,7 +247,7 @@ def attention_entropy_bwd(
         q, k, v, dout, lse, delta, ent, g, am,
     )  # fmt: skip
     strides = (*q.stride(), *k.stride(), *v.stride(), *dout.stride())
-    scalars = (H, N, M, D, scale, scale * LOG2E, *_alpha_beta(alpha, beta), triton.next_power_of_2(max(N, M)))
+    scalars = (H, N, M, D, scale, scale * LOG2E, *_alpha_beta(alpha), triton.next_power_of_2(max(N, M)))
     dkdv_args = (*common, dk, dv, *strides, *dk.stride(), *scalars)
     dq_args = (*common, dq, *strides, *dq.stride(), *scalars)
     if interpret:
@@ -260,6 +260,6 @@ def attention_entropy_bwd(
     return dq, dk, dv
 
 
-def _alpha_beta(alpha: float, beta: float) -> tuple[float, float]:
-    a, _, b = alpha_args(alpha, beta)
+def _alpha_beta(alpha: float) -> tuple[float, float]:
+    a, _, b = alpha_args(alpha)
     return a, b

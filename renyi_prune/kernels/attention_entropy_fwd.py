@@ -41,6 +41,7 @@ from ._common import (
     _tile,
     alpha_args,
     autotune,
+    entropy_mode,
     is_interpreting,
     launch_consts,
 )
@@ -160,8 +161,6 @@ def attention_entropy_fwd(
     v: torch.Tensor,
     scale: float,
     alpha: float,
-    beta: float,
-    mode: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the fused forward kernel (no input checks: the op layer validates).
 
@@ -169,9 +168,8 @@ def attention_entropy_fwd(
         q: (B, H, N, D) queries, any strides, fp32/fp16/bf16.
         k, v: (B, H, M, D) keys and values, same dtype and device as ``q``.
         scale: logit scale (usually D ** -0.5).
-        alpha: Rényi order α (used by the Rényi modes).
-        beta: α − 1 computed in double precision on the host.
-        mode: one of the ``ENT_*`` constants except ``ENT_NONE`` (see :func:`entropy_mode`).
+        alpha: Rényi order α ≥ 0 or ``math.inf`` (validated by the caller); it picks the kernel's
+            entropy mode (:func:`entropy_mode`).
 
     Returns:
         ``(out, lse, entropy, argmax)``: out (B, H, N, D) in the input dtype, laid out as
@@ -182,6 +180,7 @@ def attention_entropy_fwd(
     """
     B, H, N, D = q.shape
     M = k.shape[2]
+    mode = entropy_mode(alpha)
     out = torch.empty((B, N, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
     lse = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
     ent = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
@@ -195,7 +194,7 @@ def attention_entropy_fwd(
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         H, N, M, D,
         scale * LOG2E,
-        *alpha_args(alpha, beta),
+        *alpha_args(alpha),
         triton.next_power_of_2(M),
     )  # fmt: skip
     consts = dict(MODE=mode, **launch_consts(q.dtype, D, interpret))
