@@ -6,10 +6,26 @@ as softmax attention, and a reversible one-call patch of timm Vision Transformer
 """
 
 from .column_norm import attention_column_norm
-from .criteria import AttentionPass, Criterion, available_criteria, get_criterion, register_criterion
+from .criteria import (
+    AttentionPass,
+    Criterion,
+    available_criteria,
+    get_criterion,
+    register_criterion,
+    unregister_criterion,
+)
 from .flops import count_flops
 from .ops import attention_with_entropy
-from .patch import is_patched, kept_token_indices, num_kept, patch, set_keep_rate, token_scores, unpatch
+from .patch import (
+    is_patched,
+    kept_token_indices,
+    num_kept,
+    patch,
+    pruning_generators,
+    set_keep_rate,
+    token_scores,
+    unpatch,
+)
 from .reference import attention_probs, attention_with_entropy_reference, renyi_entropy
 from .schedule import keep_rate_warmup
 
@@ -30,9 +46,11 @@ __all__ = [
     "kept_token_indices",
     "num_kept",
     "patch",
+    "pruning_generators",
     "register_criterion",
     "renyi_entropy",
     "set_keep_rate",
     "token_scores",
     "unpatch",
+    "unregister_criterion",
 ]

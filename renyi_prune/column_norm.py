@@ -21,8 +21,9 @@ import math
 
 import torch
 
+from ._validate import check_head_reduce, check_qkv, check_scale, is_real
 from .kernels import attention_column_power_sum
-from .ops import MAX_HEAD_DIM, MIN_HEAD_DIM, _check_qkv, uses_triton
+from .ops import check_head_dim, uses_triton
 
 __all__ = ["attention_column_norm", "attention_column_norm_reference"]
 
@@ -80,10 +81,10 @@ def attention_column_norm(
         >>> torch.allclose(col_sums.sum(-1), torch.full((2, 4), 17.0))  # Σ_j Σ_i p_ij = N
         True
     """
-    _check_qkv(q, k, k)
+    check_qkv(q, k, k)
     order = _check_order(order)
-    _check_head_reduce(head_reduce)
-    scale = _check_scale(scale, q.shape[-1])
+    check_head_reduce(head_reduce)
+    scale = check_scale(scale, q.shape[-1])
     if lse is not None:
         _check_lse(lse, q)
 
@@ -93,11 +94,7 @@ def attention_column_norm(
         with torch.no_grad():
             return attention_column_norm_reference(q, k, order, scale, head_reduce, lse=lse)
 
-    D = q.shape[-1]
-    if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
-        raise ValueError(
-            f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
-        )
+    check_head_dim(q.shape[-1])
     with torch.no_grad():
         if lse is None:
             lse = _chunked_lse(q, k, scale)
@@ -126,25 +123,32 @@ def attention_column_norm_reference(
         order: n > 0 or ``math.inf``.
         scale: logit scale; ``None`` → D ** -0.5.
         head_reduce: ``"mean"`` → (B, M) averaged over heads; ``"none"`` → (B, H, M).
-        lse: optional (B, H, N) log-sum-exp; if given, P = exp(logits − lse) (what the Triton pass
-            computes), else P = softmax(logits).
+        lse: optional (B, H, N) log-sum-exp (else computed here); P = exp(logits − lse), what the
+            Triton pass computes.
 
     Returns:
-        Column norms in the compute dtype: fp64 for fp64 inputs, else fp32.
+        Column norms in the compute dtype: fp64 for fp64 inputs, else fp32. A row of P with no
+        attendable key (all logits −inf) contributes 0 to every column, as in SDPA.
 
     Raises:
-        TypeError / ValueError: bad ``order`` or ``head_reduce`` (as :func:`attention_column_norm`).
+        TypeError / ValueError: as :func:`attention_column_norm`.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.column_norm import attention_column_norm_reference
+        >>> q, k = torch.randn(2, 1, 2, 5, 16, dtype=torch.float64).unbind(0)
+        >>> norms = attention_column_norm_reference(q, k, order=1.0, head_reduce="none")
+        >>> norms.shape, torch.allclose(norms.sum(-1), torch.full((1, 2), 5.0, dtype=torch.float64))
+        (torch.Size([1, 2, 5]), True)
     """
+    check_qkv(q, k, k)
     order = _check_order(order)
-    _check_head_reduce(head_reduce)
+    check_head_reduce(head_reduce)
+    scale = check_scale(scale, q.shape[-1])
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
-    if scale is None:
-        scale = q.shape[-1] ** -0.5
     logits = (q.to(compute) @ k.to(compute).transpose(-2, -1)) * scale
-    if lse is None:
-        p = torch.softmax(logits, dim=-1)
-    else:
-        p = torch.exp(logits - lse.to(compute).unsqueeze(-1))
+    lse = torch.logsumexp(logits, dim=-1) if lse is None else lse.to(compute)
+    p = torch.exp(logits - lse.unsqueeze(-1)).masked_fill(torch.isneginf(lse).unsqueeze(-1), 0.0)
     if math.isinf(order):
         norms = p.amax(dim=-2) if p.shape[-2] else p.new_zeros(p.shape[:-2] + p.shape[-1:])
     else:
@@ -165,25 +169,12 @@ def _chunked_lse(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor
 
 
 def _check_order(order: float) -> float:
-    if isinstance(order, bool) or not isinstance(order, (int, float)):
+    if not is_real(order):
         raise TypeError(f"order must be a real number, got {order!r} of type {type(order).__name__}")
     order = float(order)
     if math.isnan(order) or order <= 0:
         raise ValueError(f"column-norm order n must be > 0 (math.inf allowed), got {order!r}")
     return order
-
-
-def _check_head_reduce(head_reduce: str) -> None:
-    if head_reduce not in ("mean", "none"):
-        raise ValueError(f"head_reduce must be 'mean' or 'none', got {head_reduce!r}")
-
-
-def _check_scale(scale: float | None, head_dim: int) -> float:
-    if scale is None:
-        return head_dim**-0.5
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
-    return float(scale)
 
 
 def _check_lse(lse: torch.Tensor, q: torch.Tensor) -> None:

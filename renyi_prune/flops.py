@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
 from .ops import FUSED_OP_NAME
+from .patch import pruning_generators
 
 __all__ = ["count_flops", "attention_flop_handle"]
 
@@ -63,7 +64,8 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
     Args:
         model: any ``nn.Module`` taking (B, 3, H, W) images, e.g. a (patched) timm ViT. It is run
             once on a random batch in eval mode under ``torch.no_grad()`` on its own device; its
-            training flag is restored afterwards. On a patched model this forward replaces what
+            training flag is restored afterwards, and no random number generator is advanced (the
+            global ones, and those of a ``random`` criterion). On a patched model this forward replaces what
             :func:`renyi_prune.kept_token_indices` and :func:`renyi_prune.token_scores` report:
             read those before counting.
         img_size: input side (or (H, W)) in pixels.
@@ -74,6 +76,7 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
 
     Raises:
         ImportError: fvcore is not installed.
+        TypeError: ``model`` is not an ``nn.Module``.
         ValueError: ``img_size`` or ``batch_size`` is not a positive int.
 
     Example:
@@ -85,7 +88,9 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
         from fvcore.nn import FlopCountAnalysis
     except ImportError as e:  # pragma: no cover - fvcore is a declared dependency
         raise ImportError("count_flops needs fvcore: pip install fvcore") from e
-    sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_flops takes an nn.Module, got {type(model).__name__}")
+    sizes = (img_size, img_size) if isinstance(img_size, (int, float)) else tuple(img_size)
     if len(sizes) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
         raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
@@ -93,11 +98,14 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    x = torch.randn(batch_size, 3, *sizes, device=device, dtype=dtype)
+    generators = pruning_generators(model)
+    saved = [g.get_state() for g in generators]
     was_training = model.training
     model.eval()
+    fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with fork, torch.no_grad(), warnings.catch_warnings():
+            x = torch.randn(batch_size, 3, *sizes, device=device, dtype=dtype)
             warnings.simplefilter("ignore")
             analysis = FlopCountAnalysis(model, x)
             analysis.set_op_handle("aten::scaled_dot_product_attention", attention_flop_handle)
@@ -106,4 +114,6 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
             total = analysis.total()
     finally:
         model.train(was_training)
+        for g, state in zip(generators, saved, strict=True):
+            g.set_state(state)
     return total / 1e9

@@ -15,12 +15,11 @@ implementation), so ``torch.jit.trace``-based tools such as fvcore see it as one
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from ._validate import FLOAT_DTYPES, check_alpha, check_flag, check_head_reduce, check_qkv, check_scale
 from .kernels import ENT_MIN, attention_entropy_bwd, attention_entropy_fwd, entropy_mode, is_interpreting
-from .reference import _check_alpha, attention_with_entropy_reference
+from .reference import attention_with_entropy_reference
 
 __all__ = [
     "attention_with_entropy",
@@ -35,8 +34,7 @@ FUSED_OP_NAME = "renyi_prune::attention_with_entropy_fwd"
 FUSED_BWD_OP_NAME = "renyi_prune::attention_with_entropy_bwd"
 MIN_HEAD_DIM = 16
 MAX_HEAD_DIM = 128
-_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-_DTYPES = (*_TRITON_DTYPES, torch.float64)
+_TRITON_DTYPES = FLOAT_DTYPES[:3]  # fp64 runs on the eager reference
 
 
 @torch.library.custom_op(FUSED_OP_NAME, mutates_args=())
@@ -167,9 +165,17 @@ def attention_with_entropy(
     kernels on CUDA and under the interpreter, autograd through the reference otherwise).
 
     Raises:
-        TypeError: q, k or v is not a tensor, has a non-float dtype, or ``alpha`` is not a number.
-        ValueError: wrong rank, mismatched shapes/devices/dtypes, head dim outside
-            [16, 128] on the Triton path, α < 0 or NaN, bad ``scale`` or ``head_reduce``.
+        TypeError: q, k or v is not a tensor or has a non-float dtype; ``alpha`` or ``scale`` is not
+            a number; ``entropy_grad``/``return_lse`` is not a bool.
+        ValueError: wrong rank, mismatched shapes/devices/dtypes, D = 0, no keys (M = 0) for N > 0,
+            head dim outside [16, 128] on the Triton path, α < 0 or NaN, non-finite ``scale``, bad
+            ``head_reduce`` or ``backend`` (or ``backend="triton"`` where Triton cannot run).
+
+    fp64 inputs run on the eager reference (the Triton kernels compute in fp32: an fp64 request
+    gets an fp64 answer rather than a silently rounded one); B = 0 or N = 0 returns empty results.
+    Non-finite inputs follow ``scaled_dot_product_attention``'s math backend (see the README's
+    "NaN and Inf" section): NaN/Inf propagate to the rows they touch, and a row's entropy is NaN
+    when its attention probabilities are.
 
     Example:
         >>> import torch, renyi_prune
@@ -187,29 +193,19 @@ def attention_with_entropy(
         >>> q.grad.shape
         torch.Size([2, 4, 17, 32])
     """
-    _check_qkv(q, k, v)
-    alpha = _check_alpha(alpha)
-    if head_reduce not in ("mean", "none"):
-        raise ValueError(f"head_reduce must be 'mean' or 'none', got {head_reduce!r}")
-    for name, flag in (("entropy_grad", entropy_grad), ("return_lse", return_lse)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name} must be a bool, got {flag!r}")
-    D = q.shape[-1]
-    if scale is None:
-        scale = D**-0.5
-    elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
-    scale = float(scale)
+    check_qkv(q, k, v)
+    alpha = check_alpha(alpha)
+    check_head_reduce(head_reduce)
+    check_flag("entropy_grad", entropy_grad)
+    check_flag("return_lse", return_lse)
+    scale = check_scale(scale, q.shape[-1])
 
     if not uses_triton(q, backend):
         out, ent, lse = attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
         ent = ent if entropy_grad else ent.detach()
         return (out, ent, lse.detach()) if return_lse else (out, ent)
 
-    if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
-        raise ValueError(
-            f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
-        )
+    check_head_dim(q.shape[-1])
     out, lse, ent, _ = _fused_fwd(q, k, v, scale, alpha, entropy_grad)
     if not entropy_grad:
         ent = ent.detach()
@@ -218,23 +214,9 @@ def attention_with_entropy(
     return (out, ent, lse) if return_lse else (out, ent)
 
 
-def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(
-                f"{name} must have shape (B, H, N, D), got rank {t.dim()} shape {tuple(t.shape)}"
-            )
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"{name} must be fp16, bf16, fp32 or fp64, got {t.dtype}")
-    if not (q.device == k.device == v.device):
-        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if k.shape != v.shape:
-        raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
-    if q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+def check_head_dim(D: int) -> None:
+    """Head dims the Triton kernels support: ``MIN_HEAD_DIM`` ≤ D ≤ ``MAX_HEAD_DIM``."""
+    if not MIN_HEAD_DIM <= D <= MAX_HEAD_DIM:
         raise ValueError(
-            f"q (B, H, N, D) = {tuple(q.shape)} does not match k/v (B, H, M, D) = {tuple(k.shape)}"
+            f"head dim D={D} is outside the Triton kernel's supported range [{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]"
         )

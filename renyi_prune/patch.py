@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._validate import check_alpha, check_int, check_keep_rate
 from .criteria import Criterion, get_criterion, run_attention
-from .reference import _check_alpha
 
 __all__ = [
     "patch",
@@ -41,6 +41,7 @@ __all__ = [
     "token_scores",
     "num_kept",
     "select_tokens",
+    "pruning_generators",
 ]
 
 _STATE = "_renyi_prune"
@@ -67,8 +68,24 @@ def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
 
     The product is rounded to 1e-9 before the ceiling so that e.g. r = 0.7, n − prefix = 140 keeps
     98 tokens, not 99 through the binary representation of 0.7.
+
+    Raises:
+        TypeError / ValueError: ``keep_rate`` outside (0, 1], counts that are not ints, or
+            ``num_tokens < num_prefix_tokens``.
+
+    Example:
+        >>> from renyi_prune import num_kept
+        >>> [num_kept(197, 1, r) for r in (1.0, 0.7, 0.5, 0.3)]  # DeiT at 224 px: CLS + 196 patches
+        [196, 138, 98, 59]
     """
-    return math.ceil(round(keep_rate * (int(num_tokens) - num_prefix_tokens), 9))
+    keep_rate = check_keep_rate(keep_rate)
+    if isinstance(num_tokens, (torch.SymInt, torch.Tensor)):  # traced by torch.compile / jit.trace
+        num_tokens = int(num_tokens)
+    check_int("num_tokens", num_tokens, 0)
+    check_int("num_prefix_tokens", num_prefix_tokens, 0)
+    if num_tokens < num_prefix_tokens:
+        raise ValueError(f"num_tokens={num_tokens} is smaller than num_prefix_tokens={num_prefix_tokens}")
+    return math.ceil(round(keep_rate * (num_tokens - num_prefix_tokens), 9))
 
 
 def select_tokens(
@@ -88,7 +105,31 @@ def select_tokens(
         ascending position; with ``return_pruned`` also pruned (B, n − prefix − k), ascending. Ties
         are broken by position (a stable sort) and NaN scores rank last at either end, so a NaN
         never wins a place.
+
+    Raises:
+        TypeError / ValueError: ``score`` not a (B, n) tensor, ``num_prefix_tokens`` or ``k`` out of
+            range, ``keep`` not ``"lowest"``/``"highest"``.
+
+    Example:
+        >>> import math, torch
+        >>> from renyi_prune.patch import select_tokens
+        >>> score = torch.tensor([[9.0, 0.3, math.nan, 0.1, 0.2, 0.1]])  # token 0 = CLS
+        >>> select_tokens(score, num_prefix_tokens=1, k=3, keep="lowest")  # NaN last, tie by position
+        tensor([[0, 3, 4, 5]])
+        >>> select_tokens(score, 1, 2, "highest", return_pruned=True)
+        (tensor([[0, 1, 4]]), tensor([[2, 3, 5]]))
     """
+    if not isinstance(score, torch.Tensor) or score.dim() != 2:
+        got = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
+        raise TypeError(f"score must be a (B, n) tensor, got {got}")
+    n = score.shape[1]
+    if not 0 <= check_int("num_prefix_tokens", num_prefix_tokens, 0) <= n:
+        raise ValueError(f"num_prefix_tokens={num_prefix_tokens} is out of range for n={n} tokens")
+    if not 0 <= check_int("k", k, 0) <= n - num_prefix_tokens:
+        limit = n - num_prefix_tokens
+        raise ValueError(f"k={k} is out of range [0, {limit}] for n={n}, prefix={num_prefix_tokens}")
+    if keep not in ("lowest", "highest"):
+        raise ValueError(f"keep must be 'lowest' or 'highest', got {keep!r}")
     patch_score = score[:, num_prefix_tokens:].float()
     if keep == "highest":
         patch_score = -patch_score
@@ -233,8 +274,10 @@ def patch(
             f"renyi_prune.patch: unsupported model {type(model).__name__}; expected a timm VisionTransformer "
             "with .blocks (nn.Sequential) and an int .num_prefix_tokens"
         )
+    if not isinstance(prune_blocks, Iterable):
+        raise TypeError(f"prune_blocks must be an iterable of block indices, got {prune_blocks!r}")
     prune_blocks = sorted(_check_prune_blocks(list(prune_blocks), len(blocks)))
-    keep_rates = _per_block("keep_rate", keep_rate, len(prune_blocks), _check_keep_rate)
+    keep_rates = _per_block("keep_rate", keep_rate, len(prune_blocks), check_keep_rate)
     crit = get_criterion(criterion)
     params = dict(crit.params)
     unknown = set(criterion_params) - set(params)
@@ -248,7 +291,7 @@ def patch(
     uses_alpha = "alpha" in params
     alpha = params.get("alpha") if alpha is None else alpha
     alphas = (
-        _per_block("alpha", alpha, len(prune_blocks), _check_alpha)
+        _per_block("alpha", alpha, len(prune_blocks), check_alpha)
         if uses_alpha
         else [None] * len(prune_blocks)
     )
@@ -293,24 +336,30 @@ def set_keep_rate(model: nn.Module, keep_rate: float | Sequence[float]) -> None:
         keep_rate: one value in (0, 1], or one per pruning block.
 
     Raises:
-        ValueError: the model is not patched, or a bad keep rate / schedule length.
+        TypeError / ValueError: the model is not patched, or a bad keep rate / schedule length.
+
+    Example:
+        >>> import torch, renyi_prune
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+        >>> _ = renyi_prune.patch(vit, keep_rate=0.5, prune_blocks=(1, 2))
+        >>> renyi_prune.set_keep_rate(vit, [1.0, 0.25])  # one value, or one per pruning block
+        >>> _ = vit(torch.randn(1, 3, 32, 32))
+        >>> {i: idx.shape[1] for i, idx in renyi_prune.kept_token_indices(vit).items()}  # CLS + patches
+        {1: 17, 2: 5}
     """
     states = _pruning_states(model)
-    for state, rate in zip(states.values(), _per_block("keep_rate", keep_rate, len(states), _check_keep_rate),
+    for state, rate in zip(states.values(), _per_block("keep_rate", keep_rate, len(states), check_keep_rate),
                            strict=True):  # fmt: skip
         state.keep_rate = rate
-
-
-def _check_keep_rate(keep_rate: Any) -> float:
-    if isinstance(keep_rate, bool) or not isinstance(keep_rate, (int, float)) or not 0 < keep_rate <= 1:
-        raise ValueError(f"keep_rate must be a number in (0, 1], got {keep_rate!r}")
-    return float(keep_rate)
 
 
 def _check_prune_blocks(prune_blocks: list[Any], depth: int) -> list[int]:
     for i in prune_blocks:
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth:
             raise ValueError(f"prune block index {i!r} is out of range for a model with {depth} blocks")
+    if not prune_blocks:
+        raise ValueError("prune_blocks is empty: name at least one block (or do not patch the model)")
     if len(set(prune_blocks)) != len(prune_blocks):
         raise ValueError(f"prune_blocks has repeated indices: {prune_blocks}")
     return prune_blocks
@@ -329,6 +378,15 @@ def unpatch(model: nn.Module) -> nn.Module:
     """Undo :func:`patch`: every block gets timm's own ``forward`` back. Returns ``model``.
 
     A model that was never patched is returned unchanged.
+
+    Example:
+        >>> import renyi_prune
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+        >>> before = vit.blocks[1].forward
+        >>> _ = renyi_prune.unpatch(renyi_prune.patch(vit, prune_blocks=[1]))
+        >>> renyi_prune.is_patched(vit), vit.blocks[1].forward == before
+        (False, True)
     """
     for blk in getattr(model, "blocks", []):
         if _STATE in blk.__dict__:
@@ -338,7 +396,15 @@ def unpatch(model: nn.Module) -> nn.Module:
 
 
 def is_patched(model: nn.Module) -> bool:
-    """Whether any block of ``model`` carries a :func:`patch`."""
+    """Whether any block of ``model`` carries a :func:`patch`.
+
+    Example:
+        >>> import renyi_prune
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+        >>> renyi_prune.is_patched(vit), renyi_prune.is_patched(renyi_prune.patch(vit, prune_blocks=[1]))
+        (False, True)
+    """
     return any(_STATE in blk.__dict__ for blk in getattr(model, "blocks", []))
 
 
@@ -353,6 +419,25 @@ def _pruning_states(model: nn.Module) -> dict[int, _BlockState]:
     return states
 
 
+def pruning_generators(model: nn.Module) -> list[torch.Generator]:
+    """The ``torch.Generator`` of each pruning block of a seeded criterion (``random``), in block order.
+
+    Save and restore their states (``get_state``/``set_state``) to checkpoint a run exactly, or to
+    run a side forward (e.g. :func:`renyi_prune.count_flops`) without advancing them. Empty for an
+    unpatched model or a criterion without randomness.
+
+    Example:
+        >>> import renyi_prune
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+        >>> _ = renyi_prune.patch(vit, prune_blocks=(1, 2), criterion="random", seed=3)
+        >>> [g.initial_seed() for g in renyi_prune.pruning_generators(vit)]  # seed + block index
+        [4, 5]
+    """
+    states = [blk.__dict__[_STATE] for blk in getattr(model, "blocks", []) if _STATE in blk.__dict__]
+    return [s.params["generator"] for s in states if isinstance(s.params.get("generator"), torch.Generator)]
+
+
 def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:
     """Tokens kept by each pruning block in the last forward, in the model's original token positions.
 
@@ -365,6 +450,18 @@ def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:
 
     Raises:
         ValueError: the model is not patched, or no forward has run since it was patched.
+
+    Example:
+        >>> import torch, renyi_prune
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+        >>> _ = renyi_prune.patch(vit, keep_rate=0.5, prune_blocks=(1, 2), criterion="evit", fuse_pruned=True)
+        >>> _ = vit(torch.randn(2, 3, 32, 32))
+        >>> kept = renyi_prune.kept_token_indices(vit)
+        >>> kept[1].shape, kept[2].shape  # (B, CLS + k): 8 of 16 patches, then 5 of 8 + the fused one
+        (torch.Size([2, 9]), torch.Size([2, 6]))
+        >>> bool((kept[2][:, 0] == 0).all()), bool((kept[2] >= -1).all())  # CLS first; −1 = the fused token
+        (True, True)
     """
     result: dict[int, torch.Tensor] = {}
     origin = None  # original position of each current token (−1: a fused token)
@@ -384,5 +481,20 @@ def token_scores(model: nn.Module) -> dict[int, torch.Tensor]:
         ``{block_index: (B, n_block)}`` with ``n_block`` the tokens entering that block, in the
         order of :func:`kept_token_indices` of the previous pruning block (original order for the
         first). For ``renyi`` the unit is nats.
+
+    Raises:
+        ValueError: the model is not patched.
+
+    Example:
+        >>> import math, torch, renyi_prune
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+        >>> _ = renyi_prune.patch(vit, keep_rate=0.5, prune_blocks=(1, 2), alpha=2.0)
+        >>> _ = vit(torch.randn(1, 3, 32, 32))
+        >>> scores = renyi_prune.token_scores(vit)
+        >>> scores[1].shape, scores[2].shape  # 1 + 16 tokens enter block 1, 1 + 8 enter block 2
+        (torch.Size([1, 17]), torch.Size([1, 9]))
+        >>> bool(((0 <= scores[1]) & (scores[1] <= math.log(17))).all())  # H_α in [0, log n] nats
+        True
     """
     return {i: s.score for i, s in _pruning_states(model).items()}

@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from ._validate import FLOAT_DTYPES, check_alpha, check_head_reduce, check_qkv, check_scale
+
 __all__ = ["attention_probs", "renyi_entropy", "attention_with_entropy_reference"]
 
 
@@ -26,9 +28,20 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float | None = None
 
     Returns:
         P = softmax(q k^T * scale) over the last dim, (B, H, N, M), dtype of ``q``.
+
+    Raises:
+        TypeError / ValueError: as :func:`renyi_prune.attention_with_entropy` for q, k and scale.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune import attention_probs
+        >>> q, k = torch.randn(2, 1, 2, 5, 16).unbind(0)
+        >>> p = attention_probs(q, k)
+        >>> p.shape, torch.allclose(p.sum(-1), torch.ones(1, 2, 5))
+        (torch.Size([1, 2, 5, 5]), True)
     """
-    if scale is None:
-        scale = q.shape[-1] ** -0.5
+    check_qkv(q, k, k)
+    scale = check_scale(scale, q.shape[-1])
     return torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
 
 
@@ -49,9 +62,22 @@ def renyi_entropy(p: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         (...,) entropies in nats, dtype of ``p``.
 
     Raises:
-        ValueError: if ``alpha`` is negative or NaN.
+        TypeError: ``p`` is not a floating-point tensor, or ``alpha`` is not a number.
+        ValueError: ``alpha`` is negative or NaN.
+
+    Example:
+        >>> import math, torch
+        >>> from renyi_prune import renyi_entropy
+        >>> uniform = torch.full((4,), 0.25, dtype=torch.float64)
+        >>> [round(renyi_entropy(uniform, a).item() / math.log(4), 6) for a in (0.0, 0.5, 1.0, 2.0, math.inf)]
+        [1.0, 1.0, 1.0, 1.0, 1.0]
+        >>> p = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+        >>> round(renyi_entropy(p, math.inf).item(), 6) == round(math.log(2), 6)  # −log max_j p_j
+        True
     """
-    alpha = _check_alpha(alpha)
+    if not isinstance(p, torch.Tensor) or p.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"p must be a floating-point tensor, got {getattr(p, 'dtype', type(p).__name__)}")
+    alpha = check_alpha(alpha)
     if alpha == 1.0:
         return -torch.special.xlogy(p, p).sum(-1)
     if math.isinf(alpha):
@@ -84,35 +110,50 @@ def attention_with_entropy_reference(
         ``(out, entropy, lse)``: out (B, H, N, D) in the dtype of ``q``; entropy in nats and
         lse = log Σ_j exp(q_i·k_j·scale) (B, H, N), both in ``compute_dtype``.
 
+    Non-finite inputs (the rule the Triton path follows too): a row whose logits are all −inf (no
+    key to attend to) gets out = 0 and lse = −inf, as ``scaled_dot_product_attention`` gives; NaN
+    and Inf propagate to the rows they touch as in SDPA's math backend; the entropy of a row is NaN
+    exactly when its lse is not finite (NaN or +inf logits, or nothing to attend to).
+
     Raises:
-        ValueError: bad ``alpha`` or ``head_reduce``.
+        TypeError / ValueError: as :func:`renyi_prune.attention_with_entropy` (bad q, k, v, alpha,
+            scale or head_reduce), and ValueError for a ``compute_dtype`` that is not a float dtype.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune import attention_with_entropy_reference
+        >>> q, k, v = torch.randn(3, 1, 2, 6, 16, dtype=torch.float64).unbind(0)
+        >>> out, ent, lse = attention_with_entropy_reference(q, k, v, alpha=2.0, head_reduce="none")
+        >>> out.shape, ent.shape, lse.dtype
+        (torch.Size([1, 2, 6, 16]), torch.Size([1, 2, 6]), torch.float64)
+        >>> bool(((0 <= ent) & (ent <= torch.log(torch.tensor(6.0)))).all())  # 0 ≤ H_α ≤ log M
+        True
     """
-    alpha = _check_alpha(alpha)
-    if head_reduce not in ("mean", "none"):
-        raise ValueError(f"head_reduce must be 'mean' or 'none', got {head_reduce!r}")
+    check_qkv(q, k, v)
+    alpha = check_alpha(alpha)
+    check_head_reduce(head_reduce)
+    scale = check_scale(scale, q.shape[-1])
     if compute_dtype is None:
         compute_dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-    if scale is None:
-        scale = q.shape[-1] ** -0.5
+    elif compute_dtype not in FLOAT_DTYPES:
+        raise ValueError(f"compute_dtype must be a float dtype, got {compute_dtype!r}")
     qc, kc, vc = (t.to(compute_dtype) for t in (q, k, v))
     logits = (qc @ kc.transpose(-2, -1)) * scale
-    lse = torch.logsumexp(logits, dim=-1)
-    p = torch.exp(logits - lse.unsqueeze(-1))
+    # a row with no attendable key (all logits −inf) attends to nothing: P = 0, out = 0 (SDPA's
+    # rule); its logits are replaced by 0 first so that no NaN reaches the gradients
+    no_key = torch.isneginf(logits).all(dim=-1, keepdim=True)
+    safe = logits.masked_fill(no_key, 0.0)
+    lse = torch.logsumexp(safe, dim=-1, keepdim=True)
+    p = torch.exp(safe - lse).masked_fill(no_key, 0.0)
+    lse = lse.masked_fill(no_key, -math.inf).squeeze(-1)
     if alpha == 0.0:
-        # exact support of a softmax row: every key with a finite logit
-        ent = torch.log(torch.isfinite(logits).sum(-1).to(compute_dtype))
+        # exact support of a softmax row: every key with a logit above −inf
+        ent = torch.log((logits > -math.inf).sum(-1).to(compute_dtype))
     else:
         ent = renyi_entropy(p, alpha)
+    # no distribution (NaN / +inf logits, or nothing to attend to) → no entropy
+    ent = ent.masked_fill(~torch.isfinite(lse), math.nan)
     out = (p @ vc).to(q.dtype)
     if head_reduce == "mean":
         ent = ent.mean(dim=1)
     return out, ent, lse
-
-
-def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a real number, got {alpha!r} of type {type(alpha).__name__}")
-    alpha = float(alpha)
-    if math.isnan(alpha) or alpha < 0:
-        raise ValueError(f"Rényi order alpha must be >= 0 (math.inf allowed), got {alpha!r}")
-    return alpha

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ._validate import check_int, check_keep_rate
+
 __all__ = ["keep_rate_warmup"]
 
 
@@ -37,6 +39,7 @@ def keep_rate_warmup(
         The keep rate (float), or a list matching ``target``.
 
     Raises:
+        TypeError: a step count that is not an int, a keep rate that is not a number.
         ValueError: negative steps, ``ramp_steps`` ≤ 0, or a keep rate outside (0, 1].
 
     Example:
@@ -44,16 +47,13 @@ def keep_rate_warmup(
         >>> [round(keep_rate_warmup(s, 0.5, ramp_steps=4, start_step=2), 3) for s in range(8)]
         [1.0, 1.0, 1.0, 0.927, 0.75, 0.573, 0.5, 0.5]
     """
-    for name, value in (("step", step), ("start_step", start_step)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    if isinstance(ramp_steps, bool) or not isinstance(ramp_steps, int) or ramp_steps <= 0:
-        raise ValueError(f"ramp_steps must be an int > 0, got {ramp_steps!r}")
-    targets = list(target) if isinstance(target, (list, tuple)) else [target]
-    for rate in (*targets, initial):
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-            raise ValueError(f"keep rates must be numbers in (0, 1], got {rate!r}")
+    check_int("step", step, 0)
+    check_int("start_step", start_step, 0)
+    check_int("ramp_steps", ramp_steps, 1)
+    is_schedule = isinstance(target, (list, tuple))
+    targets = [check_keep_rate(r, "target keep rate") for r in (target if is_schedule else [target])]
+    initial = check_keep_rate(initial, "initial keep rate")
     t = min(max((step - start_step) / ramp_steps, 0.0), 1.0)
     weight = (1.0 + math.cos(math.pi * t)) / 2.0
     rates = [r + (initial - r) * weight for r in targets]
-    return rates if isinstance(target, (list, tuple)) else rates[0]
+    return rates if is_schedule else rates[0]

@@ -230,7 +230,7 @@ def test_keep_rate_warmup():
     assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
     with pytest.raises(ValueError, match="ramp_steps"):
         keep_rate_warmup(0, 0.5, ramp_steps=0)
-    with pytest.raises(ValueError, match="keep rates"):
+    with pytest.raises(ValueError, match="target keep rate"):
         keep_rate_warmup(0, 1.5, ramp_steps=3)
 
 

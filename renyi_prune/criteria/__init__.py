@@ -23,6 +23,7 @@ from .base import (
     get_criterion,
     register_criterion,
     run_attention,
+    unregister_criterion,
 )
 
 for _module in pkgutil.iter_modules(__path__):
@@ -37,4 +38,5 @@ __all__ = [
     "get_criterion",
     "register_criterion",
     "run_attention",
+    "unregister_criterion",
 ]

@@ -17,15 +17,7 @@ import torch.nn.functional as F
 
 from ..ops import attention_with_entropy
 
-__all__ = [
-    "NEEDS",
-    "AttentionPass",
-    "Criterion",
-    "available_criteria",
-    "get_criterion",
-    "register_criterion",
-    "run_attention",
-]
+# the public names are re-exported (and listed in __all__) by renyi_prune.criteria
 
 #: Statistics a criterion may ask of the attention pass.
 NEEDS = frozenset({"entropy", "lse", "cls_attn"})
@@ -34,6 +26,8 @@ NEEDS = frozenset({"entropy", "lse", "cls_attn"})
 @dataclass(frozen=True)
 class AttentionPass:
     """What a pruning block's attention pass produced; fields the criterion did not ask for are None.
+
+    Made by :func:`run_attention`; a :class:`Criterion`'s ``score`` reads it (see its example).
 
     Attributes:
         q, k: queries and keys (B, H, N, D) after ``q_norm/k_norm``.
@@ -71,6 +65,20 @@ class Criterion:
         params: the criterion's parameters and their defaults (e.g. ``{"alpha": 1.0}``); a
             ``patch(..., **kwargs)`` may override them, and only these names are accepted.
         description: one line with the source (paper).
+        check: optional ``check(params)`` raising TypeError/ValueError (naming the value) for bad
+            parameter values, so that :func:`renyi_prune.patch` fails at patch time, not in the
+            first forward.
+
+    Example:
+        >>> from renyi_prune import Criterion
+        >>> c = Criterion("cls_max", keep="highest", needs={"cls_attn"},
+        ...               score=lambda attention_pass, params: attention_pass.cls_attn.amax(dim=1))
+        >>> sorted(c.required(c.params))
+        ['cls_attn']
+        >>> Criterion("bad", keep="middle", needs=(), score=c.score)
+        Traceback (most recent call last):
+        ...
+        ValueError: Criterion.keep must be 'lowest' or 'highest', got 'middle'
     """
 
     name: str
@@ -79,8 +87,13 @@ class Criterion:
     score: ScoreFn
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Criterion.name must be a non-empty str, got {self.name!r}")
+        if not callable(self.score):
+            raise TypeError(f"Criterion.score must be callable, got {self.score!r}")
         if self.keep not in ("lowest", "highest"):
             raise ValueError(f"Criterion.keep must be 'lowest' or 'highest', got {self.keep!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
@@ -89,7 +102,14 @@ class Criterion:
         self.required(self.params)
 
     def required(self, params: Mapping[str, Any]) -> frozenset[str]:
-        """The statistics the attention pass must compute for these params."""
+        """The statistics the attention pass must compute for these params (checked first).
+
+        Raises:
+            TypeError / ValueError: a bad parameter value (from :attr:`check`), or needs outside
+                :data:`NEEDS`.
+        """
+        if self.check is not None:
+            self.check(params)
         needs = frozenset(self.needs(params) if callable(self.needs) else self.needs)
         if not needs <= NEEDS:
             raise ValueError(
@@ -102,8 +122,43 @@ _REGISTRY: dict[str, Criterion] = {}
 
 
 def register_criterion(criterion: Criterion) -> Criterion:
-    """Add ``criterion`` to the registry under ``criterion.name`` (replacing any earlier one)."""
+    """Add ``criterion`` to the registry under ``criterion.name`` (replacing any earlier one).
+
+    Raises:
+        TypeError: ``criterion`` is not a :class:`Criterion`.
+
+    Example:
+        >>> from renyi_prune import Criterion, available_criteria, get_criterion, register_criterion
+        >>> evit = get_criterion("evit")
+        >>> _ = register_criterion(Criterion("cls_max", "highest", evit.needs,
+        ...                                  lambda a, params: a.cls_attn.amax(dim=1)))
+        >>> "cls_max" in available_criteria()
+        True
+        >>> _ = unregister_criterion("cls_max")
+    """
+    if not isinstance(criterion, Criterion):
+        raise TypeError(f"register_criterion takes a Criterion, got {type(criterion).__name__}")
     _REGISTRY[criterion.name] = criterion
+    return criterion
+
+
+def unregister_criterion(name: str) -> Criterion:
+    """Remove the criterion called ``name`` from the registry and return it.
+
+    Patched models keep the criterion object they were patched with.
+
+    Raises:
+        ValueError: unknown name.
+
+    Example:
+        >>> from renyi_prune import available_criteria, register_criterion, unregister_criterion
+        >>> c = unregister_criterion("random")
+        >>> "random" in available_criteria()
+        False
+        >>> _ = register_criterion(c)
+    """
+    criterion = get_criterion(name)
+    del _REGISTRY[name]
     return criterion
 
 
@@ -112,6 +167,12 @@ def get_criterion(name: str) -> Criterion:
 
     Raises:
         ValueError: unknown name (the message lists the registered ones).
+
+    Example:
+        >>> from renyi_prune import get_criterion
+        >>> c = get_criterion("renyi")
+        >>> c.keep, sorted(c.needs), dict(c.params)
+        ('lowest', ['entropy'], {'alpha': 1.0, 'backend': 'auto'})
     """
     try:
         return _REGISTRY[name]
@@ -120,7 +181,13 @@ def get_criterion(name: str) -> Criterion:
 
 
 def available_criteria() -> list[str]:
-    """Names of the registered criteria."""
+    """Names of the registered criteria, sorted.
+
+    Example:
+        >>> from renyi_prune import available_criteria
+        >>> {"renyi", "shannon", "evit", "colln", "headvar", "headmad", "random"} <= set(available_criteria())
+        True
+    """
     return sorted(_REGISTRY)
 
 
@@ -146,6 +213,17 @@ def run_attention(
         alpha: Rényi order for the entropy.
         backend: for the fused op (``"auto"``, ``"triton"``, ``"eager"``; see
             :func:`renyi_prune.attention_with_entropy`).
+
+    Raises:
+        TypeError / ValueError: bad inputs, as :func:`renyi_prune.attention_with_entropy`.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.criteria import run_attention
+        >>> q, k, v = torch.randn(3, 1, 2, 9, 16).unbind(0)
+        >>> a = run_attention(q, k, v, scale=0.25, needs=frozenset({"entropy", "cls_attn"}), alpha=2.0)
+        >>> a.out.shape, a.entropy.shape, a.lse.shape, a.cls_attn.shape
+        (torch.Size([1, 2, 9, 16]), torch.Size([1, 9]), torch.Size([1, 2, 9]), torch.Size([1, 2, 9]))
     """
     entropy = lse = cls_attn = None
     if "entropy" in needs:

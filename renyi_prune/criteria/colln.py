@@ -7,7 +7,7 @@ P tiles from the log-sum-exp saved by the fused forward (:mod:`renyi_prune.colum
 materialized matrix.
 """
 
-from ..column_norm import attention_column_norm
+from ..column_norm import _check_order, attention_column_norm
 from .base import Criterion, register_criterion
 
 
@@ -23,6 +23,7 @@ register_criterion(
         needs=frozenset({"lse"}),
         score=_column_norm,
         params={"order": 2.0},
+        check=lambda params: _check_order(params["order"]),
         description="head-mean column l_n norm of the attention matrix, highest kept (Col-Ln, Su et al.)",
     )
 )

@@ -20,9 +20,12 @@ from ..column_norm import attention_column_norm
 from .base import Criterion, register_criterion
 
 
-def _needs(params):
+def _check(params):
     if params["source"] not in ("cls", "column"):
         raise ValueError(f"source must be 'cls' or 'column', got {params['source']!r}")
+
+
+def _needs(params):
     return frozenset({"cls_attn"} if params["source"] == "cls" else {"lse"})
 
 
@@ -53,6 +56,7 @@ for _name, _score, _what in (("headvar", _head_variance, "variance"), ("headmad"
             needs=_needs,
             score=_score,
             params={"source": "cls"},
+            check=_check,
             description=f"{_what} across heads of the attention a patch receives (Igaue & Aizawa, ACPR 2025)",
         )
     )

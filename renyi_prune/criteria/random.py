@@ -6,6 +6,7 @@ created on the model's device when the model is patched; re-patching restarts th
 
 import torch
 
+from .._validate import check_int
 from .base import Criterion, register_criterion
 
 
@@ -23,6 +24,7 @@ register_criterion(
         needs=frozenset(),
         score=_uniform,
         params={"seed": 0},
+        check=lambda params: check_int("seed", params["seed"], 0),
         description="uniform random scores from a seeded generator (control)",
     )
 )

@@ -8,11 +8,17 @@ focused attention = important. From the fused kernel, in the same pass as the at
 paper's own implementation), for speed comparisons.
 """
 
+from ..ops import BACKENDS
 from .base import Criterion, register_criterion
 
 
 def _entropy(attention_pass, params):
     return attention_pass.entropy
+
+
+def _check(params):
+    if params["backend"] not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {params['backend']!r}")
 
 
 register_criterion(
@@ -22,6 +28,7 @@ register_criterion(
         needs=frozenset({"entropy"}),
         score=_entropy,
         params={"alpha": 1.0, "backend": "auto"},
+        check=_check,
         description="head-mean Rényi attention entropy H_α, lowest kept (arXiv 2604.03803)",
     )
 )
@@ -32,6 +39,7 @@ register_criterion(
         needs=frozenset({"entropy"}),
         score=_entropy,
         params={"backend": "auto"},
+        check=_check,
         description="head-mean Shannon attention entropy (renyi with alpha=1)",
     )
 )
