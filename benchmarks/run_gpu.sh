@@ -13,9 +13,14 @@
 #   e2e-384        DeiT-B at 384 px, batch 64                           -> e2e_384px.csv/.png
 #   e2e-compile    torch.compile(fullgraph=True), DeiT-S, r = 0.7 0.5   -> e2e_compile.csv/.png
 #
+# After the stages, benchmarks/readme_tables.py --no-flops regenerates README.md's result tables from
+# benchmarks/results/ (NO_README=1 skips it; COPY_TO copies results only, so after fetching them into a
+# checkout run `python benchmarks/readme_tables.py` there).
+#
 # With COPY_TO the results of the finished stages survive a run that is cut off later (e.g. by a time
 # limit). A stage that fails (e.g. a correctness guard: exit code 1, no CSV) does not stop the others; the
-# script exits 1 if any stage failed. PYTHON overrides the interpreter (default: python).
+# script exits 1 if any stage (or the README update) failed. PYTHON overrides the interpreter (default:
+# python).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -58,6 +63,15 @@ for s in "${stages[@]}"; do
     mkdir -p "$COPY_TO" && cp -r benchmarks/results/. "$COPY_TO/"
   fi
 done
+
+# README tables from whatever is under benchmarks/results/ now (a failed stage keeps its older CSV, if any)
+if [ -z "${NO_README:-}" ]; then
+  cmd="$PY benchmarks/readme_tables.py --no-flops"
+  echo "=== [readme] $cmd" >&2
+  if [ -z "${DRY_RUN:-}" ] && ! $cmd; then
+    failed+=("readme")
+  fi
+fi
 [ -n "${DRY_RUN:-}" ] && exit 0
 
 if [ ${#failed[@]} -gt 0 ]; then

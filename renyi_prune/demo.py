@@ -79,6 +79,16 @@ class DemoCriterion:
         criterion: the registered criterion (:func:`renyi_prune.get_criterion`), e.g. ``"evit"``.
         fuse_pruned: EViT's token fusion (:func:`renyi_prune.patch` ``fuse_pruned=True``).
         params: the criterion's parameters, as ``(name, value)`` pairs (``**criterion_params``).
+
+    Example:
+        >>> from renyi_prune.demo import DEMO_CRITERIA, DemoCriterion
+        >>> list(DEMO_CRITERIA)
+        ['renyi', 'evit', 'evit+fusion', 'colln', 'headvar', 'headmad', 'random']
+        >>> DEMO_CRITERIA["evit+fusion"]
+        DemoCriterion(name='evit+fusion', criterion='evit', fuse_pruned=True, params=())
+        >>> colln4 = DemoCriterion("colln4", "colln", params=(("order", 4.0),))
+        >>> colln4.description.endswith("; order=4")
+        True
     """
 
     name: str
@@ -123,6 +133,15 @@ class PruneConfig:
         criterion: ``"none"`` (unpruned) or a key of :data:`DEMO_CRITERIA` (e.g. ``"evit+fusion"``).
         alpha: Rényi order (``None`` unless ``criterion == "renyi"``; ``math.inf`` allowed).
         keep_rate: fraction r of the current patch tokens each pruning block keeps (1.0 when unpruned).
+
+    Example:
+        >>> import math
+        >>> from renyi_prune.demo import PruneConfig
+        >>> PruneConfig("renyi", math.inf, 0.5).label, PruneConfig("none").label
+        ('renyi α=∞ r=0.5', 'unpruned')
+        >>> fused = PruneConfig("evit+fusion", keep_rate=0.7)
+        >>> fused.pruned, fused.spec.criterion, fused.spec.fuse_pruned
+        (True, 'evit', True)
     """
 
     criterion: str
@@ -171,6 +190,19 @@ def build_configs(
     Raises:
         ValueError: no keep rate, no α while ``renyi`` is requested, a keep rate outside (0, 1], an α
             that is negative or NaN, or an unknown / no criterion.
+
+    Example:
+        >>> import math
+        >>> from renyi_prune.demo import build_configs
+        >>> configs = build_configs([0.7, 0.5], [1.0, math.inf], criteria=["evit", "renyi"])
+        >>> len(configs)  # unpruned + 2 keep rates x (2 alphas + evit)
+        7
+        >>> [c.label for c in configs[:4]]
+        ['unpruned', 'renyi α=1 r=0.7', 'renyi α=∞ r=0.7', 'evit r=0.7']
+        >>> build_configs([1.5], [1.0])
+        Traceback (most recent call last):
+            ...
+        ValueError: keep rate must be in (0, 1], got 1.5
     """
     keep_rates, alphas = [float(r) for r in keep_rates], [float(a) for a in alphas]
     criteria = check_criteria(criteria)
@@ -573,7 +605,38 @@ def _gflops_note(report: dict[str, Any]) -> str:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """``report.md`` text for a report dict produced by :func:`run_demo`."""
+    """``report.md`` text for a report dict produced by :func:`run_demo`.
+
+    Args:
+        report: the dict :func:`run_demo` returns (or ``json.load`` of its ``report.json``).
+
+    Returns:
+        Markdown: model, device, versions, the comparison table (one row per configuration), the
+        criteria, and the two figures by file name.
+
+    Raises:
+        KeyError: a field :func:`run_demo` writes is missing.
+
+    Example (a hand-made report with the unpruned row only):
+        >>> from renyi_prune.demo import render_markdown
+        >>> row = dict(label="unpruned", criterion="none", alpha=None, keep_rate=1.0, gflops=4.61,
+        ...            images_per_s=50.0, cls_cosine_mean=1.0, cls_cosine_min=1.0, fused_token=False,
+        ...            patch_tokens_kept=[196, 196, 196])
+        >>> report = dict(
+        ...     created="2026-01-01T00:00:00+00:00", device="cpu (2 threads)", renyi_attention_path="eager",
+        ...     model=dict(name="deit_small_patch16_224", source="random weights", img_size=224,
+        ...                num_patches=196, num_prefix_tokens=1),
+        ...     versions=dict(torch="2.11", timm="1.0", python="3.11", renyi_prune="0.1.0"),
+        ...     images=["cat"], prune_blocks=[3, 6, 9], results=[row], criteria={}, wall_time_s=1.0,
+        ...     timing=dict(batch_size=1, repeats=1, mode="CPU eager PyTorch"), entropy_blocks=[0, 11],
+        ...     mean_entropy_per_block=[5.0, 4.0], kept_figure_configs=[],
+        ...     figures=dict(entropy_heatmaps="entropy_heatmaps.png", kept_patches="kept_patches.png"))
+        >>> lines = render_markdown(report).splitlines()
+        >>> lines[0]
+        '# renyi-prune demo'
+        >>> [line for line in lines if line.startswith("| unpruned ")]
+        ['| unpruned | none | – | 1 | 4.61 | 50.0 | 1.00× | 1.0000 | 1.0000 | 196/196/196 |']
+    """
     blocks = "/".join(str(b + 1) for b in report["prune_blocks"])
     base, model = report["results"][0], report["model"]
     lines = [
@@ -750,6 +813,20 @@ def run_demo(
         ValueError: bad keep rate, α, criterion, ``max_images`` or ``repeats`` (or from model / image
             loading).
         FileNotFoundError: ``images_dir`` or ``checkpoint`` does not exist.
+
+    Example (arguments are checked before anything is loaded; a real run takes tens of seconds on a
+    CPU, so it is skipped here; ``tests/test_demo.py`` runs it):
+        >>> import os
+        >>> from renyi_prune.demo import run_demo
+        >>> run_demo("renyi_prune_out", repeats=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: repeats must be >= 1, got 0
+        >>> report = run_demo("renyi_prune_out", keep_rates=[0.5], max_images=2)  # doctest: +SKIP
+        >>> [row["label"] for row in report["results"]][:3]  # doctest: +SKIP
+        ['unpruned', 'renyi α=1 r=0.5', 'renyi α=2 r=0.5']
+        >>> sorted(os.listdir("renyi_prune_out"))  # doctest: +SKIP
+        ['entropy_heatmaps.png', 'kept_patches.png', 'report.json', 'report.md']
     """
     t_start = time.perf_counter()
     alphas = tuple(alphas)

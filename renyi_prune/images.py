@@ -53,6 +53,15 @@ def sample_images() -> list[tuple[str, Image.Image]]:
         ImportError: scikit-image or scikit-learn is not installed.
         RuntimeError: none of the images could be loaded. An image that fails on its own (e.g. a data file
             missing from a stripped installation) is skipped with a :class:`RuntimeWarning`.
+
+    Example:
+        >>> from renyi_prune.images import sample_images
+        >>> photos = sample_images()
+        >>> [name for name, _ in photos]
+        ['astronaut', 'chelsea', 'coffee', 'rocket', 'motorcycle', 'china', 'flower']
+        >>> cat = dict(photos)["chelsea"]
+        >>> cat.mode, cat.size  # (width, height) in pixels
+        ('RGB', (451, 300))
     """
     loaders = _skimage_loaders()
     try:
@@ -96,6 +105,20 @@ def load_image_dir(path: str | os.PathLike[str]) -> list[tuple[str, Image.Image]
         NotADirectoryError: ``path`` exists but is not a folder.
         ValueError: the folder holds no file with an image extension.
         PIL.UnidentifiedImageError / OSError: a file with an image extension cannot be decoded.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> from renyi_prune.images import load_image_dir
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     folder = Path(tmp)
+        ...     Image.new("L", (40, 30)).save(folder / "b.png")  # grayscale
+        ...     Image.new("RGBA", (20, 20)).save(folder / "a.PNG")  # extension in upper case, with alpha
+        ...     _ = (folder / "notes.txt").write_text("not an image")  # skipped
+        ...     images = load_image_dir(folder)
+        >>> [(name, image.mode, image.size) for name, image in images]
+        [('a.PNG', 'RGB', (20, 20)), ('b.png', 'RGB', (40, 30))]
     """
     folder = Path(path).expanduser()
     if not folder.exists():
@@ -148,6 +171,16 @@ def preprocess(
         ValueError: no images were given, ``img_size`` is not positive, ``crop_pct`` is not in
             ``(0, 1]``, or ``mean`` / ``std`` do not have 3 entries.
         TypeError: an element is neither a PIL image nor a ``(name, image)`` pair.
+
+    Example:
+        >>> from PIL import Image
+        >>> from renyi_prune.images import preprocess
+        >>> red = Image.new("RGB", (320, 240), (255, 0, 0))
+        >>> x = preprocess([("red", red), Image.new("L", (50, 80))], img_size=224)
+        >>> x.shape, x.dtype
+        (torch.Size([2, 3, 224, 224]), torch.float32)
+        >>> round(x[0, 0].mean().item(), 3)  # red channel of pure red: (1 - 0.485) / 0.229
+        2.249
     """
     from timm.data import create_transform
 

