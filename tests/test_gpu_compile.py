@@ -37,6 +37,8 @@ SCRIPT = textwrap.dedent(
                 return "*i32"
             if name in FLOATS:
                 return "fp32"
+            if name.startswith("stride_"):  # a tensor's (b, h, n, d) strides, passed as one tuple
+                return ("i32",) * 4
             return "constexpr" if name in CONSTS else "i32"
         return {name: kind(name) for name in fn.arg_names}
 

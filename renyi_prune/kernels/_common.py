@@ -1,4 +1,6 @@
-"""Pieces shared by the forward and backward kernels: entropy modes, launch settings, jit math.
+"""Pieces shared by the forward, backward and column kernels: entropy modes, launch settings and
+the tiled launch (host side); program tiles, q/k/v tile loads and stores, logits and jit math
+(``@triton.jit`` helpers, inlined into the kernels that call them).
 
 No ``libdevice`` here: ``expm1`` and ``log1p`` are written as short series so that the same code
 runs compiled and on Triton's CPU interpreter.
@@ -32,10 +34,28 @@ INTERPRET_BLOCK_N = 128
 
 
 def entropy_mode(alpha: float) -> int:
-    """Kernel entropy mode for the Rényi order ``alpha`` (already validated, ≥ 0).
+    """Kernel entropy mode (an ``ENT_*`` constant) for the Rényi order ``alpha``.
 
-    Orders below 1e-30 use the α = 0 mode: they differ from it by less than fp32 resolves, and
-    would underflow to 0 in fp32 kernel arithmetic.
+    Args:
+        alpha: Rényi order α ≥ 0 or ``math.inf``, already validated (a Python float).
+
+    Returns:
+        ``ENT_SHANNON`` for α = 1, ``ENT_MIN`` for α = ∞, ``ENT_SUPPORT`` for α = 0,
+        ``ENT_RENYI_LOG1P`` for 0 < α < 1.25 (α ≠ 1, the series that keeps β = α − 1 → 0 exact) and
+        ``ENT_RENYI_DIRECT`` for α ≥ 1.25 (Σ p^α summed directly). Orders below 1e-30 use the α = 0
+        mode: they differ from it by less than fp32 resolves, and would underflow to 0 in fp32
+        kernel arithmetic.
+
+    Example:
+        >>> import math
+        >>> from renyi_prune.kernels import ENT_MIN, ENT_SHANNON, ENT_SUPPORT, entropy_mode
+        >>> from renyi_prune.kernels import ENT_RENYI_DIRECT, ENT_RENYI_LOG1P
+        >>> entropy_mode(1.0) == ENT_SHANNON, entropy_mode(math.inf) == ENT_MIN
+        (True, True)
+        >>> entropy_mode(0.0) == entropy_mode(1e-40) == ENT_SUPPORT
+        True
+        >>> entropy_mode(0.5) == entropy_mode(1.1) == ENT_RENYI_LOG1P, entropy_mode(2.0) == ENT_RENYI_DIRECT
+        (True, True)
     """
     if alpha == 1.0:
         return ENT_SHANNON
@@ -49,7 +69,25 @@ def entropy_mode(alpha: float) -> int:
 
 
 def is_interpreting() -> bool:
-    """True when Triton runs kernels on the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    """Whether Triton runs kernels on its CPU interpreter, i.e. ``TRITON_INTERPRET`` is set and not 0.
+
+    Read at each call. Under the interpreter the launchers use one fixed tile, upcast half inputs
+    to fp32 and accept CPU tensors; otherwise they need CUDA tensors and autotune.
+
+    Returns:
+        ``True`` when ``TRITON_INTERPRET`` is set to anything but ``""`` or ``"0"``.
+
+    Example:
+        >>> import os
+        >>> from unittest import mock
+        >>> from renyi_prune.kernels import is_interpreting
+        >>> with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "1"}):
+        ...     is_interpreting()
+        True
+        >>> with mock.patch.dict(os.environ, {"TRITON_INTERPRET": "0"}):
+        ...     is_interpreting()
+        False
+    """
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
@@ -62,28 +100,70 @@ def alpha_args(alpha: float) -> tuple[float, float, float]:
     return alpha, beta * _LN2.value, beta
 
 
-def launch_consts(dtype: torch.dtype, head_dim: int, interpret: bool) -> dict:
+def block_d(head_dim: int) -> int:
+    """BLOCK_D, the head dim padded to a power of two ≥ 16 (tl.dot's minimum); masks cover the rest."""
+    return max(16, triton.next_power_of_2(head_dim))
+
+
+def launch_consts(dtype: torch.dtype, head_dim: int, interpret: bool) -> dict[str, bool | str | int]:
     """Constexprs shared by every launch: upcast, dot precision and the padded head dim."""
     fp32_ieee = dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
     return dict(
         UPCAST=interpret or dtype == torch.float32,
         INPUT_PRECISION="ieee" if (interpret or fp32_ieee) else "tf32",
-        BLOCK_D=max(16, triton.next_power_of_2(head_dim)),
+        BLOCK_D=block_d(head_dim),
     )
 
 
-def autotune(tiles: list[tuple[int, int, int, int]], key: list[str]):
-    """``triton.autotune`` over (BLOCK_M, BLOCK_N, num_warps, num_stages) tiles (GPU launches only;
-    the interpreter path launches the plain kernel with one fixed tile)."""
-    configs = [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st) for bm, bn, w, st in tiles
-    ]
-    return triton.autotune(configs=configs, key=key)
+# launch arguments whose values pick the autotuned tile (N_BUCKET: sequence lengths rounded to a power of 2)
+AUTOTUNE_KEY = ("N_BUCKET", "HEAD_DIM", "MODE", "UPCAST")
+
+
+class TiledKernel:
+    """A kernel run on a 1-D grid of cdiv(n, BLOCK) · B·H programs (see :func:`_program_tile`).
+
+    Under the interpreter it launches the plain kernel with one fixed tile (INTERPRET_BLOCK_M/N);
+    on a GPU, its ``triton.autotune`` twin over ``tiles``, (BLOCK_M, BLOCK_N, num_warps, num_stages)
+    each, keyed on ``key``. ``grid_block`` names the tile size that splits ``n`` ("BLOCK_M": one
+    program per query tile, "BLOCK_N": one per key tile).
+    """
+
+    def __init__(
+        self,
+        kernel: triton.runtime.KernelInterface,
+        tiles: list[tuple[int, int, int, int]],
+        grid_block: str,
+        key: tuple[str, ...] = AUTOTUNE_KEY,
+    ) -> None:
+        configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
+                   for bm, bn, w, st in tiles]  # fmt: skip
+        self.kernel = kernel
+        self.autotuned = triton.autotune(configs=configs, key=list(key))(kernel)
+        self.grid_block = grid_block
+
+    def __call__(self, q: torch.Tensor, n: int, args: tuple, **consts: object) -> None:
+        """Launch over ``n`` query rows or keys of each of the B·H heads of ``q`` (B, H, N, D), with
+        ``consts`` and the :func:`launch_consts` of ``q``'s dtype and head dim."""
+        B, H, _, D = q.shape
+        interpret = is_interpreting()
+        consts.update(launch_consts(q.dtype, D, interpret))
+        if interpret:
+            blocks = dict(BLOCK_M=INTERPRET_BLOCK_M, BLOCK_N=INTERPRET_BLOCK_N)
+            self.kernel[(triton.cdiv(n, blocks[self.grid_block]) * B * H,)](*args, **blocks, **consts)
+        else:
+            self.autotuned[lambda meta: (triton.cdiv(n, meta[self.grid_block]) * B * H,)](*args, **consts)
+
+
+@triton.jit
+def _span(start, n, BLOCK: tl.constexpr):
+    """Indices start … start + BLOCK − 1 and their mask (< n)."""
+    offs = start + tl.arange(0, BLOCK)
+    return offs, offs < n
 
 
 @triton.jit
 def _program_tile(n, BLOCK: tl.constexpr, H):
-    """(tile index, batch b, head h) of this program in a 1-D grid of cdiv(n, BLOCK) · B · H programs.
+    """(indices, mask, b, h) of this program's tile in a 1-D grid of cdiv(n, BLOCK) · B · H programs.
 
     Tiles vary fastest, so programs running together share one head's K/V in L2; a 1-D grid also
     avoids the 65535 limit of a CUDA grid's y dimension for large B·H. b and h are int64 so that
@@ -91,14 +171,59 @@ def _program_tile(n, BLOCK: tl.constexpr, H):
     """
     num_tiles = tl.cdiv(n, BLOCK)
     pid_bh = tl.program_id(0) // num_tiles
-    return tl.program_id(0) % num_tiles, (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+    offs, mask = _span((tl.program_id(0) % num_tiles) * BLOCK, n, BLOCK)
+    return offs, mask, (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
 
 
 @triton.jit
-def _tile(base, rows, cols, stride_r, stride_c, mask_r, mask_c):
-    """Load a (len(rows), len(cols)) tile at ``base``, zeros outside the masks."""
-    return tl.load(base + rows[:, None] * stride_r + cols[None, :] * stride_c,
-                   mask=mask_r[:, None] & mask_c[None, :], other=0.0)  # fmt: skip
+def _load_tile(X, strides, b, h, offs, mask, HEAD_DIM, BLOCK_D: tl.constexpr, UPCAST: tl.constexpr,
+               TRANS: tl.constexpr):  # fmt: skip
+    """Load rows ``offs`` of head (b, h) of a (B, H, N, D) tensor ``X`` (q, k, v, out or dO) whose
+    element strides are the tuple ``strides``: a (len(offs), BLOCK_D) tile, (BLOCK_D, len(offs)) if
+    TRANS, zeros outside the masks (rows ``mask``, columns < HEAD_DIM), as fp32 if UPCAST."""
+    offs_d, mask_d = _span(0, HEAD_DIM, BLOCK_D)
+    base = X + b * strides[0] + h * strides[1]
+    if TRANS:
+        tile_mask = mask_d[:, None] & mask[None, :]
+        ptrs = base + offs_d[:, None] * strides[3] + offs[None, :] * strides[2]
+    else:
+        tile_mask = mask[:, None] & mask_d[None, :]
+        ptrs = base + offs[:, None] * strides[2] + offs_d[None, :] * strides[3]
+    x = tl.load(ptrs, mask=tile_mask, other=0.0)
+    if UPCAST:
+        x = x.to(tl.float32)
+    return x
+
+
+@triton.jit
+def _store_tile(X, strides, b, h, offs, mask, HEAD_DIM, BLOCK_D: tl.constexpr, value):
+    """Store ``value``, a (len(offs), BLOCK_D) tile, at rows ``offs`` of head (b, h) of ``X`` (strides
+    as in :func:`_load_tile`), in the dtype of ``X``."""
+    offs_d, mask_d = _span(0, HEAD_DIM, BLOCK_D)
+    tile_mask = mask[:, None] & mask_d[None, :]
+    off = b * strides[0] + h * strides[1] + offs[:, None] * strides[2] + offs_d[None, :] * strides[3]
+    tl.store(X + off, value.to(X.dtype.element_ty), mask=tile_mask)
+
+
+@triton.jit
+def _logits(q, kt, mask, qk_scale_log2, INPUT_PRECISION: tl.constexpr):
+    """Logits of a (BM, D) query tile and a (D, BN) key tile in log2 units, s = q·kᵀ·scale·log2 e,
+    −inf where ``mask`` (broadcast to BM × BN) is false."""
+    s = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2
+    return tl.where(mask, s, float("-inf"))
+
+
+@triton.jit
+def _load_lse2(Lse, rows, mask):
+    """Log-sum-exp of flat ``rows`` of a contiguous (B, H, N) fp32 array, nats → log2 units."""
+    return tl.load(Lse + rows, mask=mask, other=0.0) * 1.4426950408889634
+
+
+@triton.jit
+def _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION: tl.constexpr):
+    """log2 p = s − lse2 of a (BM, D) query tile and a (D, BN) key tile: P recomputed from the rows'
+    log-sum-exp in log2 units (s as in :func:`_logits`). Unmasked: callers mask what they reduce."""
+    return tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2 - lse2[:, None]
 
 
 @triton.jit

@@ -23,14 +23,13 @@ import triton
 import triton.language as tl
 
 from ._common import (
-    INTERPRET_BLOCK_M,
-    INTERPRET_BLOCK_N,
     LOG2E,
+    TiledKernel,
+    _load_lse2,
+    _load_tile,
+    _log2_probs,
     _program_tile,
-    _tile,
-    autotune,
-    is_interpreting,
-    launch_consts,
+    _span,
 )
 
 __all__ = ["COLNORM_MAX", "COLNORM_POWER", "attention_column_power_sum"]
@@ -43,31 +42,16 @@ COLNORM_MAX = 2  # max_i p_ij, order ∞ (the same number as ENT_MIN, the min-en
 @triton.jit
 def _attn_colnorm_kernel(
     Q, K, Lse, Out,
-    stride_qb, stride_qh, stride_qn, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    H, N_Q, N_KV, HEAD_DIM,
-    qk_scale_log2,
+    stride_q, stride_k,  # (b, h, n, d) element strides of Q and K
+    H, N_Q, N_KV, HEAD_DIM, qk_scale_log2,
     alpha,  # the order n (fp32); unused for MODE == COLNORM_MAX
     N_BUCKET,  # autotune key: next power of two of max(N_Q, N_KV)
-    MODE: tl.constexpr,
-    UPCAST: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    MODE: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    pid_n, b, h = _program_tile(N_KV, BLOCK_N, H)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_m0 = tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_n = offs_n < N_KV
-    mask_d = offs_d < HEAD_DIM
-
+    offs_n, mask_n, b, h = _program_tile(N_KV, BLOCK_N, H)
     # k as a (D, BN) tile, so that s = q·kᵀ is a plain dot
-    kt = _tile(K + b * stride_kb + h * stride_kh, offs_d, offs_n, stride_kd, stride_kn, mask_d, mask_n)
-    if UPCAST:
-        kt = kt.to(tl.float32)
-    q_base = Q + b * stride_qb + h * stride_qh
+    kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
     row0 = (b * H + h) * N_Q  # Lse is contiguous (B, H, N_Q)
     if MODE == 2:
         acc = tl.full([BLOCK_N], float("-inf"), dtype=tl.float32)  # max_i log2 p_ij
@@ -75,15 +59,11 @@ def _attn_colnorm_kernel(
         acc = tl.zeros([BLOCK_N], dtype=tl.float32)  # Σ_i p_ij^n
 
     for start_m in range(0, N_Q, BLOCK_M):
-        offs_m = start_m + offs_m0
-        mask_m = offs_m < N_Q
-        q = _tile(q_base, offs_m, offs_d, stride_qn, stride_qd, mask_m, mask_d)
-        if UPCAST:
-            q = q.to(tl.float32)
-        lse2 = tl.load(Lse + row0 + offs_m, mask=mask_m, other=0.0) * 1.4426950408889634
-        s2 = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2  # logits in log2 units
-        x = s2 - lse2[:, None]  # log2 p_ij
+        offs_m, mask_m = _span(start_m, N_Q, BLOCK_M)
+        q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
+        lse2 = _load_lse2(Lse, row0 + offs_m, mask_m)
         mask_mn = mask_m[:, None] & mask_n[None, :]
+        x = _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION)  # log2 p_ij
         if MODE == 2:
             acc = tl.maximum(acc, tl.max(tl.where(mask_mn, x, float("-inf")), 0))
         else:
@@ -96,33 +76,21 @@ def _attn_colnorm_kernel(
 
 # (BLOCK_M, BLOCK_N, warps, stages): small key tiles too, so that ViT-sized N (≈ 197) still gives
 # enough programs (cdiv(N, BLOCK_N) · B · H) to fill the GPU at batch 1
-_COLNORM_TILES = [
-    (64, 64, 4, 2),
-    (64, 64, 4, 3),
-    (128, 64, 8, 2),
-    (64, 128, 8, 2),
-    (64, 32, 4, 3),
-    (32, 32, 4, 3),
-]
-_colnorm_autotuned = autotune(_COLNORM_TILES, key=["N_BUCKET", "HEAD_DIM", "MODE", "UPCAST"])(
-    _attn_colnorm_kernel
-)
+_COLNORM_TILES = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2),
+                  (64, 128, 8, 2), (64, 32, 4, 3), (32, 32, 4, 3)]  # fmt: skip
+_colnorm_launch = TiledKernel(_attn_colnorm_kernel, _COLNORM_TILES, grid_block="BLOCK_N")
 
 
 def attention_column_power_sum(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    lse: torch.Tensor,
-    scale: float,
-    order: float,
+    q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, scale: float, order: float
 ) -> torch.Tensor:
     """Launch the column kernel: Σ_i p_ij^n over the query rows (no input checks: the op layer validates).
 
     Args:
         q: (B, H, N, D) queries, any strides, fp32/fp16/bf16, 16 ≤ D ≤ 128 (padded to a power of
-            two inside, with masks).
+            two inside, with masks); CUDA, or CPU under the interpreter.
         k: (B, H, M, D) keys, same dtype and device as ``q``, any strides.
-        lse: (B, H, N) fp32 natural log-sum-exp of the scaled logits of every query row, as
+        lse: (B, H, N) fp32 natural log-sum-exp (nats) of the scaled logits of every query row, as
             :func:`renyi_prune.kernels.attention_entropy_fwd` returns it (made contiguous here).
         scale: logit scale the forward used (usually D ** -0.5).
         order: the order n > 0 of the column norm, ``math.inf`` for the column max.
@@ -131,6 +99,21 @@ def attention_column_power_sum(
         (B, H, M) fp32, contiguous: Σ_i p_ij^n for every key j with p = softmax(q kᵀ · scale)
         rebuilt from ``lse`` (order ∞: max_i p_ij). Take the n-th root for the ℓ_n norm. A key
         with no query rows (N = 0) gets 0.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.kernels import attention_column_power_sum, attention_entropy_fwd
+        >>> device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: Triton's interpreter
+        >>> g = torch.Generator().manual_seed(0)
+        >>> q = torch.randn(1, 2, 17, 16, generator=g).to(device)  # N = 17 queries
+        >>> k, v = torch.randn(2, 1, 2, 9, 16, generator=g).to(device).unbind(0)  # M = 9 keys
+        >>> lse = attention_entropy_fwd(q, k, v, 0.25, 1.0)[1]
+        >>> sums = attention_column_power_sum(q, k, lse, 0.25, 2.0)  # Σ_i p_ij², one per key
+        >>> sums.shape, sums.dtype
+        (torch.Size([1, 2, 9]), torch.float32)
+        >>> p = torch.softmax(q.double() @ k.double().mT * 0.25, dim=-1)  # (B, H, N, M)
+        >>> torch.allclose(sums.double(), (p**2).sum(-2), atol=1e-5)
+        True
     """
     B, H, N, D = q.shape
     M = k.shape[2]
@@ -140,25 +123,13 @@ def attention_column_power_sum(
     if N == 0:
         return out.zero_()
 
-    interpret = is_interpreting()
     is_max = math.isinf(order)
-    lse = lse.contiguous()
     args = (
-        q, k, lse, out,
-        *q.stride(), *k.stride(),
-        H, N, M, D,
-        scale * LOG2E,
+        q, k, lse.contiguous(), out,
+        q.stride(), k.stride(),
+        H, N, M, D, scale * LOG2E,
         0.0 if is_max else float(order),
         triton.next_power_of_2(max(N, M)),
     )  # fmt: skip
-    consts = dict(MODE=COLNORM_MAX if is_max else COLNORM_POWER, **launch_consts(q.dtype, D, interpret))
-    if interpret:
-        grid = (triton.cdiv(M, INTERPRET_BLOCK_N) * B * H,)
-        _attn_colnorm_kernel[grid](*args, BLOCK_M=INTERPRET_BLOCK_M, BLOCK_N=INTERPRET_BLOCK_N, **consts)
-    else:
-
-        def grid(meta):
-            return (triton.cdiv(M, meta["BLOCK_N"]) * B * H,)
-
-        _colnorm_autotuned[grid](*args, **consts)
+    _colnorm_launch(q, M, args, MODE=COLNORM_MAX if is_max else COLNORM_POWER)
     return out

@@ -32,18 +32,17 @@ import triton.language as tl
 from ._common import (
     _LN2,
     ENT_MIN,
-    INTERPRET_BLOCK_M,
-    INTERPRET_BLOCK_N,
     LOG2E,
+    TiledKernel,
     _exp_alpha_minus_exp,
+    _load_tile,
     _log1p,
+    _logits,
     _program_tile,
-    _tile,
+    _span,
+    _store_tile,
     alpha_args,
-    autotune,
     entropy_mode,
-    is_interpreting,
-    launch_consts,
 )
 
 __all__ = ["attention_entropy_fwd"]
@@ -52,33 +51,14 @@ __all__ = ["attention_entropy_fwd"]
 @triton.jit
 def _attn_entropy_fwd_kernel(
     Q, K, V, Out, Lse, Ent, Argmax,
-    stride_qb, stride_qh, stride_qn, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_ob, stride_oh, stride_on, stride_od,
-    H, N_Q, N_KV, HEAD_DIM,
-    qk_scale_log2,
-    alpha, beta_ln2, beta,
+    stride_q, stride_k, stride_v, stride_o,  # (b, h, n, d) element strides of Q, K, V and Out
+    H, N_Q, N_KV, HEAD_DIM, qk_scale_log2, alpha, beta_ln2, beta,
     N_BUCKET,  # autotune key: next power of two of N_KV
-    MODE: tl.constexpr,
-    UPCAST: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_D: tl.constexpr,
+    MODE: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    pid_m, b, h = _program_tile(N_Q, BLOCK_M, H)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_m = offs_m < N_Q
-    mask_d = offs_d < HEAD_DIM
-
-    q = _tile(Q + b * stride_qb + h * stride_qh, offs_m, offs_d, stride_qn, stride_qd, mask_m, mask_d)
-    if UPCAST:
-        q = q.to(tl.float32)
-    k_base = K + b * stride_kb + h * stride_kh
-    v_base = V + b * stride_vb + h * stride_vh
+    offs_m, mask_m, b, h = _program_tile(N_Q, BLOCK_M, H)
+    q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
 
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -87,13 +67,9 @@ def _attn_entropy_fwd_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
     for start_n in range(0, N_KV, BLOCK_N):
-        cur_n = start_n + offs_n
-        mask_n = cur_n < N_KV
-        k = _tile(k_base, offs_d, cur_n, stride_kd, stride_kn, mask_d, mask_n)
-        if UPCAST:
-            k = k.to(tl.float32)
-        s = tl.dot(q, k, input_precision=INPUT_PRECISION) * qk_scale_log2
-        s = tl.where(mask_n[None, :], s, float("-inf"))
+        offs_n, mask_n = _span(start_n, N_KV, BLOCK_N)
+        kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
+        s = _logits(q, kt, mask_n[None, :], qk_scale_log2, INPUT_PRECISION)
 
         tile_max = tl.max(s, 1)
         if MODE == 2:  # first index of the row max
@@ -115,16 +91,12 @@ def _attn_entropy_fwd_kernel(
             r_i = tl.exp2(delta * alpha) * r_i + tl.sum(tl.exp2(x * alpha), 1)
         l_i = c * l_i + tl.sum(p, 1)
 
-        v = _tile(v_base, cur_n, offs_d, stride_vn, stride_vd, mask_n, mask_d)
-        if UPCAST:
-            v = v.to(tl.float32)
+        v = _load_tile(V, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
         acc = acc * c[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
         m_i = m_new
 
     log2_l = tl.log2(l_i)
-    acc = acc / l_i[:, None]
-    o_ptrs = Out + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od
-    tl.store(o_ptrs, acc.to(Out.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
+    _store_tile(Out, stride_o, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, acc / l_i[:, None])
 
     row = (b * H + h) * N_Q + offs_m  # Lse and Ent are contiguous (B, H, N_Q)
     tl.store(Lse + row, (m_i + log2_l) * _LN2, mask=mask_m)
@@ -142,31 +114,21 @@ def _attn_entropy_fwd_kernel(
     tl.store(Ent + row, ent, mask=mask_m)
 
 
-_FWD_TILES = [
-    (128, 64, 4, 3),
-    (128, 64, 8, 3),
-    (64, 64, 4, 3),
-    (128, 128, 8, 2),
-    (64, 32, 4, 4),
-    (128, 32, 4, 4),
-]
-_fwd_autotuned = autotune(_FWD_TILES, key=["N_BUCKET", "HEAD_DIM", "MODE", "UPCAST"])(
-    _attn_entropy_fwd_kernel
-)
+# (BLOCK_M, BLOCK_N, warps, stages)
+_FWD_TILES = [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3),
+              (128, 128, 8, 2), (64, 32, 4, 4), (128, 32, 4, 4)]  # fmt: skip
+_fwd_launch = TiledKernel(_attn_entropy_fwd_kernel, _FWD_TILES, grid_block="BLOCK_M")
 
 
 def attention_entropy_fwd(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    alpha: float,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the fused forward kernel (no input checks: the op layer validates).
 
     Args:
-        q: (B, H, N, D) queries, any strides, fp32/fp16/bf16.
-        k, v: (B, H, M, D) keys and values, same dtype and device as ``q``.
+        q: (B, H, N, D) queries, any strides, fp32/fp16/bf16, 16 ≤ D ≤ 128; CUDA, or CPU under the
+            interpreter (:func:`is_interpreting`).
+        k, v: (B, H, M, D) keys and values, same dtype and device as ``q``, any strides, M ≥ 1.
         scale: logit scale (usually D ** -0.5).
         alpha: Rényi order α ≥ 0 or ``math.inf`` (validated by the caller); it picks the kernel's
             entropy mode (:func:`entropy_mode`).
@@ -174,9 +136,24 @@ def attention_entropy_fwd(
     Returns:
         ``(out, lse, entropy, argmax)``: out (B, H, N, D) in the input dtype, laid out as
         (B, N, H, D) in memory so that ``out.transpose(1, 2).reshape(B, N, H * D)`` is free; lse
-        (B, H, N) fp32 natural log-sum-exp of the scaled logits; entropy (B, H, N) fp32 in nats;
-        argmax (B, H, N) int32, the first key of each row's largest logit, for ``ENT_MIN`` (whose
-        gradient needs it), else an empty int32 tensor.
+        (B, H, N) fp32 natural log-sum-exp of the scaled logits, in nats; entropy (B, H, N) fp32
+        H_α of every attention row, in nats; argmax (B, H, N) int32, the first key of each row's
+        largest logit, for ``ENT_MIN`` (whose gradient needs it), else an empty int32 tensor.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.kernels import attention_entropy_fwd
+        >>> from renyi_prune.reference import attention_with_entropy_reference
+        >>> device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: Triton's interpreter
+        >>> g = torch.Generator().manual_seed(0)
+        >>> q, k, v = torch.randn(3, 1, 2, 17, 16, generator=g).to(device).unbind(0)
+        >>> out, lse, ent, argmax = attention_entropy_fwd(q, k, v, scale=16**-0.5, alpha=2.0)
+        >>> out.shape, out.dtype, lse.shape, ent.dtype, argmax.numel()
+        (torch.Size([1, 2, 17, 16]), torch.float32, torch.Size([1, 2, 17]), torch.float32, 0)
+        >>> qd, kd, vd = (t.double() for t in (q, k, v))
+        >>> ref = attention_with_entropy_reference(qd, kd, vd, alpha=2.0, head_reduce="none")
+        >>> [torch.allclose(x.double(), r, atol=1e-5) for x, r in zip((out, ent, lse), ref)]
+        [True, True, True]
     """
     B, H, N, D = q.shape
     M = k.shape[2]
@@ -188,23 +165,11 @@ def attention_entropy_fwd(
     if B * H * N == 0:
         return out, lse, ent, argmax
 
-    interpret = is_interpreting()
     args = (
         q, k, v, out, lse, ent, argmax,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-        H, N, M, D,
-        scale * LOG2E,
-        *alpha_args(alpha),
+        q.stride(), k.stride(), v.stride(), out.stride(),
+        H, N, M, D, scale * LOG2E, *alpha_args(alpha),
         triton.next_power_of_2(M),
     )  # fmt: skip
-    consts = dict(MODE=mode, **launch_consts(q.dtype, D, interpret))
-    if interpret:
-        grid = (triton.cdiv(N, INTERPRET_BLOCK_M) * B * H,)
-        _attn_entropy_fwd_kernel[grid](*args, BLOCK_M=INTERPRET_BLOCK_M, BLOCK_N=INTERPRET_BLOCK_N, **consts)
-    else:
-
-        def grid(meta):
-            return (triton.cdiv(N, meta["BLOCK_M"]) * B * H,)
-
-        _fwd_autotuned[grid](*args, **consts)
+    _fwd_launch(q, N, args, MODE=mode)
     return out, lse, ent, argmax
