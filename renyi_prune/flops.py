@@ -48,7 +48,23 @@ def _fused_bwd_flops(
 
 
 def attention_flop_handle(inputs: list[Any], outputs: list[Any]) -> Number:
-    """fvcore op handle: FLOPs of softmax attention from the shapes of its (q, k, v) inputs."""
+    """fvcore op handle: FLOPs of softmax attention from the shapes of its (q, k, v) inputs.
+
+    B·H·N·M·(D + Dv) multiply-adds (q·kᵀ and p·v), fvcore's FLOP unit; the softmax is not counted.
+    :func:`count_flops` installs it for ``aten::scaled_dot_product_attention`` and the fused op.
+
+    Example:
+        >>> import torch
+        >>> from fvcore.nn import FlopCountAnalysis
+        >>> from renyi_prune.flops import attention_flop_handle
+        >>> class SDPA(torch.nn.Module):
+        ...     def forward(self, q, k, v):
+        ...         return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        >>> q = torch.randn(1, 2, 10, 16)  # (B, H, N, D)
+        >>> analysis = FlopCountAnalysis(SDPA(), (q, q, q))
+        >>> analysis.set_op_handle("aten::scaled_dot_product_attention", attention_flop_handle).total()
+        6400
+    """
     from fvcore.nn.jit_handles import get_shape
 
     return _attention_macs(*(get_shape(t) for t in inputs[:3]))

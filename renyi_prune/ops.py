@@ -107,6 +107,16 @@ def uses_triton(q: torch.Tensor, backend: str = "auto") -> bool:
     ``backend="auto"``: on CUDA, or on CPU under ``TRITON_INTERPRET=1``, for fp16/bf16/fp32;
     ``"eager"``: never; ``"triton"``: always (raises ValueError where Triton cannot run: a CPU
     tensor without the interpreter, or fp64).
+
+    Raises:
+        ValueError: unknown ``backend``, or ``"triton"`` where Triton cannot run (names why).
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.ops import uses_triton
+        >>> q = torch.zeros(1, 2, 4, 16)  # CPU: Triton only under TRITON_INTERPRET=1, as in the tests
+        >>> uses_triton(q, "eager"), uses_triton(q.double())  # fp64 always runs the eager reference
+        (False, False)
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

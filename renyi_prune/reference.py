@@ -88,14 +88,10 @@ def renyi_entropy(p: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
 
 
 def attention_with_entropy_reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    alpha: float = 1.0,
-    scale: float | None = None,
-    head_reduce: str = "mean",
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    alpha: float = 1.0, scale: float | None = None, head_reduce: str = "mean",
     compute_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip (the signature of the public op)
     """Attention output, Rényi attention entropy and log-sum-exp, by materializing P.
 
     Args:

@@ -27,7 +27,15 @@ NEEDS = frozenset({"entropy", "lse", "cls_attn"})
 class AttentionPass:
     """What a pruning block's attention pass produced; fields the criterion did not ask for are None.
 
-    Made by :func:`run_attention`; a :class:`Criterion`'s ``score`` reads it (see its example).
+    Made by :func:`run_attention`; a :class:`Criterion`'s ``score`` reads it.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune import AttentionPass, get_criterion
+        >>> q, k, v = torch.randn(3, 1, 2, 5, 16).unbind(0)
+        >>> a = AttentionPass(q, k, scale=0.25, out=v, cls_attn=torch.softmax(torch.randn(1, 2, 5), -1))
+        >>> get_criterion("evit").score(a, {}).shape  # head-mean CLS attention, one score per token
+        torch.Size([1, 5])
 
     Attributes:
         q, k: queries and keys (B, H, N, D) after ``q_norm/k_norm``.

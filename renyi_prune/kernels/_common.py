@@ -215,8 +215,12 @@ def _logits(q, kt, mask, qk_scale_log2, INPUT_PRECISION: tl.constexpr):
 
 @triton.jit
 def _load_lse2(Lse, rows, mask):
-    """Log-sum-exp of flat ``rows`` of a contiguous (B, H, N) fp32 array, nats → log2 units."""
-    return tl.load(Lse + rows, mask=mask, other=0.0) * 1.4426950408889634
+    """Log-sum-exp of flat ``rows`` of a contiguous (B, H, N) fp32 array, nats → log2 units.
+
+    A row with no attendable key has lse = −inf; it comes back as +inf, so that the recomputed
+    p = 2^{s − lse} is 0 there (the row attends to nothing) rather than 2^{−inf + inf} = NaN."""
+    lse2 = tl.load(Lse + rows, mask=mask, other=0.0) * 1.4426950408889634
+    return tl.where(lse2 == float("-inf"), float("inf"), lse2)
 
 
 @triton.jit

@@ -20,7 +20,9 @@ row max, x_j = s_j − m ≤ 0, e_j = 2^{x_j}, l = Σ e_j. When the max moves fr
 * Rényi, β ≥ 1/4: a = Σ e_j^α ← c^α·a + Σ e_j^α;  H_α = (ln a − α ln l)/(1 − α).
 
 The running max starts at a finite −1e30 instead of −inf, so a key tile that is fully masked or
-the first rescale never evaluates 0·(−inf) or (−inf) − (−inf).
+the first rescale never evaluates 0·(−inf) or (−inf) − (−inf). Non-finite inputs follow SDPA: a
+row with no attendable key (all logits −inf, so l = 0) gets out = 0 and lse = −inf; NaN propagates;
+the entropy is NaN exactly where the lse is not finite.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def _attn_entropy_fwd_kernel(
         x = s - m_new[:, None]
         p = tl.exp2(x)
         if MODE == 1:  # Shannon
-            r_i = c * (r_i + delta * l_i) + tl.sum(p * tl.where(mask_n[None, :], x, 0.0), 1)
+            # p·x with p = 0 where x = −inf (masked keys, −inf logits): 0, never 0·(−inf)
+            r_i = c * (r_i + delta * l_i) + tl.sum(p * tl.where(p > 0.0, x, 0.0), 1)
         elif MODE == 4:  # Rényi near α = 1
             r_i = (
                 tl.exp2(delta * alpha) * r_i
@@ -96,10 +99,13 @@ def _attn_entropy_fwd_kernel(
         m_i = m_new
 
     log2_l = tl.log2(l_i)
-    _store_tile(Out, stride_o, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, acc / l_i[:, None])
+    # l = 0 only for a row with no attendable key (all logits −inf): out = 0 there, as in SDPA
+    out = tl.where(l_i[:, None] == 0.0, 0.0, acc / l_i[:, None])
+    _store_tile(Out, stride_o, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, out)
 
     row = (b * H + h) * N_Q + offs_m  # Lse and Ent are contiguous (B, H, N_Q)
-    tl.store(Lse + row, (m_i + log2_l) * _LN2, mask=mask_m)
+    lse2 = m_i + log2_l
+    tl.store(Lse + row, lse2 * _LN2, mask=mask_m)
     if MODE == 1:
         ent = (log2_l - r_i / l_i) * _LN2
     elif MODE == 2:
@@ -111,7 +117,9 @@ def _attn_entropy_fwd_kernel(
         ent = log2_l * _LN2 - _log1p(r_i / l_i) / beta
     else:
         ent = (tl.log2(r_i) - alpha * log2_l) * _LN2 / (-beta)
-    tl.store(Ent + row, ent, mask=mask_m)
+    # no distribution (NaN or +inf logits, or no attendable key) → no entropy: NaN iff lse not finite
+    finite = (lse2 == lse2) & (tl.abs(lse2) < float("inf"))
+    tl.store(Ent + row, tl.where(finite, ent, float("nan")), mask=mask_m)
 
 
 # (BLOCK_M, BLOCK_N, warps, stages)
