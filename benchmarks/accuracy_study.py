@@ -39,18 +39,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # must precede the first to
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import csv  # noqa: E402
-import datetime as _dt  # noqa: E402
+import functools  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -58,6 +57,9 @@ from typing import Any  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
+
+from renyi_prune._io import atomic_write_bytes, write_json  # noqa: E402
+from renyi_prune.bench import _common  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results" / "accuracy"
 SMOKE_DIR = Path(tempfile.gettempdir()) / "renyi-prune-accuracy-smoke"
@@ -140,89 +142,60 @@ LIGHT_RECIPE = (
     "--smoothing", "0.1", "--drop-path", "0", "--weight-decay", "0.05",
 )  # fmt: skip
 
+#: The studies side by side: ``field: (cpu-vit12-d64, gpu-vit12-d192, smoke)`` of :class:`StudyConfig`.
+_CONFIG_NAMES = ("cpu-vit12-d64", "gpu-vit12-d192", "smoke")
+_CONFIG_TABLE: dict[str, tuple[Any, Any, Any]] = {
+    "description": (
+        "CPU-sized: a ViT of depth 12, width 64, 4 heads of 16, MLP ratio 2, on 28 px images in patches of 4 "
+        "px (49 patches + CLS), trained from scratch on Fashion-MNIST for 2 epochs (60,000 images, light "
+        "augmentation); each fine-tune: 1 epoch on 2,560 images with the paper's augmentations; evaluation "
+        "on 2,000 test images",
+        "GPU-sized: a ViT-Ti-shaped model (depth 12, width 192, 3 heads of 64, MLP ratio 4) on 28 px images "
+        "in patches of 4 px, trained from scratch on Fashion-MNIST for 60 epochs with the paper's "
+        "augmentations; each fine-tune: 5 epochs on the 60,000 training images with a 1-epoch keep-rate "
+        "warm-up; evaluation on the 10,000 test images; bf16 autocast",
+        "smoke test only (numbers mean nothing): depth 12, width 32, 2 heads of 16, patch 7, 512 training "
+        "images, 1 epoch",
+    ),
+    "model": ("vit_tiny_patch16_224",) * 3,
+    "model_kwargs": (
+        {"patch_size": 4, "embed_dim": 64, "num_heads": 4, "mlp_ratio": 2.0},
+        {"patch_size": 4},
+        {"patch_size": 7, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 1.0},
+    ),
+    "img_size": (28, 28, 28),
+    "batch_size": (128, 256, 64),
+    "val_images": (2000, None, 128),
+    "base_epochs": (2, 60, 1),
+    "base_train_images": (None, None, 512),
+    "base_lr": (2e-3, 1e-3, 1e-3),
+    "base_warmup_epochs": (0.2, 5.0, 0.0),
+    "finetune_epochs": (1, 5, 1),
+    "finetune_train_images": (2560, None, 128),
+    "finetune_lr": (2e-4, 1e-4, 1e-4),
+    "finetune_warmup_epochs": (0.0, 0.5, 0.0),
+    "keep_rate_warmup_epochs": (0.0, 1.0, 0.5),
+    "seeds": ((0, 1), (0, 1, 2), (0, 1)),
+    "keep_rates": ((0.9, 0.7, 0.5, 0.3), (0.9, 0.7, 0.5, 0.3), (0.5,)),
+    "variants": (
+        _variants(ALPHAS, ALL_OTHERS),
+        _variants(ALPHAS, ALL_OTHERS),
+        _variants((1.0, math.inf), ("evit", "evit+fusion", "random")),
+    ),
+    "base_augment": (LIGHT_RECIPE, PAPER_RECIPE, LIGHT_RECIPE),
+    "finetune_augment": (PAPER_RECIPE,) * 3,
+    "amp": ("none", "bf16", "none"),
+    "workers": (None, 8, None),
+    "expected_minutes": (
+        "minutes on a 2-core CPU (the measured wall time is in environment.json)",
+        "not measured yet; about 40M training images pass through PIL transforms, which bound the speed: use "
+        "many loader workers",
+        "under a minute",
+    ),
+}
 CONFIGS: dict[str, StudyConfig] = {
-    "cpu-vit12-d64": StudyConfig(
-        name="cpu-vit12-d64",
-        description="CPU-sized: a ViT of depth 12, width 64, 4 heads of 16, MLP ratio 2, on 28 px images in "
-        "patches of 4 px (49 patches + CLS), trained from scratch on Fashion-MNIST for 2 epochs (60,000 "
-        "images, light augmentation); each fine-tune: 1 epoch on 2,560 images with the paper's "
-        "augmentations; evaluation on 2,000 test images",
-        model="vit_tiny_patch16_224",
-        model_kwargs={"patch_size": 4, "embed_dim": 64, "num_heads": 4, "mlp_ratio": 2.0},
-        img_size=28,
-        batch_size=128,
-        val_images=2000,
-        base_epochs=2,
-        base_train_images=None,
-        base_lr=2e-3,
-        base_warmup_epochs=0.2,
-        finetune_epochs=1,
-        finetune_train_images=2560,
-        finetune_lr=2e-4,
-        finetune_warmup_epochs=0.0,
-        keep_rate_warmup_epochs=0.0,
-        seeds=(0, 1),
-        keep_rates=(0.9, 0.7, 0.5, 0.3),
-        variants=_variants(ALPHAS, ALL_OTHERS),
-        base_augment=LIGHT_RECIPE,
-        finetune_augment=PAPER_RECIPE,
-        expected_minutes="minutes on a 2-core CPU (the measured wall time is in environment.json)",
-    ),
-    "gpu-vit12-d192": StudyConfig(
-        name="gpu-vit12-d192",
-        description="GPU-sized: a ViT-Ti-shaped model (depth 12, width 192, 3 heads of 64, MLP ratio 4) on "
-        "28 px images in patches of 4 px, trained from scratch on Fashion-MNIST for 60 epochs with the "
-        "paper's augmentations; each fine-tune: 5 epochs on the 60,000 training images with a 1-epoch "
-        "keep-rate warm-up; evaluation on the 10,000 test images; bf16 autocast",
-        model="vit_tiny_patch16_224",
-        model_kwargs={"patch_size": 4},
-        img_size=28,
-        batch_size=256,
-        val_images=None,
-        base_epochs=60,
-        base_train_images=None,
-        base_lr=1e-3,
-        base_warmup_epochs=5.0,
-        finetune_epochs=5,
-        finetune_train_images=None,
-        finetune_lr=1e-4,
-        finetune_warmup_epochs=0.5,
-        keep_rate_warmup_epochs=1.0,
-        seeds=(0, 1, 2),
-        keep_rates=(0.9, 0.7, 0.5, 0.3),
-        variants=_variants(ALPHAS, ALL_OTHERS),
-        base_augment=PAPER_RECIPE,
-        finetune_augment=PAPER_RECIPE,
-        amp="bf16",
-        workers=8,
-        expected_minutes="not measured yet; about 40M training images pass through PIL transforms, which "
-        "bound the speed: use many loader workers",
-    ),
-    "smoke": StudyConfig(
-        name="smoke",
-        description="smoke test only (numbers mean nothing): depth 12, width 32, 2 heads of 16, patch 7, "
-        "512 training images, 1 epoch",
-        model="vit_tiny_patch16_224",
-        model_kwargs={"patch_size": 7, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 1.0},
-        img_size=28,
-        batch_size=64,
-        val_images=128,
-        base_epochs=1,
-        base_train_images=512,
-        base_lr=1e-3,
-        base_warmup_epochs=0.0,
-        finetune_epochs=1,
-        finetune_train_images=128,
-        finetune_lr=1e-4,
-        finetune_warmup_epochs=0.0,
-        keep_rate_warmup_epochs=0.5,
-        seeds=(0, 1),
-        keep_rates=(0.5,),
-        variants=_variants((1.0, math.inf), ("evit", "evit+fusion", "random")),
-        base_augment=LIGHT_RECIPE,
-        finetune_augment=PAPER_RECIPE,
-        expected_minutes="under a minute",
-    ),
+    name: StudyConfig(name=name, **{field: values[i] for field, values in _CONFIG_TABLE.items()})
+    for i, name in enumerate(_CONFIG_NAMES)
 }
 
 
@@ -245,13 +218,13 @@ def _common_options(cfg: StudyConfig) -> list[str]:
     ]
     if cfg.model_kwargs:
         opts += ["--model-kwargs", *(f"{k}={v}" for k, v in cfg.model_kwargs.items())]
-    if cfg.val_images is not None:
-        opts += ["--max-val-images", str(cfg.val_images)]
-    if cfg.workers is not None:
-        opts += ["--workers", str(cfg.workers)]
-    if cfg.device is not None:
-        opts += ["--device", cfg.device]
-    return opts
+    return opts + _set_options(cfg)
+
+
+def _set_options(cfg: StudyConfig) -> list[str]:
+    """``--max-val-images``, ``--workers``, ``--device`` where the configuration sets them (train, eval)."""
+    given = {"--max-val-images": cfg.val_images, "--workers": cfg.workers, "--device": cfg.device}
+    return [text for flag, value in given.items() if value is not None for text in (flag, str(value))]
 
 
 def base_argv(cfg: StudyConfig, output: Path) -> list[str]:
@@ -326,13 +299,8 @@ def finetune_argv(
 def eval_argv(cfg: StudyConfig, ckpt: Path, variant: Variant | None, keep_rate: float | None) -> list[str]:
     """``renyi-prune eval`` options of the base model pruned without fine-tuning."""
     argv = ["--checkpoint", str(ckpt), "--batch-size", str(cfg.batch_size), "--amp", cfg.amp, "--no-progress"]
-    if cfg.val_images is not None:
-        argv += ["--max-val-images", str(cfg.val_images)]
-    if cfg.workers is not None:
-        argv += ["--workers", str(cfg.workers)]
-    if cfg.device is not None:
-        argv += ["--device", cfg.device]
-    return argv + (_pruning_options(variant, keep_rate, 0) if variant is not None else ["--no-prune"])
+    pruning = _pruning_options(variant, keep_rate, 0) if variant is not None else ["--no-prune"]
+    return argv + _set_options(cfg) + pruning
 
 
 def _quiet(fn, *args):
@@ -349,6 +317,8 @@ def run_study(cfg: StudyConfig, out: Path, workdir: Path | None = None, log=prin
     env = {**_environment(cfg), "load_average_start": _loadavg()}
     own_workdir = workdir is None
     work = Path(tempfile.mkdtemp(prefix="renyi-prune-study-")) if workdir is None else Path(workdir)
+    for stale in ("base", "run"):  # runs of an earlier study in --workdir: train refuses to mix with them
+        shutil.rmtree(work / stale, ignore_errors=True)
     commands: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     try:
@@ -512,47 +482,6 @@ def summarize(rows: list[dict[str, Any]], cfg: StudyConfig) -> list[dict[str, An
     return out
 
 
-def _cell(value: Any, digits: int = 6) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return "" if math.isnan(value) else ("inf" if value == math.inf else f"{value:.{digits}g}")
-    return str(value)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str], digits: int = 6) -> None:
-    """CSV written atomically; floats with ``digits`` significant digits, NaN as an empty cell."""
-    from renyi_prune._io import atomic_open
-
-    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: _cell(r.get(c), digits) for c in columns})
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from renyi_prune._io import atomic_open
-
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(_json_safe(obj), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-
-
 def _pm(mean: float, std: float) -> str:
     if math.isnan(mean):
         return "-"
@@ -613,17 +542,40 @@ def _findings(summary: list[dict[str, Any]], cfg: StudyConfig) -> list[str]:
     return lines
 
 
+def _table(
+    rates: Sequence[float],
+    variants: Sequence[str],
+    by: dict[tuple[str, float], dict[str, Any]],
+    title: str,
+    unpruned: str,
+    cell: Callable[[dict[str, Any]], str],
+) -> list[str]:
+    """A ``## title`` section: a markdown table with one column per keep rate, the unpruned model's row
+    (``unpruned`` in its first cell) and one row per variant (``cell`` of its summary row, ``-`` if none)."""
+    lines = [
+        "",
+        f"## {title}",
+        "",
+        "| criterion | " + " | ".join(f"r = {_fmt(r)}" for r in rates) + " |",
+        "|---|" + "---|" * len(rates),
+        f"| unpruned (r = 1) | {unpruned} |" + " |" * (len(rates) - 1),
+    ]
+    for v in variants:
+        cells = [by.get((v, r)) for r in rates]
+        lines.append(f"| {v} | " + " | ".join(cell(c) if c else "-" for c in cells) + " |")
+    return lines
+
+
 def markdown(
     cfg: StudyConfig, summary: list[dict[str, Any]], base_history: list[dict[str, Any]], env: dict[str, Any]
 ) -> str:
     """The ``results.md`` report."""
-    rates = list(cfg.keep_rates)
-    variants = ["unpruned"] + [v.label for v in cfg.variants]
     by = {(s["variant"], s["keep_rate"]): s for s in summary}
     ref = by[("unpruned", 1.0)]
     base = base_history[-1]
     tiny = cfg.name != "smoke" and "gpu" not in cfg.name
     lines = [f"# Accuracy study `{cfg.name}`", ""]
+    table = functools.partial(_table, cfg.keep_rates, [v.label for v in cfg.variants], by)
     if cfg.name == "smoke":
         lines += ["**Smoke run: these numbers only show that the pipeline works.**", ""]
     lines += [
@@ -647,50 +599,22 @@ def markdown(
         f"{env['git_commit'] or 'unknown'}; wall time {env['wall_time_s'] / 60:.1f} min (base "
         f"{env['base_wall_time_s']:.0f} s); load average at start/end {env['load_average_start']} / "
         f"{env['load_average_end']} (other jobs on the machine slow it down and add noise to images/s).",
-        "",
-        "## Top-1 (%) after fine-tuning with pruning, mean ± std over seeds",
-        "",
-        "| criterion | " + " | ".join(f"r = {_fmt(r)}" for r in rates) + " |",
-        "|---|" + "---|" * len(rates),
-        f"| unpruned (r = 1) | {_pm(ref['top1_mean'], ref['top1_std'])} (all columns) |"
-        + " |" * (len(rates) - 1),
     ]
-    for v in variants[1:]:
-        cells = [by.get((v, r)) for r in rates]
-        lines.append(
-            f"| {v} | " + " | ".join(_pm(c["top1_mean"], c["top1_std"]) if c else "-" for c in cells) + " |"
-        )
-    lines += [
-        "",
-        "## Top-1 (%) of the base model pruned at test time only (no fine-tuning)",
-        "",
-        "| criterion | " + " | ".join(f"r = {_fmt(r)}" for r in rates) + " |",
-        "|---|" + "---|" * len(rates),
-        f"| unpruned (r = 1) | {ref['top1_no_finetune']:.2f} |" + " |" * (len(rates) - 1),
-    ]
-    for v in variants[1:]:
-        cells = [by.get((v, r)) for r in rates]
-        lines.append(
-            f"| {v} | " + " | ".join(f"{c['top1_no_finetune']:.2f}" if c else "-" for c in cells) + " |"
-        )
-    lines += [
-        "",
-        "## GFLOPs per image (fvcore, 1 multiply-add = 1 FLOP) and eval images/s (median of runs)",
-        "",
-        "| criterion | " + " | ".join(f"r = {_fmt(r)}" for r in rates) + " |",
-        "|---|" + "---|" * len(rates),
-        f"| unpruned (r = 1) | {ref['gflops']:.4f} GFLOPs, {ref['eval_images_per_s']:.0f} img/s |"
-        + " |" * (len(rates) - 1),
-    ]
-    for v in variants[1:]:
-        cells = [by.get((v, r)) for r in rates]
-        lines.append(
-            f"| {v} | "
-            + " | ".join(
-                f"{c['gflops']:.4f}, {c['eval_images_per_s']:.0f} img/s" if c else "-" for c in cells
-            )
-            + " |"
-        )
+    lines += table(
+        "Top-1 (%) after fine-tuning with pruning, mean ± std over seeds",
+        f"{_pm(ref['top1_mean'], ref['top1_std'])} (all columns)",
+        lambda c: _pm(c["top1_mean"], c["top1_std"]),
+    )
+    lines += table(
+        "Top-1 (%) of the base model pruned at test time only (no fine-tuning)",
+        f"{ref['top1_no_finetune']:.2f}",
+        lambda c: f"{c['top1_no_finetune']:.2f}",
+    )
+    lines += table(
+        "GFLOPs per image (fvcore, 1 multiply-add = 1 FLOP) and eval images/s (median of runs)",
+        f"{ref['gflops']:.4f} GFLOPs, {ref['eval_images_per_s']:.0f} img/s",
+        lambda c: f"{c['gflops']:.4f}, {c['eval_images_per_s']:.0f} img/s",
+    )
     lines += ["", "## What the numbers show, and what they do not", ""]
     lines += [f"- {t}" for t in _findings(summary, cfg)]
     lines += [
@@ -719,13 +643,9 @@ def markdown(
 
 def plot(path: Path, cfg: StudyConfig, summary: list[dict[str, Any]]) -> bool:
     """Top-1 vs GFLOPs (fine-tuned, and no fine-tune) as PNG; False if matplotlib is missing."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
+    fig = _common.new_figure(figsize=(12, 4.8))
+    if fig is None:
         return False
-    from renyi_prune._io import atomic_write_bytes
-
-    fig = Figure(figsize=(12, 4.8))
     axes = fig.subplots(1, 2, sharey=False)
     ref = next(s for s in summary if s["variant"] == "unpruned")
     styles = {}
@@ -767,44 +687,20 @@ def plot(path: Path, cfg: StudyConfig, summary: list[dict[str, Any]]) -> bool:
         f"{cfg.name}: Fashion-MNIST test top-1 vs GFLOPs, keep rates {', '.join(map(_fmt, cfg.keep_rates))}",
         fontsize=11,
     )
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
+    _common.save_figure(fig, path, dpi=110)
     return True
 
 
 def write_outputs(out: Path, cfg: StudyConfig, rows, summary, base_history, commands, env) -> None:
     """Write every result file of the study to ``out`` (atomically, one file at a time)."""
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "runs.csv", rows, RUN_COLUMNS, digits=10)  # enough to re-summarize exactly
-    _write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
-    _write_json(
-        out / "config.json", {"config": asdict(cfg), "commands": commands, "base_history": base_history}
-    )
-    _write_json(out / "environment.json", env)
+    _common.write_csv(rows, out / "runs.csv", RUN_COLUMNS, digits=10)  # enough to re-summarize exactly
+    _common.write_csv(summary, out / "summary.csv", SUMMARY_COLUMNS)
+    saved = {"config": asdict(cfg), "commands": commands, "base_history": base_history}
+    write_json(out / "config.json", saved, nan=None)
+    write_json(out / "environment.json", env, nan=None)
     plot(out / "accuracy_vs_gflops.png", cfg, summary)
-    from renyi_prune._io import atomic_write_bytes
-
     atomic_write_bytes(out / "results.md", markdown(cfg, summary, base_history, env).encode("utf-8"))
-
-
-def _git_commit() -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        )
-        if sha.returncode != 0:
-            return ""
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def _loadavg() -> str:
@@ -832,8 +728,8 @@ def _environment(cfg: StudyConfig) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "date": _common.utc_now(),
+        "git_commit": _common.git_commit(),
         "host": platform.node(),
     }
 

@@ -1,40 +1,48 @@
 """Command-line interface: ``renyi-prune <command> [options]``.
 
 Commands are registered in :data:`COMMANDS` (name → :class:`Command`: a function that adds the
-subparser's options and a function that runs it), so adding ``bench`` or ``train`` later is one entry.
+subparser's options and a function that runs it), so adding a command is one entry.
 
 Exit codes: 0 success; 1 the command failed at run time (one line ``renyi-prune <command> failed:
-<reason>`` on stderr, no traceback unless ``--traceback``); 2 bad command-line arguments (argparse's
-usage message); 130 interrupted.
+<what failed>`` on stderr, no traceback unless ``--traceback``); 2 bad command-line arguments (one line
+``renyi-prune <command>: error: <the bad value and why>``); 130 interrupted. Every output file is written
+to a temporary name and renamed when complete (:mod:`renyi_prune._io`), so a failed or interrupted run
+never leaves a partial file that looks complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ._argtypes import alpha, existing_dir, existing_file, keep_rate, positive_int  # noqa: F401
+from ._argtypes import (
+    Parser,
+    UsageError,
+    add_options,
+    alpha,
+    device,
+    existing_dir,
+    existing_file,
+    keep_rate,
+    option,
+    output_dir,
+    positive_int,
+    print_error,
+)
 
-__all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "main"]
+__all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "describe_failure", "main"]
 
 PROG = "renyi-prune"
 
 #: ``renyi-prune demo --criteria`` names: the keys of :data:`renyi_prune.demo.DEMO_CRITERIA`, repeated
 #: here so that parsing the command line does not import torch (a test checks they agree).
 DEMO_CRITERIA = ("renyi", "evit", "evit+fusion", "colln", "headvar", "headmad", "random")
-
-
-class UsageError(Exception):
-    """A combination of arguments that argparse cannot check by itself; reported like an argparse error."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# Argument types: each raises argparse.ArgumentTypeError with a one-line reason
-# --------------------------------------------------------------------------------------------------------
 
 
 def demo_criterion(text: str) -> str:
@@ -53,88 +61,65 @@ def demo_criterion(text: str) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: ``add_arguments(parser)`` declares its options, ``run(args) -> exit code`` runs it."""
+    """A subcommand: ``add_arguments(parser)`` declares its options, ``run(args) -> exit code`` runs it.
+
+    ``run`` raises :class:`UsageError` for options that do not fit together (exit code 2) and any other
+    exception for a failure (exit code 1); :func:`main` turns both into one line on stderr.
+
+    Example:
+        >>> hello = Command("say hello", lambda p: p.add_argument("--name", default="world"),
+        ...                 lambda args: print(f"hello {args.name}") or 0)
+        >>> parser = argparse.ArgumentParser(prog="hello")
+        >>> _ = hello.add_arguments(parser)
+        >>> hello.run(parser.parse_args(["--name", "ViT"]))
+        hello ViT
+        0
+    """
 
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
+    add_arguments: Callable[[argparse.ArgumentParser], Any]
     run: Callable[[argparse.Namespace], int]
 
 
-def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("renyi_prune_out"),
-        metavar="DIR",
-        help="output folder for the PNGs and report.md/report.json (default: %(default)s)",
-    )
-    p.add_argument(
-        "--images",
-        type=existing_dir,
-        metavar="DIR",
-        help="folder of images (default: the bundled scikit-image/scikit-learn photos)",
-    )
-    p.add_argument(
-        "--model", metavar="NAME", help="timm model name (default: the offline pretrained DINOv2 ViT-S/14)"
-    )
-    p.add_argument("--checkpoint", type=existing_file, metavar="PATH", help="local weights for --model")
-    p.add_argument(
-        "--img-size",
-        type=positive_int,
-        default=224,
-        metavar="PX",
-        help="input resolution, a multiple of the patch size (default: %(default)s)",
-    )
-    p.add_argument(
-        "--keep-rates",
-        type=keep_rate,
-        nargs="+",
-        default=[0.7, 0.5, 0.3],
-        metavar="R",
-        help="keep rates in (0, 1] (default: 0.7 0.5 0.3)",
-    )
-    p.add_argument(
-        "--alphas",
-        type=alpha,
-        nargs="+",
-        default=[1.0, 2.0, math.inf],
-        metavar="A",
-        help="Rényi orders >= 0, 'inf' allowed, for the renyi criterion (default: 1 2 inf)",
-    )
-    p.add_argument(
-        "--criteria",
-        type=demo_criterion,
-        nargs="+",
-        default=list(DEMO_CRITERIA),
-        metavar="NAME",
-        help="criteria to compare with the unpruned model, among "
-        f"{', '.join(DEMO_CRITERIA)} (default: all; evit+fusion = evit with EViT's token fusion, "
-        "colln with order 2, headvar/headmad with source cls, random with seed 0)",
-    )
-    p.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--max-images", type=positive_int, metavar="N", help="use only the first N images")
-    p.add_argument(
-        "--repeats",
-        type=positive_int,
-        default=3,
-        metavar="N",
-        help="timed forward passes per configuration (default: %(default)s)",
-    )
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """``renyi_prune.<module>.<name>``, imported when first called."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(*args)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+_DEMO_OPTIONS = (
+    option("--out", "output folder for the PNGs and report.md/report.json (default: %(default)s)",
+           output_dir, Path("renyi_prune_out"), "DIR"),
+    option("--images", "folder of images (default: the bundled scikit-image/scikit-learn photos)",
+           existing_dir, metavar="DIR"),
+    option("--model", "timm model name (default: the offline pretrained DINOv2 ViT-S/14)", metavar="NAME"),
+    option("--checkpoint", "local weights for --model", existing_file, metavar="PATH"),
+    option("--img-size", "input resolution, a multiple of the patch size (default: %(default)s)",
+           positive_int, 224, "PX"),
+    option("--keep-rates", "keep rates in (0, 1] (default: 0.7 0.5 0.3)", keep_rate, [0.7, 0.5, 0.3], "R",
+           nargs="+"),
+    option("--alphas", "Rényi orders >= 0, 'inf' allowed, for the renyi criterion (default: 1 2 inf)",
+           alpha, [1.0, 2.0, math.inf], "A", nargs="+"),
+    option("--criteria", f"criteria to compare with the unpruned model, among {', '.join(DEMO_CRITERIA)} "
+           "(default: all; evit+fusion = evit with EViT's token fusion, colln with order 2, headvar/headmad "
+           "with source cls, random with seed 0)", demo_criterion, list(DEMO_CRITERIA), "NAME", nargs="+"),
+    option("--device", "torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu)", device),
+    option("--no-progress", "no progress bar", dest="progress", action="store_false"),
+    option("--max-images", "use only the first N images", positive_int, metavar="N"),
+    option("--repeats", "timed forward passes per configuration (default: %(default)s)", positive_int, 3,
+           "N"),
+)  # fmt: skip
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and args.model is None:
         raise UsageError("--checkpoint needs --model (the timm architecture the weights belong to)")
-    import torch
-
     from .demo import run_demo
 
-    if args.device is not None:
-        try:
-            torch.device(args.device)
-        except RuntimeError as err:
-            raise UsageError(f"argument --device: {err}") from None
     report = run_demo(
         args.out,
         images_dir=args.images,
@@ -156,80 +141,57 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_modules() -> dict:
-    from .bench import e2e, kernel
-
-    return {"kernel": kernel, "e2e": e2e}
+#: ``renyi-prune bench <name>``: the module of each benchmark (``add_arguments`` and ``run``) and its help.
+_BENCHMARKS = {
+    "kernel": "fused attention+entropy kernel vs SDPA vs eager (ms, TFLOP/s, memory; fwd or fwd+bwd)",
+    "e2e": "images/s and GFLOPs of pruned timm models: unpruned, EViT (+fusion), Rényi fused/eager",
+}
 
 
 def _add_bench_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    helps = {
-        "kernel": "fused attention+entropy kernel vs SDPA vs eager (ms, TFLOP/s, memory; fwd or fwd+bwd)",
-        "e2e": "images/s and GFLOPs of pruned timm models: unpruned, EViT (+fusion), Rényi fused/eager",
-    }
-    for name, module in _bench_modules().items():
-        module.add_arguments(sub.add_parser(name, help=helps[name], description=helps[name]))
+    for name, text in _BENCHMARKS.items():
+        bench_parser = sub.add_parser(name, help=text, description=text)
+        _lazy(f"bench.{name}", "add_arguments")(bench_parser)
+        bench_parser.set_defaults(command_parser=bench_parser)
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    return _bench_modules()[args.bench].run(args)
+    return _lazy(f"bench.{args.bench}", "run")(args)
 
 
-def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from .train import add_train_arguments
-
-    add_train_arguments(p)
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from .train import run_train
-
-    return run_train(args)
-
-
-def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    from .train import add_eval_arguments
-
-    add_eval_arguments(p)
-
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from .train import run_eval
-
-    return run_eval(args)
-
+_HELP = {
+    "demo": "prune a pretrained ViT on real photos: entropy maps, Rényi vs other criteria: fidelity, FLOPs, "
+    "speed",
+    "bench": "benchmarks: 'bench kernel' (fused op vs SDPA/eager) and 'bench e2e' (pruned models, images/s)",
+    "train": "fine-tune a timm model with pruning (Fashion-MNIST built in, or --data DIR ImageFolder)",
+    "eval": "evaluate a checkpoint with pruning: top-1/top-5, GFLOPs, images/s",
+}
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command(
-        help="prune a pretrained ViT on real photos: entropy maps, Rényi vs other criteria: fidelity, "
-        "FLOPs, speed",
-        add_arguments=_add_demo_arguments,
-        run=_run_demo,
-    ),
-    "bench": Command(
-        help="benchmarks: 'bench kernel' (fused op vs SDPA/eager) and 'bench e2e' (pruned models, images/s)",
-        add_arguments=_add_bench_arguments,
-        run=_run_bench,
-    ),
-    "train": Command(
-        help="fine-tune a timm model with pruning (Fashion-MNIST built in, or --data DIR ImageFolder)",
-        add_arguments=_add_train_arguments,
-        run=_run_train,
-    ),
-    "eval": Command(
-        help="evaluate a checkpoint with pruning: top-1/top-5, GFLOPs, images/s",
-        add_arguments=_add_eval_arguments,
-        run=_run_eval,
-    ),
+    "demo": Command(_HELP["demo"], lambda p: add_options(p, _DEMO_OPTIONS), _run_demo),
+    "bench": Command(_HELP["bench"], _add_bench_arguments, _run_bench),
+    "train": Command(_HELP["train"], _lazy("train", "add_train_arguments"), _lazy("train", "run_train")),
+    "eval": Command(_HELP["eval"], _lazy("train", "add_eval_arguments"), _lazy("train", "run_eval")),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``renyi-prune`` parser with one subparser per entry of :data:`COMMANDS`."""
+    """The ``renyi-prune`` parser with one subparser per entry of :data:`COMMANDS`.
+
+    Parse errors print one line ``renyi-prune <command>: error: ...`` and raise ``SystemExit(2)``. Each
+    command's namespace has ``command`` (its name) and ``command_parser`` (its subparser).
+
+    Example:
+        >>> args = build_parser().parse_args(["train", "--keep-rate", "0.5", "--alpha", "inf", "--epochs=3"])
+        >>> args.command, args.keep_rate, args.alpha, args.epochs
+        ('train', [0.5], [inf], 3)
+        >>> build_parser().parse_args(["bench", "e2e", "--smoke"]).command_parser.prog
+        'renyi-prune bench e2e'
+    """
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, description="Rényi attention-entropy patch pruning for timm Vision Transformers."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -239,33 +201,70 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=command.help, description=command.help)
-        command.add_arguments(sub_parser)
         sub_parser.set_defaults(command_parser=sub_parser)
+        command.add_arguments(sub_parser)
     return parser
 
 
+#: Exceptions whose message says what failed by itself; others are shown as ``TypeName: message``.
+_SELF_EXPLAINING = (OSError, ValueError, RuntimeError, ArithmeticError)
+
+
+def describe_failure(err: BaseException) -> str:
+    """One line saying what failed: the exception's message (its type first unless the message says it
+    all), then its notes (``add_note``: e.g. which epoch failed and what the output folder holds).
+
+    Example:
+        >>> describe_failure(FileNotFoundError("no images found in /data/photos"))
+        'no images found in /data/photos'
+        >>> describe_failure(KeyError("head.weight"))
+        "KeyError: 'head.weight'"
+        >>> err = FloatingPointError("training loss is nan\\nat epoch 2")
+        >>> err.__notes__ = ["checkpoint.pth holds epoch 1"]
+        >>> describe_failure(err)
+        'training loss is nan at epoch 2; checkpoint.pth holds epoch 1'
+    """
+    message = " ".join(str(err).split())
+    if not message or not isinstance(err, _SELF_EXPLAINING):
+        message = f"{type(err).__name__}: {message}" if message else type(err).__name__
+    notes = [" ".join(str(n).split()) for n in getattr(err, "__notes__", ())]
+    return "; ".join([message, *notes])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``renyi-prune``; returns the exit code (see the module docstring)."""
+    """Entry point of ``renyi-prune``; returns the exit code (see the module docstring).
+
+    ``argv`` defaults to ``sys.argv[1:]``. Nothing is raised: a bad argument prints one line
+    ``renyi-prune <command>: error: ...`` on stderr and returns 2, a failure ``renyi-prune <command> failed:
+    ...`` and returns 1 (with ``--traceback`` the exception propagates instead).
+
+    Example:
+        >>> main(["train", "--keep-rate", "1.5"])  # stderr: ...: keep rate must be in (0, 1], got 1.5
+        2
+        >>> main(["--version"])  # doctest: +ELLIPSIS
+        renyi-prune ...
+        0
+    """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error (argparse printed the message)
-        return exc.code if isinstance(exc.code, int) else 2
-    command = COMMANDS[args.command]
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # reported by the command's parser, so that the message names the command
+            args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exc:  # --help, --version, or a usage error (the parser printed the message)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    prog = args.command_parser.prog
     try:
-        return command.run(args)
+        return COMMANDS[args.command].run(args)
     except UsageError as err:
-        args.command_parser.print_usage(sys.stderr)
-        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        print_error(prog, err)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
         if args.traceback:
             raise
-        reason = " ".join(str(err).split()) or type(err).__name__
-        print(f"{PROG} {args.command} failed: {reason}", file=sys.stderr)
+        print(f"{prog} failed: {describe_failure(err)}", file=sys.stderr)
         return 1
 
 

@@ -25,11 +25,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
+
+from ._io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from torchvision.datasets import ImageFolder
 
 __all__ = [
     "DATASETS",
@@ -47,6 +52,8 @@ __all__ = [
     "image_folder",
     "read_idx",
     "subset",
+    "write_fake_fashion_mnist",
+    "write_idx",
 ]
 
 #: Dataset names accepted by :func:`build_datasets` (``--dataset``).
@@ -88,7 +95,14 @@ _IDX_DTYPES = {
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are missing; the message says how to install them or what to pass instead."""
+    """A dataset's files are missing; the message says how to install them or what to pass instead.
+
+    Example:
+        >>> FashionMNIST("/nonexistent/fashion-mnist")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        renyi_prune.data.DatasetNotFoundError: Fashion-MNIST not found: folder ... does not exist. ...
+    """
 
 
 def _install_hint() -> str:
@@ -104,7 +118,11 @@ def _install_hint() -> str:
 def fashion_mnist_dir(root: str | os.PathLike[str] | None = None) -> Path:
     """The Fashion-MNIST folder: ``root``, else ``$RENYI_PRUNE_FASHION_MNIST``, else the Debian location.
 
-    Only chooses the folder; :class:`FashionMNIST` checks the files.
+    Only chooses the folder (``~`` expanded); :class:`FashionMNIST` checks the files.
+
+    Example:
+        >>> fashion_mnist_dir("/data/fashion-mnist").as_posix()
+        '/data/fashion-mnist'
     """
     if root is not None and str(root) != "":
         return Path(root).expanduser()
@@ -123,13 +141,25 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file (the MNIST format: big-endian header, then the raw array), gzipped or not.
+    """Read an IDX file (the MNIST format: big-endian header, then the raw array); ``.gz`` is gunzipped.
 
     Returns:
-        The array with the shape and dtype the header declares (uint8 for (Fashion-)MNIST).
+        The array with the shape and dtype the header declares (uint8 for (Fashion-)MNIST), read-only.
 
     Raises:
         ValueError: not an IDX file, or its size does not match the header (truncated download).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
+        >>> _ = path.write_bytes(bytes([0, 0, 0x08, 1]) + (3).to_bytes(4, "big") + bytes([9, 0, 3]))
+        >>> read_idx(path)
+        array([9, 0, 3], dtype=uint8)
+        >>> _ = path.write_bytes(path.read_bytes()[:-1])
+        >>> read_idx(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...labels-idx1-ubyte: 10 bytes, but its header (3,) needs 11 (truncated?)
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -147,6 +177,61 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if len(data) != expected:
         raise ValueError(f"{path}: {len(data)} bytes, but its header {shape} needs {expected} (truncated?)")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file (gzipped if ``path`` ends in ``.gz``), atomically; returns the path.
+
+    The inverse of :func:`read_idx`. dtypes: uint8, int8, and big-endian int16/int32/float32/float64
+    (native-endian arrays are converted).
+
+    Raises:
+        ValueError: a dtype IDX cannot hold, or more than 255 dimensions.
+
+    Example:
+        >>> import tempfile
+        >>> cube = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
+        >>> path = write_idx(Path(tempfile.mkdtemp()) / "x-idx3-ubyte.gz", cube)
+        >>> read_idx(path).shape, read_idx(path)[1].tolist()
+        ((2, 2, 2), [[4, 5], [6, 7]])
+    """
+    array = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder(">") if np.dtype(v).itemsize > 1 else np.dtype(v): k
+             for k, v in _IDX_DTYPES.items()}  # fmt: skip
+    dtype = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
+    if dtype not in codes or array.ndim > 255:
+        raise ValueError(f"IDX cannot hold a {array.dtype} array of {array.ndim} dimensions")
+    header = bytes([0, 0, codes[dtype], array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    data = header + array.astype(dtype, copy=False).tobytes()
+    path = Path(path)
+    atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    return path
+
+
+def write_fake_fashion_mnist(
+    root: str | os.PathLike[str], train_images: int = 64, val_images: int = 16, seed: int = 0
+) -> Path:
+    """Random images and labels in Fashion-MNIST's files (uint8 28 x 28, labels 0…9) in ``root``; returns it.
+
+    For tests, examples and smoke runs without the real dataset: ``renyi-prune train --data ROOT``
+    (with ``--dataset fashion-mnist``) reads them like the real files. The content is noise: nothing can be
+    learned from it.
+
+    Example:
+        >>> import tempfile
+        >>> root = write_fake_fashion_mnist(Path(tempfile.mkdtemp()), train_images=10, val_images=4)
+        >>> sorted(p.name for p in root.iterdir())[:2]
+        ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']
+        >>> len(FashionMNIST(root, "train")), len(FashionMNIST(root, "val"))
+        (10, 4)
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for split, n in (("train", train_images), ("val", val_images)):
+        images, labels = _FASHION_MNIST_FILES[split]
+        write_idx(root / f"{images}.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(root / f"{labels}.gz", rng.integers(0, len(FASHION_MNIST_CLASSES), n, dtype=np.uint8))
+    return root
 
 
 @functools.lru_cache(maxsize=4)
@@ -177,6 +262,14 @@ class FashionMNIST(Dataset):
     Raises:
         DatasetNotFoundError: the files are missing (the message says how to install them).
         ValueError: a bad split name, or a corrupt/truncated file.
+
+    Example:
+        >>> import tempfile
+        >>> root = write_fake_fashion_mnist(tempfile.mkdtemp(), train_images=8, val_images=4)
+        >>> ds = FashionMNIST(root, "test")
+        >>> image, label = ds[0]
+        >>> len(ds), image.mode, image.size, 0 <= label <= 9
+        (4, 'RGB', (28, 28), True)
     """
 
     classes = FASHION_MNIST_CLASSES
@@ -213,11 +306,30 @@ class FashionMNIST(Dataset):
         return f"FashionMNIST(split={self.split!r}, n={len(self)}, root={str(self.root)!r})"
 
 
-def image_folder(root: str | os.PathLike[str], split: str, transform: Callable[[Any], Any] | None = None):
+def image_folder(
+    root: str | os.PathLike[str], split: str, transform: Callable[[Any], Any] | None = None
+) -> ImageFolder:
     """``torchvision.datasets.ImageFolder(root/split)`` with a clear error when the folder is missing.
+
+    Item ``i`` is ``(transform(PIL image), class index)``; class indices follow the sorted folder names.
 
     Raises:
         DatasetNotFoundError: ``root/split`` is not a folder, or it holds no class folders with images.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ("cat", "dog"):
+        ...     (root / "val" / name).mkdir(parents=True)
+        ...     Image.new("RGB", (12, 10)).save(root / "val" / name / "0.png")
+        >>> ds = image_folder(root, "val")
+        >>> len(ds), ds.classes, ds[1][1]
+        (2, ['cat', 'dog'], 1)
+        >>> image_folder(root, "train")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        renyi_prune.data.DatasetNotFoundError: ImageFolder dataset: .../train is not a folder; ...
     """
     from torchvision.datasets import ImageFolder
 
@@ -237,7 +349,18 @@ def subset(dataset: Dataset, max_images: int | None, seed: int = 0) -> Dataset:
     """The first ``max_images`` items of a fixed random permutation of ``dataset`` (all if None or more).
 
     The permutation depends only on ``seed`` and ``len(dataset)``, so every run (and every rank) sees the
-    same subset; being random rather than a prefix, it keeps the class balance of the full set.
+    same subset; being random rather than a prefix, it keeps the class balance of the full set. The
+    subset's indices are sorted.
+
+    Raises:
+        ValueError: ``max_images`` < 1.
+
+    Example:
+        >>> small = subset(list(range(100)), 5)
+        >>> len(small), small.indices == sorted(small.indices) == subset(list(range(100)), 5).indices
+        (5, True)
+        >>> len(subset(list(range(100)), None)), len(subset(list(range(100)), 500))
+        (100, 100)
     """
     n = len(dataset)
     if max_images is None or max_images >= n:
@@ -258,6 +381,11 @@ class DataConfig:
         interpolation: PIL resampling of the resize/crop (``"bicubic"``, ``"bilinear"``, ...).
         crop_pct: evaluation center-crop fraction: resize the short side to ``img_size / crop_pct``, then
             center-crop ``img_size`` (timm's convention; 1.0 = resize only).
+
+    Example:
+        >>> cfg = DataConfig(28, FASHION_MNIST_MEAN, FASHION_MNIST_STD, crop_pct=1.0)
+        >>> cfg.as_dict()["mean"], cfg.as_dict()["crop_pct"]
+        ([0.286, 0.286, 0.286], 1.0)
     """
 
     img_size: int
@@ -267,6 +395,7 @@ class DataConfig:
     crop_pct: float = 0.875
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (lists instead of tuples); ``DataConfig(**d)`` rebuilds an equal config."""
         return {
             "img_size": self.img_size,
             "mean": list(self.mean),
@@ -297,7 +426,17 @@ def build_transform(
     probability ``hflip``, RandAugment/AutoAugment if ``auto_augment`` (e.g. ``"rand-m9-mstd0.5-inc1"``,
     DeiT's), color jitter if ``color_jitter`` > 0 (ignored with ``auto_augment``), normalization, then
     RandomErasing with probability ``re_prob`` (``re_mode`` ``"pixel"``: per-pixel normal noise, DeiT's).
-    Evaluation: resize to ``img_size / crop_pct`` + center crop + normalization. S = ``config.img_size``.
+    Evaluation: resize to ``img_size / crop_pct`` + center crop + normalization. S = ``config.img_size``;
+    the tensor is float32, ``(pixel / 255 - mean) / std`` per channel.
+
+    Example:
+        >>> from PIL import Image
+        >>> cfg = DataConfig(32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), crop_pct=1.0)
+        >>> x = build_transform(cfg, False)(Image.new("RGB", (40, 30), (255, 0, 0)))
+        >>> x.shape, x.dtype, x[:, 0, 0].tolist()
+        (torch.Size([3, 32, 32]), torch.float32, [1.0, -1.0, -1.0])
+        >>> build_transform(cfg, True, re_prob=0.25)(Image.new("RGB", (40, 30))).shape
+        torch.Size([3, 32, 32])
     """
     from timm.data import create_transform
 
@@ -352,6 +491,13 @@ def build_datasets(
         ValueError: unknown dataset or split, ImageFolder without ``root``, or train/val class folders
             that differ.
         DatasetNotFoundError: the files are missing (with the install hint).
+
+    Example:
+        >>> import tempfile
+        >>> root = write_fake_fashion_mnist(tempfile.mkdtemp(), train_images=12, val_images=6)
+        >>> splits, classes = build_datasets("fashion-mnist", root)
+        >>> {name: len(ds) for name, ds in splits.items()}, classes[:2]
+        ({'train': 12, 'val': 6}, ('T-shirt/top', 'Trouser'))
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")

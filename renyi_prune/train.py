@@ -23,7 +23,9 @@ Outputs of ``train`` in ``--output DIR`` (rank 0, each file written atomically, 
 file that looks complete): ``config.json`` (resolved options, environment), ``checkpoint.pth`` after
 every epoch (model, optimizer, scheduler, scaler, epoch, RNG states, metrics history; ``--resume`` it to
 continue exactly where it stopped) and ``metrics.jsonl`` (one JSON object per epoch, see
-:data:`METRIC_FIELDS`).
+:data:`METRIC_FIELDS`). A new run (no ``--resume``) refuses a folder that holds another run's checkpoint, so
+the files of two runs never mix; a run that fails says which epoch did not complete and which epoch the
+checkpoint holds.
 
 Units: images/s; GFLOPs in fvcore's convention (one multiply-add = one FLOP, as in the paper's Table 3)
 for one image at the evaluation keep rate; top-1 / top-5 in percent; lr as set in the optimizer.
@@ -52,13 +54,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._argtypes import alpha, existing_file, keep_rate, nonneg_int, positive_int
-from ._io import atomic_open
+from ._argtypes import (
+    Option,
+    Parser,
+    UsageError,
+    add_options,
+    alpha,
+    existing_dir,
+    existing_file,
+    fraction,
+    keep_rate,
+    nonneg_float,
+    nonneg_int,
+    number,
+    option,
+    output_dir,
+    output_file,
+    positive_float,
+    positive_int,
+    probability,
+)
+from ._argtypes import device as device_type
+from ._io import atomic_open, jsonable, write_json
 from .data import (
     DATASETS,
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
     DataConfig,
+    DatasetNotFoundError,
     build_datasets,
     build_transform,
     subset,
@@ -107,14 +130,8 @@ DEFAULT_MODEL = "deit_small_patch16_224"
 _SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly", "wsd", "rsqrt", "constant", "none")
 
 
-def _usage_error(message: str) -> Exception:
-    from .cli import UsageError  # imported here: cli imports this module to register the commands
-
-    return UsageError(message)
-
-
 # --------------------------------------------------------------------------------------------------------
-# Argument parsing
+# Argument parsing: the options of each group as a table (see renyi_prune._argtypes.option)
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -129,470 +146,259 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not x >= 0 or math.isinf(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return x
+def _data_options(training: bool) -> list[Option | None]:
+    train_only = (lambda opt: opt) if training else (lambda opt: None)
+    return [
+        option("--dataset", "fashion-mnist (offline, from the Debian package dataset-fashion-mnist or "
+               "$RENYI_PRUNE_FASHION_MNIST) or imagefolder (--data DIR with DIR/train and DIR/val); default: "
+               "imagefolder when --data is given, else fashion-mnist"
+               + ("" if training else " (or what the checkpoint was trained on)"), choices=DATASETS),
+        option("--data", "ImageFolder root (DIR/train/<class>/..., DIR/val/<class>/...), or with --dataset "
+               "fashion-mnist the folder of its IDX files", existing_dir, metavar="DIR"),
+        train_only(option("--max-train-images", "train on a fixed random subset of N images (default: all)",
+                          positive_int, metavar="N")),
+        option("--max-val-images", "validate on a fixed random subset of N images (default: all)",
+               positive_int, metavar="N"),
+        option("--img-size", "input resolution, a multiple of the patch size (default: the model's"
+               + (")" if training else ", or the checkpoint's)"), positive_int, metavar="PX"),
+        option("--mean", "normalization mean (default: the dataset's for fashion-mnist, else the model's)",
+               number, metavar="M", nargs=3),
+        option("--std", "normalization std (default: as --mean)", positive_float, metavar="S", nargs=3),
+        option("--interpolation", "resize interpolation (default: bicubic)",
+               choices=("bicubic", "bilinear", "nearest")),
+        option("--crop-pct", "eval center-crop fraction in (0, 1] (default: 1.0 for fashion-mnist, else the "
+               "model's)", fraction, metavar="F"),
+        option("--batch-size", "images per step and process (default: %(default)s; the paper's total batch "
+               "is 256)", positive_int, 256, "B"),
+        option("--workers", "data-loading processes per training process (default: 0 on CPU, where the "
+               "model uses every core, else min(8, cores per process))", nonneg_int, metavar="N"),
+    ]  # fmt: skip
 
 
-def _probability(text: str) -> float:
-    x = _nonneg_float(text)
-    if x > 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return x
+_AUGMENT_OPTIONS = (
+    option("--train-crop-mode", "rrc: RandomResizedCrop (DeiT); rkrr: random-scale resize + RandomCrop "
+           "(default: %(default)s)", default="rrc", choices=("rrc", "rkrc", "rkrr")),
+    option("--scale", "crop area range (default: 0.08 1.0)", number, (0.08, 1.0), ("MIN", "MAX"), nargs=2),
+    option("--ratio", "crop aspect ratio range (default: 3/4 4/3)", positive_float, (3 / 4, 4 / 3),
+           ("MIN", "MAX"), nargs=2),
+    option("--hflip", "horizontal flip probability (default: %(default)s)", probability, 0.5, "P"),
+    option("--color-jitter", "color jitter strength, 0 = off (default: %(default)s)", nonneg_float, 0.0, "F"),
+    option("--aa", "timm RandAugment/AutoAugment policy, e.g. rand-m9-mstd0.5-inc1 (default: none)",
+           metavar="POLICY"),
+    option("--reprob", "RandomErasing probability (default: %(default)s)", probability, 0.25, "P"),
+    option("--remode", "RandomErasing fill (default: %(default)s)", default="pixel",
+           choices=("pixel", "rand", "const")),
+    option("--recount", "RandomErasing regions (default: %(default)s)", positive_int, 1, "N"),
+    option("--mixup", "Mixup alpha, 0 = off (default: %(default)s)", nonneg_float, 0.8, "ALPHA"),
+    option("--cutmix", "CutMix alpha, 0 = off (default: %(default)s)", nonneg_float, 1.0, "ALPHA"),
+    option("--mixup-prob", "probability of mixing a batch (default: %(default)s)", probability, 1.0, "P"),
+    option("--mixup-switch-prob", "probability of CutMix instead of Mixup when both are on (default: "
+           "%(default)s)", probability, 0.5, "P"),
+    option("--mixup-mode", "mix per batch, pair or element (default: %(default)s)", default="batch",
+           choices=("batch", "pair", "elem")),
+    option("--smoothing", "label smoothing (default: %(default)s)", probability, 0.1, "EPS"),
+)  # fmt: skip
 
 
-def _add_data_arguments(p: argparse.ArgumentParser, training: bool) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        help="fashion-mnist (offline, from the Debian package dataset-fashion-mnist or "
-        "$RENYI_PRUNE_FASHION_MNIST) or imagefolder (--data DIR with DIR/train and DIR/val); "
-        "default: imagefolder when --data is given, else fashion-mnist"
-        + ("" if training else " (or what the checkpoint was trained on)"),
-    )
-    g.add_argument(
-        "--data",
-        metavar="DIR",
-        help="ImageFolder root (DIR/train/<class>/..., DIR/val/<class>/...), or with --dataset "
-        "fashion-mnist the folder of its IDX files",
-    )
+def _model_options(training: bool) -> list[Option | None]:
     if training:
-        g.add_argument(
-            "--max-train-images",
-            type=positive_int,
-            metavar="N",
-            help="train on a fixed random subset of N images (default: all)",
-        )
-    g.add_argument(
-        "--max-val-images",
-        type=positive_int,
-        metavar="N",
-        help="validate on a fixed random subset of N images (default: all)",
-    )
-    g.add_argument(
-        "--img-size",
-        type=positive_int,
-        metavar="PX",
-        help="input resolution, a multiple of the patch size (default: the model's"
-        + (")" if training else ", or the checkpoint's)"),
-    )
-    g.add_argument(
-        "--mean",
-        type=float,
-        nargs=3,
-        metavar="M",
-        help="normalization mean (default: the dataset's for fashion-mnist, else the model's)",
-    )
-    g.add_argument("--std", type=float, nargs=3, metavar="S", help="normalization std (default: as --mean)")
-    g.add_argument(
-        "--interpolation",
-        default=None,
-        choices=("bicubic", "bilinear", "nearest"),
-        help="resize interpolation (default: bicubic)",
-    )
-    g.add_argument(
-        "--crop-pct",
-        type=float,
-        metavar="F",
-        help="eval center-crop fraction (default: 1.0 for fashion-mnist, else the model's)",
-    )
-    g.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=256 if training else 256,
-        metavar="B",
-        help="images per step and process (default: %(default)s; the paper's total batch is 256)",
-    )
-    g.add_argument(
-        "--workers",
-        type=nonneg_int,
-        metavar="N",
-        help="data-loading processes per training process (default: 0 on CPU, where the model uses "
-        "every core, else min(8, cores per process))",
-    )
-    if not training:
-        return
-    a = p.add_argument_group("augmentation (DeiT's defaults, no RandAugment)")
-    a.add_argument(
-        "--train-crop-mode",
-        default="rrc",
-        choices=("rrc", "rkrc", "rkrr"),
-        help="rrc: RandomResizedCrop (DeiT); rkrr: random-scale resize + RandomCrop (default: %(default)s)",
-    )
-    a.add_argument(
-        "--scale",
-        type=float,
-        nargs=2,
-        default=(0.08, 1.0),
-        metavar=("MIN", "MAX"),
-        help="crop area range (default: 0.08 1.0)",
-    )
-    a.add_argument(
-        "--ratio",
-        type=float,
-        nargs=2,
-        default=(3 / 4, 4 / 3),
-        metavar=("MIN", "MAX"),
-        help="crop aspect ratio range (default: 3/4 4/3)",
-    )
-    a.add_argument(
-        "--hflip",
-        type=_probability,
-        default=0.5,
-        metavar="P",
-        help="horizontal flip probability (default: %(default)s)",
-    )
-    a.add_argument(
-        "--color-jitter",
-        type=_nonneg_float,
-        default=0.0,
-        metavar="F",
-        help="color jitter strength, 0 = off (default: %(default)s)",
-    )
-    a.add_argument(
-        "--aa",
-        metavar="POLICY",
-        help="timm RandAugment/AutoAugment policy, e.g. rand-m9-mstd0.5-inc1 (default: none)",
-    )
-    a.add_argument(
-        "--reprob",
-        type=_probability,
-        default=0.25,
-        metavar="P",
-        help="RandomErasing probability (default: %(default)s)",
-    )
-    a.add_argument(
-        "--remode",
-        default="pixel",
-        choices=("pixel", "rand", "const"),
-        help="RandomErasing fill (default: %(default)s)",
-    )
-    a.add_argument(
-        "--recount",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="RandomErasing regions (default: %(default)s)",
-    )
-    a.add_argument(
-        "--mixup",
-        type=_nonneg_float,
-        default=0.8,
-        metavar="ALPHA",
-        help="Mixup alpha, 0 = off (default: %(default)s)",
-    )
-    a.add_argument(
-        "--cutmix",
-        type=_nonneg_float,
-        default=1.0,
-        metavar="ALPHA",
-        help="CutMix alpha, 0 = off (default: %(default)s)",
-    )
-    a.add_argument(
-        "--mixup-prob",
-        type=_probability,
-        default=1.0,
-        metavar="P",
-        help="probability of mixing a batch (default: %(default)s)",
-    )
-    a.add_argument(
-        "--mixup-switch-prob",
-        type=_probability,
-        default=0.5,
-        metavar="P",
-        help="probability of CutMix instead of Mixup when both are on (default: %(default)s)",
-    )
-    a.add_argument(
-        "--mixup-mode",
-        default="batch",
-        choices=("batch", "pair", "elem"),
-        help="mix per batch, pair or element (default: %(default)s)",
-    )
-    a.add_argument(
-        "--smoothing",
-        type=_probability,
-        default=0.1,
-        metavar="EPS",
-        help="label smoothing (default: %(default)s)",
-    )
-
-
-def _add_model_arguments(p: argparse.ArgumentParser, training: bool) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        default=DEFAULT_MODEL if training else None,
-        metavar="NAME",
-        help="timm model name"
-        + (
-            " (default: %(default)s)"
-            if training
-            else " (default: the checkpoint's; needed for other checkpoints)"
-        ),
-    )
-    g.add_argument(
-        "--model-kwargs",
-        type=_key_value,
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra timm.create_model arguments, e.g. patch_size=4 embed_dim=192 num_heads=3",
-    )
-    if training:
-        g.add_argument(
-            "--pretrained",
-            action="store_true",
-            help="start from timm's pretrained weights (downloads from the Hugging Face hub)",
-        )
-        g.add_argument(
-            "--checkpoint",
-            type=existing_file,
-            metavar="PATH",
-            help="start from local weights (a timm/PyTorch state dict, .safetensors, or a "
-            "checkpoint.pth of this command; a classifier of another size is re-initialized)",
-        )
-        g.add_argument(
-            "--drop-path",
-            type=_probability,
-            default=0.1,
-            metavar="P",
-            help="stochastic depth rate (default: %(default)s)",
-        )
-        g.add_argument(
-            "--drop",
-            type=_probability,
-            default=0.0,
-            metavar="P",
-            help="dropout rate before the classifier (default: %(default)s)",
-        )
+        weights = [
+            option("--pretrained", "start from timm's pretrained weights (downloads from the Hugging Face "
+                   "hub)", action="store_true"),
+            option("--checkpoint", "start from local weights (a timm/PyTorch state dict, .safetensors, or a "
+                   "checkpoint.pth of this command; a classifier of another size is re-initialized)",
+                   existing_file, metavar="PATH"),
+            option("--drop-path", "stochastic depth rate (default: %(default)s)", probability, 0.1, "P"),
+            option("--drop", "dropout rate before the classifier (default: %(default)s)", probability, 0.0,
+                   "P"),
+        ]
     else:
-        g.add_argument(
-            "--checkpoint",
-            type=existing_file,
-            required=True,
-            metavar="PATH",
-            help="weights to evaluate: a checkpoint.pth of `renyi-prune train`, or a timm/PyTorch "
-            "state dict / .safetensors with --model",
-        )
-    g.add_argument(
-        "--num-classes",
-        type=positive_int,
-        metavar="N",
-        help="classifier size (default: the dataset's number of classes)",
-    )
+        weights = [
+            option("--checkpoint", "weights to evaluate: a checkpoint.pth of `renyi-prune train`, or a "
+                   "timm/PyTorch state dict / .safetensors with --model", existing_file, metavar="PATH",
+                   required=True),
+        ]
+    return [
+        option("--model", "timm model name" + (" (default: %(default)s)" if training else " (default: the "
+               "checkpoint's; needed for other checkpoints)"), default=DEFAULT_MODEL if training else None,
+               metavar="NAME"),
+        option("--model-kwargs", "extra timm.create_model arguments, e.g. patch_size=4 embed_dim=192 "
+               "num_heads=3", _key_value, [], "KEY=VALUE", nargs="+"),
+        *weights,
+        option("--num-classes", "classifier size (default: the dataset's number of classes)", positive_int,
+               metavar="N"),
+    ]  # fmt: skip
 
 
-def _add_pruning_arguments(p: argparse.ArgumentParser, training: bool) -> None:
-    g = p.add_argument_group(
+def _pruning_options(training: bool) -> list[Option | None]:
+    if training:
+        schedule = [
+            option("--keep-rate-warmup-epochs", "lower the keep rate from 1 to --keep-rate along a half "
+                   "cosine over E epochs (EViT's schedule; updated every step; default: 0 = prune at the "
+                   "target from the start)", nonneg_float, 0.0, "E"),
+            option("--keep-rate-start-epoch", "epochs at keep rate 1 before the warm-up starts (default: "
+                   "%(default)s)", nonneg_float, 0.0, "E"),
+        ]
+    else:
+        schedule = [
+            option("--no-prune", "evaluate without pruning, even if the checkpoint was trained with it",
+                   action="store_true"),
+        ]
+    return [
+        option("--keep-rate", "keep rate r in (0, 1] of every pruning block, or one per block", keep_rate,
+               metavar="R", nargs="+"),
+        option("--criterion", "token-importance criterion (default: renyi)", choices=CRITERIA),
+        option("--alpha", "Rényi order(s) for --criterion renyi, 'inf' allowed, one or one per block "
+               "(default: 1)", alpha, metavar="A", nargs="+"),
+        option("--prune-blocks", "0-based pruning block indices (default: 3 6 9 = the paper's blocks 4, 7, "
+               "10)", nonneg_int, metavar="I", nargs="+"),
+        option("--fuse-pruned", "merge the pruned patches into one token (EViT's inattentive-token fusion)",
+               action="store_true"),
+        option("--criterion-param", "criterion parameters, e.g. order=3 (colln), source=column (headvar), "
+               "seed=1 (random)", _key_value, [], "KEY=VALUE", nargs="+"),
+        *schedule,
+    ]  # fmt: skip
+
+
+_OPTIMIZATION_OPTIONS = (
+    option("--epochs", "epochs (default: %(default)s, the paper's)", positive_int, 100, "N"),
+    option("--opt", "timm optimizer name (default: %(default)s)", default="adamw", metavar="NAME"),
+    option("--lr", "peak learning rate (default: DeiT's rule 5e-4 x total batch / 512)", nonneg_float,
+           metavar="LR"),
+    option("--weight-decay", "weight decay, not applied to biases and norms (default: %(default)s)",
+           nonneg_float, 0.05, "WD"),
+    option("--opt-eps", "optimizer epsilon (default: timm's)", positive_float, metavar="EPS"),
+    option("--opt-betas", "Adam betas (default: timm's)", probability, metavar="B", nargs=2),
+    option("--momentum", "SGD momentum (default: %(default)s)", nonneg_float, 0.9, "M"),
+    option("--clip-grad", "clip gradients to this norm (or value, see --clip-mode; default: no clipping)",
+           nonneg_float, metavar="NORM"),
+    option("--clip-mode", "gradient clipping mode (default: %(default)s)", default="norm",
+           choices=("norm", "value", "agc")),
+    option("--sched", "lr schedule (default: %(default)s)", default="cosine", choices=_SCHEDULERS),
+    option("--warmup-epochs", "linear lr warm-up, epochs (default: %(default)s)", nonneg_float, 5.0, "E"),
+    option("--warmup-lr", "lr at the start of the warm-up (default: %(default)s)", nonneg_float, 1e-6, "LR"),
+    option("--min-lr", "lr at the end of the cosine (default: %(default)s)", nonneg_float, 1e-5, "LR"),
+    option("--decay-epochs", "step schedule interval", nonneg_float, metavar="E"),
+    option("--decay-rate", "step decay factor (default: 0.1)", nonneg_float, 0.1, "F"),
+)  # fmt: skip
+
+
+def _runtime_options(training: bool) -> list[Option | None]:
+    if training:
+        run = [
+            option("--seed", "random seed (default: %(default)s)", nonneg_int, 0, "N"),
+            option("--output", "folder for config.json, checkpoint.pth, metrics.jsonl (default: %(default)s)",
+                   output_dir, Path("renyi_prune_train"), "DIR"),
+            option("--resume", "continue a run from its checkpoint.pth (pass the same options)",
+                   existing_file, metavar="PATH"),
+            option("--stop-after-epoch", "end this run after epoch N; the schedule still spans --epochs (for "
+                   "time-limited jobs: continue with --resume)", positive_int, metavar="N"),
+        ]
+    else:
+        run = [option("--output", "also write the result as JSON to FILE", output_file, metavar="FILE")]
+    return [
+        option("--device", "torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu; under "
+               "torchrun: cuda:$LOCAL_RANK)", device_type),
+        option("--amp", "mixed precision: torch.autocast in bf16, or fp16 with a gradient scaler (default: "
+               "auto = bf16 on a CUDA device that supports it, else none)", default="auto",
+               choices=("auto", "bf16", "fp16", "none")),
+        option("--no-progress", "no progress bars", dest="progress", action="store_false"),
+        *run,
+    ]  # fmt: skip
+
+
+def _option_groups(training: bool) -> list[tuple[str, str | None, Sequence[Option | None]]]:
+    """(title, description, options) of each argument group, in the order ``--help`` lists them."""
+    pruning = (
         "pruning",
         "Without --keep-rate the model is not pruned"
         + (" (plain fine-tuning)." if training else "; eval then uses the checkpoint's pruning, if any."),
+        _pruning_options(training),
     )
-    g.add_argument(
-        "--keep-rate",
-        type=keep_rate,
-        nargs="+",
-        metavar="R",
-        help="keep rate r in (0, 1] of every pruning block, or one per block",
-    )
-    g.add_argument(
-        "--criterion", choices=CRITERIA, default=None, help="token-importance criterion (default: renyi)"
-    )
-    g.add_argument(
-        "--alpha",
-        type=alpha,
-        nargs="+",
-        metavar="A",
-        help="Rényi order(s) for --criterion renyi, 'inf' allowed, one or one per block (default: 1)",
-    )
-    g.add_argument(
-        "--prune-blocks",
-        type=nonneg_int,
-        nargs="+",
-        metavar="I",
-        help="0-based pruning block indices (default: 3 6 9 = the paper's blocks 4, 7, 10)",
-    )
-    g.add_argument(
-        "--fuse-pruned",
-        action="store_true",
-        help="merge the pruned patches into one token (EViT's inattentive-token fusion)",
-    )
-    g.add_argument(
-        "--criterion-param",
-        type=_key_value,
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="criterion parameters, e.g. order=3 (colln), source=column (headvar), seed=1 (random)",
-    )
-    if training:
-        g.add_argument(
-            "--keep-rate-warmup-epochs",
-            type=_nonneg_float,
-            default=0.0,
-            metavar="E",
-            help="lower the keep rate from 1 to --keep-rate along a half cosine over E epochs "
-            "(EViT's schedule; updated every step; default: 0 = prune at the target from the start)",
-        )
-        g.add_argument(
-            "--keep-rate-start-epoch",
-            type=_nonneg_float,
-            default=0.0,
-            metavar="E",
-            help="epochs at keep rate 1 before the warm-up starts (default: %(default)s)",
-        )
-    else:
-        g.add_argument(
-            "--no-prune",
-            action="store_true",
-            help="evaluate without pruning, even if the checkpoint was trained with it",
-        )
+    if not training:
+        return [
+            ("model", None, _model_options(False)),
+            ("data", None, _data_options(False)),
+            pruning,
+            ("runtime", None, _runtime_options(False)),
+        ]
+    return [
+        ("data", None, _data_options(True)),
+        ("augmentation (DeiT's defaults, no RandAugment)", None, _AUGMENT_OPTIONS),
+        ("model", None, _model_options(True)),
+        pruning,
+        ("optimization (timm create_optimizer_v2 / create_scheduler_v2)", None, _OPTIMIZATION_OPTIONS),
+        ("runtime", None, _runtime_options(True)),
+    ]
 
 
-def _add_runtime_arguments(p: argparse.ArgumentParser, training: bool) -> None:
-    g = p.add_argument_group("runtime")
-    g.add_argument(
-        "--device",
-        help="torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu; "
-        "under torchrun: cuda:$LOCAL_RANK)",
-    )
-    g.add_argument(
-        "--amp",
-        choices=("auto", "bf16", "fp16", "none"),
-        default="auto",
-        help="mixed precision: torch.autocast in bf16, or fp16 with a gradient scaler (default: auto = bf16 "
-        "on a CUDA device that supports it, else none)",
-    )
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    if training:
-        g.add_argument(
-            "--seed", type=nonneg_int, default=0, metavar="N", help="random seed (default: %(default)s)"
-        )
-        g.add_argument(
-            "--output",
-            type=Path,
-            default=Path("renyi_prune_train"),
-            metavar="DIR",
-            help="folder for config.json, checkpoint.pth, metrics.jsonl (default: %(default)s)",
-        )
-        g.add_argument(
-            "--resume",
-            type=existing_file,
-            metavar="PATH",
-            help="continue a run from its checkpoint.pth (pass the same options)",
-        )
-        g.add_argument(
-            "--stop-after-epoch",
-            type=positive_int,
-            metavar="N",
-            help="end this run after epoch N; the schedule still spans --epochs "
-            "(for time-limited jobs: continue with --resume)",
-        )
-    else:
-        g.add_argument("--output", type=Path, metavar="FILE", help="also write the result as JSON to FILE")
+def _add_groups(parser: argparse.ArgumentParser, training: bool) -> None:
+    for title, description, options in _option_groups(training):
+        add_options(parser.add_argument_group(title, description), options)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``renyi-prune train`` on ``parser`` (see :func:`run_train`)."""
-    _add_data_arguments(parser, training=True)
-    _add_model_arguments(parser, training=True)
-    _add_pruning_arguments(parser, training=True)
-    o = parser.add_argument_group("optimization (timm create_optimizer_v2 / create_scheduler_v2)")
-    o.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=100,
-        metavar="N",
-        help="epochs (default: %(default)s, the paper's)",
-    )
-    o.add_argument(
-        "--opt", default="adamw", metavar="NAME", help="timm optimizer name (default: %(default)s)"
-    )
-    o.add_argument(
-        "--lr",
-        type=_nonneg_float,
-        metavar="LR",
-        help="peak learning rate (default: DeiT's rule 5e-4 x total batch / 512)",
-    )
-    o.add_argument(
-        "--weight-decay",
-        type=_nonneg_float,
-        default=0.05,
-        metavar="WD",
-        help="weight decay, not applied to biases and norms (default: %(default)s)",
-    )
-    o.add_argument("--opt-eps", type=float, metavar="EPS", help="optimizer epsilon (default: timm's)")
-    o.add_argument("--opt-betas", type=float, nargs=2, metavar="B", help="Adam betas (default: timm's)")
-    o.add_argument(
-        "--momentum", type=float, default=0.9, metavar="M", help="SGD momentum (default: %(default)s)"
-    )
-    o.add_argument(
-        "--clip-grad",
-        type=_nonneg_float,
-        metavar="NORM",
-        help="clip gradients to this norm (or value, see --clip-mode; default: no clipping)",
-    )
-    o.add_argument(
-        "--clip-mode",
-        default="norm",
-        choices=("norm", "value", "agc"),
-        help="gradient clipping mode (default: %(default)s)",
-    )
-    o.add_argument(
-        "--sched", default="cosine", choices=_SCHEDULERS, help="lr schedule (default: %(default)s)"
-    )
-    o.add_argument(
-        "--warmup-epochs",
-        type=_nonneg_float,
-        default=5.0,
-        metavar="E",
-        help="linear lr warm-up, epochs (default: %(default)s)",
-    )
-    o.add_argument(
-        "--warmup-lr",
-        type=_nonneg_float,
-        default=1e-6,
-        metavar="LR",
-        help="lr at the start of the warm-up (default: %(default)s)",
-    )
-    o.add_argument(
-        "--min-lr",
-        type=_nonneg_float,
-        default=1e-5,
-        metavar="LR",
-        help="lr at the end of the cosine (default: %(default)s)",
-    )
-    o.add_argument("--decay-epochs", type=_nonneg_float, metavar="E", help="step schedule interval")
-    o.add_argument(
-        "--decay-rate", type=_nonneg_float, default=0.1, metavar="F", help="step decay factor (default: 0.1)"
-    )
-    _add_runtime_arguments(parser, training=True)
+    """Declare the options of ``renyi-prune train`` on ``parser`` (see :func:`run_train`).
+
+    Groups: data, augmentation, model, pruning, optimization, runtime (``renyi-prune train --help``).
+    Every value is checked as it is parsed (keep rates in (0, 1], α ≥ 0, counts ≥ 1, probabilities in
+    [0, 1], existing ``--data`` / ``--checkpoint`` / ``--resume``, a usable ``--device``).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_train_arguments(parser)
+        >>> args = parser.parse_args(["--keep-rate", "0.7", "--epochs", "10"])
+        >>> args.keep_rate, args.epochs, args.batch_size, args.model
+        ([0.7], 10, 256, 'deit_small_patch16_224')
+    """
+    _add_groups(parser, training=True)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``renyi-prune eval`` on ``parser`` (see :func:`run_eval`)."""
-    _add_model_arguments(parser, training=False)
-    _add_data_arguments(parser, training=False)
-    _add_pruning_arguments(parser, training=False)
-    _add_runtime_arguments(parser, training=False)
+    """Declare the options of ``renyi-prune eval`` on ``parser`` (see :func:`run_eval`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_eval_arguments(parser)
+        >>> args = parser.parse_args(["--checkpoint", __file__, "--keep-rate", "0.5", "0.4", "0.3"])
+        >>> args.keep_rate, args.no_prune, args.output
+        ([0.5, 0.4, 0.3], False, None)
+    """
+    _add_groups(parser, training=False)
 
 
 def parse_train_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``renyi-prune train`` options (for scripts and tests; the CLI uses the same parser)."""
-    parser = argparse.ArgumentParser(prog="renyi-prune train")
+    """Parse ``renyi-prune train`` options (for scripts and tests; the CLI uses the same options).
+
+    Raises:
+        SystemExit: a bad value (code 2, after one line ``renyi-prune train: error: ...`` on stderr).
+
+    Example:
+        >>> args = parse_train_args(["--keep-rate", "0.5", "--alpha", "inf", "--criterion", "renyi"])
+        >>> args.keep_rate, args.alpha, args.criterion, args.prune_blocks
+        ([0.5], [inf], 'renyi', None)
+        >>> parse_train_args(["--keep-rate", "0"])  # stderr: ... keep rate must be in (0, 1], got 0
+        Traceback (most recent call last):
+        ...
+        SystemExit: 2
+    """
+    parser = Parser(prog="renyi-prune train")
     add_train_arguments(parser)
     return parser.parse_args(argv)
 
 
 def parse_eval_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse ``renyi-prune eval`` options (for scripts and tests; the CLI uses the same parser)."""
-    parser = argparse.ArgumentParser(prog="renyi-prune eval")
+    """Parse ``renyi-prune eval`` options (for scripts and tests; the CLI uses the same options).
+
+    Raises:
+        SystemExit: a bad value (code 2, after one line ``renyi-prune eval: error: ...`` on stderr).
+
+    Example:
+        >>> args = parse_eval_args(["--checkpoint", __file__, "--no-prune", "--batch-size", "64"])
+        >>> args.no_prune, args.batch_size, args.keep_rate
+        (True, 64, None)
+    """
+    parser = Parser(prog="renyi-prune eval")
     add_eval_arguments(parser)
     return parser.parse_args(argv)
 
@@ -611,6 +417,15 @@ class Pruning:
         criterion, alpha, prune_blocks, fuse_pruned, params: as in :func:`renyi_prune.patch`.
         warmup_epochs, start_epoch: keep rate 1 for ``start_epoch`` epochs, then a half cosine down to
             ``keep_rate`` over ``warmup_epochs`` (:func:`renyi_prune.keep_rate_warmup`, per step).
+
+    Example:
+        >>> p = Pruning(keep_rate=0.5, alpha=2.0, warmup_epochs=1.0)
+        >>> p.label(), p.prune_blocks
+        ('renyi α=2 r=0.5', [3, 6, 9])
+        >>> [p.keep_rate_at(step, updates_per_epoch=4) for step in (0, 2, 4, 8)]  # half cosine over 4 steps
+        [1.0, 0.75, 0.5, 0.5]
+        >>> Pruning(keep_rate=[0.7, 0.5, 0.3], criterion="evit", fuse_pruned=True).label()
+        'evit+fusion r=0.7/0.5/0.3'
     """
 
     keep_rate: float | list[float]
@@ -636,6 +451,7 @@ class Pruning:
 
     @property
     def has_warmup(self) -> bool:
+        """Whether the training keep rate changes over the run (a warm-up or a delayed start)."""
         return self.warmup_epochs > 0 or self.start_epoch > 0
 
     def keep_rate_at(self, step: int, updates_per_epoch: int) -> float | list[float]:
@@ -647,6 +463,7 @@ class Pruning:
         return keep_rate_warmup(step, self.keep_rate, ramp, start_step=start)
 
     def label(self) -> str:
+        """Short description for logs: criterion (``+fusion``), α for renyi, parameters, keep rate(s)."""
         name = self.criterion + ("+fusion" if self.fuse_pruned else "")
         if self.criterion == "renyi":
             name += f" α={_fmt_seq(1.0 if self.alpha is None else self.alpha)}"
@@ -682,11 +499,11 @@ def _pruning_from_args(args: argparse.Namespace, training: bool) -> Pruning | No
     if args.keep_rate is None:
         given = [k for k, v in others.items() if v]
         if given:
-            raise _usage_error(f"{', '.join(given)} need(s) --keep-rate (without it the model is not pruned)")
+            raise UsageError(f"{', '.join(given)} need(s) --keep-rate (without it the model is not pruned)")
         return None
     criterion = args.criterion or "renyi"
     if args.alpha is not None and criterion != "renyi":
-        raise _usage_error(f"--alpha is for --criterion renyi, not {criterion!r}")
+        raise UsageError(f"--alpha is for --criterion renyi, not {criterion!r}")
     pruning = Pruning(
         keep_rate=_one_or_list(args.keep_rate),
         criterion=criterion,
@@ -729,9 +546,9 @@ def _setup_device(device_arg: str | None) -> _Dist:
         try:
             device = torch.device(device_arg)
         except RuntimeError as err:
-            raise _usage_error(f"argument --device: {err}") from None
+            raise UsageError(f"argument --device: {err}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise _usage_error(f"argument --device: {device_arg!r} but CUDA is not available")
+            raise UsageError(f"argument --device: {device_arg!r} but CUDA is not available")
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
     elif torch.cuda.is_available():
@@ -856,6 +673,13 @@ def _environment(device: torch.device, dist: _Dist | None = None) -> dict[str, A
 # --------------------------------------------------------------------------------------------------------
 
 
+def _check_model_name(name: str) -> None:
+    import timm
+
+    if not timm.is_model(name):
+        raise UsageError(f"argument --model: unknown timm model {name!r} (see timm.list_models())")
+
+
 def _create_model(
     name: str,
     num_classes: int,
@@ -867,8 +691,7 @@ def _create_model(
 ) -> nn.Module:
     import timm
 
-    if not timm.is_model(name):
-        raise _usage_error(f"unknown timm model {name!r} (see timm.list_models())")
+    _check_model_name(name)
     kwargs = dict(model_kwargs)
     kwargs["num_classes"] = num_classes
     if img_size is not None:
@@ -880,7 +703,7 @@ def _create_model(
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as err:
-        raise _usage_error(
+        raise UsageError(
             f"--model {name} does not accept these arguments {sorted(kwargs)}: {err}"
         ) from None
     except Exception as err:
@@ -899,7 +722,7 @@ def _model_img_size(model: nn.Module) -> int:
         size = model.pretrained_cfg.get("input_size", (3, 224, 224))[-2:]
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     if size[0] != size[1]:
-        raise _usage_error(f"non-square model input {size}; pass --img-size")
+        raise UsageError(f"non-square model input {size}; pass --img-size")
     return int(size[0])
 
 
@@ -918,7 +741,8 @@ def _load_weights(model: nn.Module, path: str | os.PathLike[str], reset_head: bo
     """Load a state dict into ``model`` (timm's checkpoint filter resamples position embeddings).
 
     With ``reset_head`` a classifier whose shape differs is left at its fresh initialization (fine-tuning on
-    another label set); any other mismatch raises ValueError naming the keys. Returns notes for the log.
+    another label set); any other mismatch, or a file that holds no weights, raises :class:`UsageError`
+    (``--checkpoint`` does not fit ``--model``) naming the keys. Returns notes for the log.
     """
     from timm.models import load_state_dict
 
@@ -929,7 +753,7 @@ def _load_weights(model: nn.Module, path: str | os.PathLike[str], reset_head: bo
         try:
             state = load_state_dict(str(path))
         except Exception as err:
-            raise ValueError(f"cannot read weights from {path}: {type(err).__name__}: {err}") from err
+            raise UsageError(f"argument --checkpoint: cannot read weights from {path}: {err}") from None
     filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
     if filter_fn is not None:
         state = filter_fn(state, model)
@@ -953,21 +777,24 @@ def _load_weights(model: nn.Module, path: str | os.PathLike[str], reset_head: bo
         )
     elif head_keys:
         k = head_keys[0]
-        raise ValueError(
-            f"{path}: classifier {k} has shape {list(mismatched[k][0])}, the model needs "
+        raise UsageError(
+            f"argument --checkpoint {path}: classifier {k} has shape {list(mismatched[k][0])}, the model "
+            "needs "
             f"{list(mismatched[k][1])}"
             " (pass --num-classes to match the checkpoint, or evaluate on the dataset it was trained on)"
         )
     other = {k: v for k, v in mismatched.items() if not is_head(k)}
     if other:
-        raise ValueError(
-            f"{path} does not fit the model: (checkpoint, model) shapes {dict(list(other.items())[:4])}"
+        raise UsageError(
+            f"argument --checkpoint: {path} does not fit the model: (checkpoint, model) shapes "
+            f"{dict(list(other.items())[:4])}"
         )
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not (reset_head and is_head(k))]
     if missing or unexpected:
-        raise ValueError(
-            f"{path} does not fit the model: missing keys {missing[:6]}, unexpected keys {unexpected[:6]}"
+        raise UsageError(
+            f"argument --checkpoint: {path} does not fit the model: missing keys {missing[:6]}, unexpected "
+            f"keys {unexpected[:6]}"
         )
     return notes
 
@@ -983,6 +810,21 @@ def _dataset_name(args: argparse.Namespace, default: str | None = None) -> str:
     if args.data is not None:
         return "imagefolder"
     return default or "fashion-mnist"
+
+
+def _build_datasets(
+    args: argparse.Namespace, dataset: str, root: Any, splits: Sequence[str] = ("train", "val")
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """:func:`renyi_prune.data.build_datasets`; a dataset missing from the ``--data`` folder given on the
+    command line is a usage error (exit code 2), one missing from its default place a failure (1)."""
+    if dataset == "imagefolder" and root is None:
+        raise UsageError("--dataset imagefolder needs --data DIR (with DIR/train and DIR/val)")
+    try:
+        return build_datasets(dataset, root, splits=splits)
+    except DatasetNotFoundError as err:
+        if args.data is None:
+            raise
+        raise UsageError(f"argument --data {args.data}: {err}") from None
 
 
 def _data_config(
@@ -1005,8 +847,6 @@ def _data_config(
             tuple(cfg.get("std", (0.229, 0.224, 0.225))),
         )
         interpolation, crop_pct = cfg.get("interpolation", "bicubic") or "bicubic", cfg.get("crop_pct", 0.875)
-    if args.crop_pct is not None and not 0 < args.crop_pct <= 1:
-        raise _usage_error(f"argument --crop-pct: must be in (0, 1], got {args.crop_pct}")
     return DataConfig(
         img_size=img_size,
         mean=tuple(args.mean) if args.mean is not None else mean,
@@ -1061,15 +901,26 @@ def evaluate(
     """Top-1 / top-5 accuracy, cross entropy and throughput of ``model`` on ``loader``.
 
     Args:
-        model: a classifier (patched or not); put in eval mode.
-        loader: yields ``(images (B, 3, S, S), labels (B,))``.
+        model: a classifier (patched or not) giving logits (B, classes); put in eval mode.
+        loader: a sized iterable of ``(images (B, 3, S, S) float, labels (B,) int64)``, e.g. a DataLoader.
         device, amp_dtype: where and in which autocast dtype (None: fp32) to run.
+        progress, desc: a tqdm bar on stderr and its label.
         distributed: sum the counts over the process group (each rank evaluated its own shard).
 
     Returns:
         ``{"top1", "top5"}`` in percent (top-k with k = min(5, classes), :func:`timm.utils.accuracy`),
-        ``"loss"`` (mean cross entropy), ``"images"`` (count), ``"images_per_s"`` (images / time spent in
-        the forward passes, device-synchronized, data loading excluded; summed over processes).
+        ``"loss"`` (mean cross entropy, nats), ``"images"`` (count), ``"images_per_s"`` (images / seconds
+        spent in the forward passes, device-synchronized, data loading excluded; summed over processes).
+
+    Example:
+        A model that always answers class 0, on two batches of labels 0, 1 and 0, 2:
+
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3))
+        >>> _ = nn.init.zeros_(model[1].weight), model[1].bias.data.copy_(torch.tensor([1.0, 0.0, 0.0]))
+        >>> loader = [(torch.rand(2, 3, 4, 4), torch.tensor(labels)) for labels in ([0, 1], [0, 2])]
+        >>> r = evaluate(model, loader, torch.device("cpu"))
+        >>> r["top1"], r["top5"], r["images"], round(r["loss"], 4), r["images_per_s"] > 0
+        (50.0, 100.0, 4, 1.0514, True)
     """
     from timm.utils import accuracy
 
@@ -1204,40 +1055,78 @@ def _train_one_epoch(
     }
 
 
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: inf → "inf", paths → str, tuples → lists (strict JSON, no NaN/Infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, torch.dtype):
-        return str(value).replace("torch.", "")
-    return value
-
-
 _NOT_OPTIONS = frozenset({"command", "command_parser", "traceback"})  # set by the CLI, not by this command
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The command's options as JSON-safe values (the CLI's own entries and non-data values dropped)."""
     plain = (str, int, float, bool, type(None), list, tuple, dict, Path)
-    return {k: _jsonable(v) for k, v in vars(args).items() if k not in _NOT_OPTIONS and isinstance(v, plain)}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(_jsonable(obj), fh, indent=2, allow_nan=False)
-        fh.write("\n")
+    return {k: jsonable(v) for k, v in vars(args).items() if k not in _NOT_OPTIONS and isinstance(v, plain)}
 
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     with atomic_open(path, "w", encoding="utf-8") as fh:
         for record in history:
-            fh.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
+            fh.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
+
+
+def _apply_pruning(pruning: Pruning, model: nn.Module) -> None:
+    """Patch ``model``; a setting :func:`renyi_prune.patch` rejects for this model (a prune block beyond its
+    depth, an α list of the wrong length, an unsupported model) is a usage error."""
+    try:
+        pruning.apply(model)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"cannot prune {type(model).__name__} as asked ({pruning.label()}): {err}") from None
+
+
+def _check_output_folder(output: Path, resuming: bool) -> None:
+    """A new run (no ``--resume``) must not mix its files with another run's checkpoint and metrics."""
+    if resuming:
+        return
+    found = [name for name in ("checkpoint.pth", "metrics.jsonl") if (output / name).exists()]
+    if found:
+        raise UsageError(
+            f"argument --output: {output} already holds a run ({', '.join(found)}); continue it with "
+            f"--resume {output / 'checkpoint.pth'}, or choose another --output"
+        )
+
+
+def _add_note(err: BaseException, note: str) -> None:
+    """``err.add_note(note)`` (Python 3.11+), also on 3.10; :func:`renyi_prune.cli.main` prints the notes."""
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+    else:
+        err.__notes__ = [*getattr(err, "__notes__", []), note]
+
+
+def _failed_epoch_note(output: Path, epoch: int, epochs: int, done: int) -> str:
+    where = (
+        f"{output / 'checkpoint.pth'} holds epoch {done} (continue with --resume {output / 'checkpoint.pth'})"
+        if done
+        else "no checkpoint was written"
+    )
+    return f"epoch {epoch}/{epochs} did not complete; {where}"
+
+
+#: Keyword arguments of timm's pieces ← the ``renyi-prune train`` options (argparse dests) that set them.
+_TRANSFORM_OPTIONS = {  # renyi_prune.data.build_transform
+    "scale": "scale", "ratio": "ratio", "train_crop_mode": "train_crop_mode", "hflip": "hflip",
+    "color_jitter": "color_jitter", "auto_augment": "aa", "re_prob": "reprob", "re_mode": "remode",
+    "re_count": "recount",
+}  # fmt: skip
+_SCHEDULER_OPTIONS = {  # timm.scheduler.create_scheduler_v2
+    "sched": "sched", "num_epochs": "epochs", "warmup_epochs": "warmup_epochs", "warmup_lr": "warmup_lr",
+    "min_lr": "min_lr", "decay_rate": "decay_rate",
+}  # fmt: skip
+_MIXUP_OPTIONS = {  # timm.data.Mixup
+    "mixup_alpha": "mixup", "cutmix_alpha": "cutmix", "prob": "mixup_prob",
+    "switch_prob": "mixup_switch_prob", "mode": "mixup_mode", "label_smoothing": "smoothing",
+}  # fmt: skip
+
+
+def _pick(args: argparse.Namespace, names: dict[str, str]) -> dict[str, Any]:
+    """``{keyword: args.<dest>}`` for each ``keyword: dest`` of ``names``."""
+    return {keyword: getattr(args, dest) for keyword, dest in names.items()}
 
 
 def _model_config(args: argparse.Namespace, num_classes: int, img_size: int) -> dict[str, Any]:
@@ -1252,17 +1141,39 @@ def _model_config(args: argparse.Namespace, num_classes: int, img_size: int) -> 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``renyi-prune train`` with parsed options (see :func:`add_train_arguments`).
 
+    Writes (rank 0, each file atomically) ``config.json`` before the first epoch, then after every epoch
+    ``checkpoint.pth`` and ``metrics.jsonl`` (one line per epoch so far, :data:`METRIC_FIELDS`), and prints
+    one line per epoch. An exception during an epoch carries a note (``add_note``) saying which epoch did
+    not complete and which epoch ``checkpoint.pth`` holds.
+
     Returns:
         ``{"output": DIR, "history": [per-epoch records (METRIC_FIELDS)], "last": the last record,
         "config": the resolved configuration}`` (on every rank; only rank 0 writes files).
 
     Raises:
-        UsageError: inconsistent options (message names them), e.g. --alpha without renyi, an odd batch
-            with Mixup/CutMix, a training set smaller than one batch, a --resume checkpoint of another model.
-        DatasetNotFoundError: the dataset is missing (message: how to install it).
-        ValueError / TypeError: a model or pruning setting :func:`renyi_prune.patch` rejects (named).
+        UsageError: options that do not fit (message names them), e.g. --alpha without renyi, an odd batch
+            with Mixup/CutMix, a training set smaller than one batch, a --resume checkpoint of another model,
+            an unknown --model, a --data folder without the dataset, a pruning setting
+            :func:`renyi_prune.patch` rejects for the model (a prune block beyond its depth), --checkpoint
+            weights that do not fit, an --output folder holding another run's checkpoint (without --resume).
+        DatasetNotFoundError: the default dataset is missing (message: how to install it).
         FloatingPointError: the training loss became NaN/inf.
         RuntimeError: --pretrained weights could not be downloaded.
+
+    Example:
+        One epoch of a tiny ViT (2 blocks of width 16, 16 patches of 7 px) on 16 random 28 px images:
+
+        >>> import tempfile
+        >>> from renyi_prune.data import write_fake_fashion_mnist
+        >>> work = Path(tempfile.mkdtemp())
+        >>> data = write_fake_fashion_mnist(work / "data", train_images=16, val_images=8)
+        >>> args = parse_train_args(["--dataset", "fashion-mnist", "--data", str(data), "--output",
+        ...     str(work / "run"), "--model-kwargs", "patch_size=7", "embed_dim=16", "depth=2", "num_heads=2",
+        ...     "--img-size", "28", "--batch-size", "8", "--epochs", "1", "--no-progress"])
+        >>> result = train(args)  # doctest: +ELLIPSIS
+        epoch 1/1  loss ... GFLOPs ...
+        >>> result["last"]["num_updates"], sorted(p.name for p in result["output"].iterdir())
+        (2, ['checkpoint.pth', 'config.json', 'metrics.jsonl'])
     """
     import timm  # noqa: F401  (fail early with ImportError if missing)
     from timm.data import Mixup
@@ -1273,22 +1184,27 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from torch.utils.data import DataLoader, DistributedSampler
 
     if args.pretrained and args.checkpoint is not None:
-        raise _usage_error("give either --pretrained or --checkpoint, not both")
+        raise UsageError("give either --pretrained or --checkpoint, not both")
     pruning = _pruning_from_args(args, training=True)
     mixing = args.mixup > 0 or args.cutmix > 0
     if mixing and args.batch_size % 2:
-        raise _usage_error(
+        raise UsageError(
             f"--batch-size {args.batch_size}: Mixup/CutMix need an even batch (or --mixup 0 --cutmix 0)"
         )
     if args.scale[0] > args.scale[1] or not 0 < args.scale[0] <= 1:
-        raise _usage_error(f"argument --scale: need 0 < MIN <= MAX, got {args.scale}")
+        raise UsageError(f"argument --scale: need 0 < MIN <= MAX, got {args.scale}")
+    if args.ratio[0] > args.ratio[1]:
+        raise UsageError(f"argument --ratio: need MIN <= MAX, got {args.ratio}")
     if args.stop_after_epoch is not None and args.stop_after_epoch > args.epochs:
-        raise _usage_error(f"--stop-after-epoch {args.stop_after_epoch} is beyond --epochs {args.epochs}")
+        raise UsageError(f"--stop-after-epoch {args.stop_after_epoch} is beyond --epochs {args.epochs}")
+    _check_model_name(args.model)
     resume = None
     if args.resume is not None:
         resume = _read_checkpoint(args.resume)
         if resume is None:
-            raise _usage_error(f"--resume {args.resume}: not a checkpoint written by renyi-prune train")
+            raise UsageError(f"--resume {args.resume}: not a checkpoint written by renyi-prune train")
+    output = Path(args.output)
+    _check_output_folder(output, resuming=resume is not None)
 
     dist = _setup_device(args.device)
     device = dist.device
@@ -1297,10 +1213,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     dataset = _dataset_name(args)
 
     # classes first (the classifier size), then the model (its input size), then the transforms
-    splits, classes = build_datasets(dataset, args.data)
+    splits, classes = _build_datasets(args, dataset, args.data)
     num_classes = args.num_classes or len(classes)
     if num_classes < len(classes):
-        raise _usage_error(f"--num-classes {num_classes} is less than the dataset's {len(classes)} classes")
+        raise UsageError(f"--num-classes {num_classes} is less than the dataset's {len(classes)} classes")
     model = _create_model(
         args.model,
         num_classes,
@@ -1315,27 +1231,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if args.checkpoint is not None and resume is None:
         notes = _load_weights(model, args.checkpoint, reset_head=True)
     data_cfg = _data_config(args, dataset, model, img_size)
-    train_tf = build_transform(
-        data_cfg,
-        True,
-        scale=args.scale,
-        ratio=args.ratio,
-        train_crop_mode=args.train_crop_mode,
-        hflip=args.hflip,
-        color_jitter=args.color_jitter,
-        auto_augment=args.aa,
-        re_prob=args.reprob,
-        re_mode=args.remode,
-        re_count=args.recount,
-    )
-    splits["train"].transform = train_tf
+    splits["train"].transform = build_transform(data_cfg, True, **_pick(args, _TRANSFORM_OPTIONS))
     splits["val"].transform = build_transform(data_cfg, False)
     train_set = subset(splits["train"], args.max_train_images)
     val_set = subset(splits["val"], args.max_val_images)
 
     model.to(device)
     if pruning is not None:  # after .to(): seeded criteria (random) create their generator on the device
-        pruning.apply(model)  # raises TypeError/ValueError for unsupported models or settings
+        _apply_pruning(pruning, model)
     unwrapped = model
     workers = args.workers if args.workers is not None else _default_workers(device, dist)
     sampler = None
@@ -1360,7 +1263,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         generator=loader_gen,
     )
     if len(train_loader) == 0:
-        raise _usage_error(
+        raise UsageError(
             f"the training set has {len(train_set)} images "
             f"({len(train_set) // dist.world_size} per process), "
             f"fewer than --batch-size {args.batch_size}"
@@ -1388,32 +1291,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             **opt_kwargs,
         )
     except (AssertionError, ValueError, KeyError) as err:
-        raise _usage_error(f"argument --opt {args.opt!r}: {err}") from None
+        raise UsageError(f"argument --opt {args.opt!r}: {err}") from None
     sched_kwargs = {"decay_epochs": args.decay_epochs} if args.decay_epochs is not None else {}
     scheduler, _ = create_scheduler_v2(
         optimizer,
-        sched=args.sched,
-        num_epochs=args.epochs,
-        warmup_epochs=args.warmup_epochs,
-        warmup_lr=args.warmup_lr,
-        min_lr=args.min_lr,
-        decay_rate=args.decay_rate,
         step_on_epochs=False,
         updates_per_epoch=len(train_loader),
+        **_pick(args, _SCHEDULER_OPTIONS),
         **sched_kwargs,
     )
     scaler = NativeScaler(device=device.type) if amp_dtype == torch.float16 else None
     mixup_fn = None
     if mixing:
-        mixup_fn = Mixup(
-            mixup_alpha=args.mixup,
-            cutmix_alpha=args.cutmix,
-            prob=args.mixup_prob,
-            switch_prob=args.mixup_switch_prob,
-            mode=args.mixup_mode,
-            label_smoothing=args.smoothing,
-            num_classes=num_classes,
-        )
+        mixup_fn = Mixup(num_classes=num_classes, **_pick(args, _MIXUP_OPTIONS))
         loss_fn: nn.Module = SoftTargetCrossEntropy()
     elif args.smoothing > 0:
         loss_fn = LabelSmoothingCrossEntropy(smoothing=args.smoothing)
@@ -1424,7 +1314,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     start_epoch, num_updates, history = 0, 0, []
     if resume is not None:
         if resume["model_config"] != model_config:
-            raise _usage_error(
+            raise UsageError(
                 f"--resume {args.resume} holds {resume['model_config']}, but the options build {model_config}"
             )
         unwrapped.load_state_dict(resume["model"])
@@ -1452,9 +1342,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "workers": workers,
         "environment": _environment(device, dist),
     }
-    output = Path(args.output)
     if dist.is_main:
-        _write_json(output / "config.json", config)
+        write_json(output / "config.json", config)
         for note in notes:
             print(f"renyi-prune train: {note}", file=sys.stderr)
 
@@ -1473,90 +1362,98 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         else:
             _set_rng_state(state, unwrapped, device)
 
-    for epoch in range(start_epoch, stop_epoch):
-        epoch_start = time.perf_counter()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        loader_gen.manual_seed(_epoch_seed(args.seed, epoch, dist.rank))
-        stats = _train_one_epoch(
-            model,
-            unwrapped,
-            train_loader,
-            optimizer,
-            scheduler,
-            loss_fn,
-            epoch=epoch,
-            epochs=args.epochs,
-            num_updates=num_updates,
-            mixup_fn=mixup_fn,
-            pruning=pruning,
-            device=device,
-            amp_dtype=amp_dtype,
-            scaler=scaler,
-            clip_grad=args.clip_grad,
-            clip_mode=args.clip_mode,
-            progress=args.progress,
-            dist=dist,
-        )
-        num_updates = stats["num_updates"]
-        if scheduler is not None:
-            scheduler.step(epoch + 1)
-        if pruning is not None and pruning.has_warmup:
-            set_keep_rate(unwrapped, pruning.keep_rate)  # evaluate at the target keep rate
-        with _preserve_rng(unwrapped, device):  # validation must not change the training's random streams
-            ev = evaluate(
+    same_file = resume is not None and Path(args.resume).resolve() == (output / "checkpoint.pth").resolve()
+    done = start_epoch if same_file else 0  # epochs in output/checkpoint.pth
+    try:
+        for epoch in range(start_epoch, stop_epoch):
+            epoch_start = time.perf_counter()
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            loader_gen.manual_seed(_epoch_seed(args.seed, epoch, dist.rank))
+            stats = _train_one_epoch(
                 model,
-                val_loader,
-                device,
-                amp_dtype,
-                progress=args.progress and dist.is_main,
-                desc=f"val {epoch + 1}/{args.epochs}",
-                distributed=dist.enabled,
+                unwrapped,
+                train_loader,
+                optimizer,
+                scheduler,
+                loss_fn,
+                epoch=epoch,
+                epochs=args.epochs,
+                num_updates=num_updates,
+                mixup_fn=mixup_fn,
+                pruning=pruning,
+                device=device,
+                amp_dtype=amp_dtype,
+                scaler=scaler,
+                clip_grad=args.clip_grad,
+                clip_mode=args.clip_mode,
+                progress=args.progress,
+                dist=dist,
             )
-        record = {
-            "epoch": epoch + 1,
-            "num_updates": num_updates,
-            "train_loss": stats["train_loss"],
-            "lr": stats["lr"],
-            "top1": ev["top1"],
-            "top5": ev["top5"],
-            "eval_loss": ev["loss"],
-            "keep_rate": pruning.keep_rate if pruning is not None else None,
-            "train_keep_rate": stats["train_keep_rate"],
-            "train_images_per_s": stats["train_images_per_s"],
-            "eval_images_per_s": ev["images_per_s"],
-            "gflops": gflops,
-            "epoch_time_s": time.perf_counter() - epoch_start,
-        }
-        history.append(record)
-        rng = [_rng_state(unwrapped, device)]
-        if dist.enabled:
-            import torch.distributed as tdist
-
-            gathered: list[Any] = [None] * dist.world_size
-            tdist.all_gather_object(gathered, rng[0])
-            rng = gathered
-        if dist.is_main:
-            checkpoint = {
-                "format": CHECKPOINT_FORMAT,
+            num_updates = stats["num_updates"]
+            if scheduler is not None:
+                scheduler.step(epoch + 1)
+            if pruning is not None and pruning.has_warmup:
+                set_keep_rate(unwrapped, pruning.keep_rate)  # evaluate at the target keep rate
+            with _preserve_rng(unwrapped, device):  # validation must not change the training's RNG streams
+                ev = evaluate(
+                    model,
+                    val_loader,
+                    device,
+                    amp_dtype,
+                    progress=args.progress and dist.is_main,
+                    desc=f"val {epoch + 1}/{args.epochs}",
+                    distributed=dist.enabled,
+                )
+            record = {
                 "epoch": epoch + 1,
                 "num_updates": num_updates,
-                "model": unwrapped.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rng,
-                "history": history,
-                "model_config": model_config,
-                "data_config": data_cfg.as_dict(),
-                "dataset": {"name": dataset, "data": str(args.data) if args.data is not None else None},
-                "pruning": asdict(pruning) if pruning is not None else None,
-                "args": _options(args),
+                "train_loss": stats["train_loss"],
+                "lr": stats["lr"],
+                "top1": ev["top1"],
+                "top5": ev["top5"],
+                "eval_loss": ev["loss"],
+                "keep_rate": pruning.keep_rate if pruning is not None else None,
+                "train_keep_rate": stats["train_keep_rate"],
+                "train_images_per_s": stats["train_images_per_s"],
+                "eval_images_per_s": ev["images_per_s"],
+                "gflops": gflops,
+                "epoch_time_s": time.perf_counter() - epoch_start,
             }
-            with atomic_open(output / "checkpoint.pth") as fh:
-                torch.save(checkpoint, fh)
-            _write_metrics(output / "metrics.jsonl", history)
-            print(_format_record(record, args.epochs), flush=True)
+            history.append(record)
+            rng = [_rng_state(unwrapped, device)]
+            if dist.enabled:
+                import torch.distributed as tdist
+
+                gathered: list[Any] = [None] * dist.world_size
+                tdist.all_gather_object(gathered, rng[0])
+                rng = gathered
+            if dist.is_main:
+                checkpoint = {
+                    "format": CHECKPOINT_FORMAT,
+                    "epoch": epoch + 1,
+                    "num_updates": num_updates,
+                    "model": unwrapped.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "rng": rng,
+                    "history": history,
+                    "model_config": model_config,
+                    "data_config": data_cfg.as_dict(),
+                    "dataset": {"name": dataset, "data": str(args.data) if args.data is not None else None},
+                    "pruning": asdict(pruning) if pruning is not None else None,
+                    "args": _options(args),
+                }
+                with atomic_open(output / "checkpoint.pth") as fh:
+                    torch.save(checkpoint, fh)
+                _write_metrics(output / "metrics.jsonl", history)
+                print(_format_record(record, args.epochs), flush=True)
+            done = epoch + 1
+    except Exception as err:  # say what the output folder holds (the CLI prints the note)
+        if dist.is_main:
+            _add_note(err, _failed_epoch_note(output, done + 1, args.epochs, done))
+        raise
     if dist.enabled:
         import torch.distributed as tdist
 
@@ -1589,7 +1486,23 @@ def _format_record(r: dict[str, Any], epochs: int) -> str:
 def run_train(args: argparse.Namespace) -> int:
     """``renyi-prune train``: fine-tune (or train) a timm ViT with patch pruning; returns the exit code 0.
 
-    Errors are raised (see :func:`train`); the CLI turns them into exit codes 1 / 2.
+    Runs :func:`train`, then prints what it wrote. Errors are raised (see :func:`train`); the CLI turns
+    them into exit codes 1 (a failure) / 2 (:class:`UsageError`).
+
+    Example:
+        The first of two epochs of a 2-block ViT of width 8 on 8 random images, stopped after epoch 1:
+
+        >>> import tempfile
+        >>> from renyi_prune.data import write_fake_fashion_mnist
+        >>> data = write_fake_fashion_mnist(tempfile.mkdtemp(), train_images=8, val_images=4)
+        >>> out = Path(tempfile.mkdtemp()) / "run"
+        >>> tiny = "--model-kwargs patch_size=14 embed_dim=8 depth=2 num_heads=1 --img-size 28 --batch-size 4"
+        >>> argv = [*tiny.split(), "--data", str(data), "--dataset", "fashion-mnist", "--output", str(out)]
+        >>> run_train(parse_train_args([*argv, "--epochs", "2", "--stop-after-epoch", "1", "--no-progress"]))
+        ... # doctest: +ELLIPSIS
+        epoch 1/2 ...
+        wrote .../run/checkpoint.pth, metrics.jsonl, config.json (epoch 1: top1 ...%)
+        0
     """
     result = train(args)
     last = result["last"]
@@ -1608,26 +1521,47 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     with (for a checkpoint of :func:`train`); options override them.
 
     Returns:
-        ``{"top1", "top5"}`` (percent), ``"loss"``, ``"images"``, ``"images_per_s"`` (forward passes only,
-        all processes), ``"gflops"`` (fvcore, one image, at the keep rate used), ``"pruning"`` (the
-        configuration used, or None), ``"model"``, ``"checkpoint"``, ``"environment"``.
+        ``{"top1", "top5"}`` (percent), ``"loss"`` (mean cross entropy), ``"images"``, ``"images_per_s"``
+        (forward passes only, all processes), ``"gflops"`` (GFLOPs of one image at the keep rate used,
+        fvcore's convention: one multiply-add = one FLOP), ``"pruning"`` (the configuration used, or None),
+        ``"label"``, ``"model"``, ``"model_kwargs"``, ``"img_size"``, ``"dataset"``, ``"checkpoint"``,
+        ``"environment"``. With ``--output FILE`` the same is written to FILE as JSON (atomically).
 
     Raises:
-        UsageError: a foreign checkpoint without --model, or --model disagreeing with the checkpoint.
-        DatasetNotFoundError: the dataset is missing. ValueError: the weights do not fit the model.
+        UsageError: a foreign checkpoint without --model, --model disagreeing with the checkpoint, an
+            unknown --model, weights that do not fit the model, a --data folder without the dataset, a
+            pruning setting the model does not allow.
+        DatasetNotFoundError: the dataset the checkpoint was trained on is missing.
+
+    Example:
+        A timm state dict (random weights) on 8 random images, unpruned:
+
+        >>> import tempfile, timm
+        >>> from renyi_prune.data import write_fake_fashion_mnist
+        >>> work = Path(tempfile.mkdtemp())
+        >>> data = write_fake_fashion_mnist(work, train_images=1, val_images=8)
+        >>> vit = timm.create_model("vit_tiny_patch16_224", patch_size=7, embed_dim=16, depth=4, num_heads=2,
+        ...                         img_size=28, num_classes=10)
+        >>> torch.save(vit.state_dict(), work / "vit.pth")
+        >>> r = evaluate_checkpoint(parse_eval_args([
+        ...     "--checkpoint", str(work / "vit.pth"), "--model", "vit_tiny_patch16_224", "--model-kwargs",
+        ...     "patch_size=7", "embed_dim=16", "depth=4", "num_heads=2", "--img-size", "28",
+        ...     "--data", str(data), "--dataset", "fashion-mnist", "--no-progress"]))
+        >>> r["images"], r["label"], r["img_size"], 0 <= r["top1"] <= 100, r["gflops"] > 0
+        (8, 'unpruned', 28, True, True)
     """
     pruning = _pruning_from_args(args, training=False)
     if args.no_prune and pruning is not None:
-        raise _usage_error("--no-prune contradicts --keep-rate")
+        raise UsageError("--no-prune contradicts --keep-rate")
     ckpt = _read_checkpoint(args.checkpoint)
     if pruning is None and not args.no_prune and ckpt is not None and ckpt.get("pruning"):
         pruning = Pruning(**{**ckpt["pruning"], "warmup_epochs": 0.0, "start_epoch": 0.0})
     if ckpt is None and args.model is None:
-        raise _usage_error(f"--checkpoint {args.checkpoint} is not from renyi-prune train: name its --model")
+        raise UsageError(f"--checkpoint {args.checkpoint} is not from renyi-prune train: name its --model")
     if ckpt is not None:
         cfg = ckpt["model_config"]
         if args.model is not None and args.model != cfg["model"]:
-            raise _usage_error(f"--model {args.model} but the checkpoint holds {cfg['model']}")
+            raise UsageError(f"--model {args.model} but the checkpoint holds {cfg['model']}")
         name, model_kwargs = cfg["model"], {**cfg["model_kwargs"], **dict(args.model_kwargs)}
         img_size = args.img_size or cfg["img_size"]
         dataset = _dataset_name(args, ckpt["dataset"]["name"])
@@ -1636,14 +1570,15 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     else:
         name, model_kwargs, img_size = args.model, dict(args.model_kwargs), args.img_size
         dataset, data_dir, base_data = _dataset_name(args), args.data, None
+    _check_model_name(name)
 
     dist = _setup_device(args.device)
     device = dist.device
     amp_dtype = _amp_dtype(args.amp, device)
-    splits, classes = build_datasets(dataset, data_dir, splits=("val",))
+    splits, classes = _build_datasets(args, dataset, data_dir, splits=("val",))
     num_classes = args.num_classes or (ckpt["model_config"]["num_classes"] if ckpt else len(classes))
     if num_classes < len(classes):
-        raise _usage_error(f"the model has {num_classes} classes, the {dataset} dataset {len(classes)}")
+        raise UsageError(f"the model has {num_classes} classes, the {dataset} dataset {len(classes)}")
     model = _create_model(name, num_classes, img_size, model_kwargs)
     img_size = _model_img_size(model)
     _load_weights(model, args.checkpoint, reset_head=False)
@@ -1655,7 +1590,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
 
     model.to(device)
     if pruning is not None:
-        pruning.apply(model)
+        _apply_pruning(pruning, model)
     workers = args.workers if args.workers is not None else _default_workers(device, dist)
     loader = _val_loader(val_set, args.batch_size, workers, device, dist)
     result = evaluate(
@@ -1679,7 +1614,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         environment=_environment(device, dist),
     )
     if args.output is not None and dist.is_main:
-        _write_json(Path(args.output), result)
+        write_json(Path(args.output), result)
     return result
 
 
@@ -1687,7 +1622,25 @@ def run_eval(args: argparse.Namespace) -> int:
     """``renyi-prune eval``: top-1/top-5, GFLOPs and images/s of a checkpoint, pruned or not; returns 0.
 
     Prints one line; with ``--output FILE`` also writes the full result (see :func:`evaluate_checkpoint`)
-    as JSON. Errors are raised; the CLI turns them into exit codes 1 / 2.
+    as JSON. Errors are raised; the CLI turns them into exit codes 1 (a failure) / 2 (:class:`UsageError`).
+
+    Example:
+        A 2-block ViT of width 8 (random weights) on 4 random images, with a JSON copy of the result:
+
+        >>> import json, tempfile, timm
+        >>> from renyi_prune.data import write_fake_fashion_mnist
+        >>> root = write_fake_fashion_mnist(tempfile.mkdtemp(), train_images=1, val_images=4)
+        >>> kwargs = {"patch_size": 14, "embed_dim": 8, "depth": 2, "num_heads": 1}
+        >>> torch.save(timm.create_model("vit_tiny_patch16_224", img_size=28, **kwargs).state_dict(),
+        ...            root / "weights.pth")
+        >>> argv = ["--checkpoint", str(root / "weights.pth"), "--model", "vit_tiny_patch16_224",
+        ...         "--img-size", "28", "--num-classes", "1000", "--data", str(root), "--dataset",
+        ...         "fashion-mnist", "--output", str(root / "eval.json"), "--no-progress", "--model-kwargs"]
+        >>> run_eval(parse_eval_args(argv + [f"{k}={v}" for k, v in kwargs.items()]))  # doctest: +ELLIPSIS
+        unpruned: top1 ...%  top5 ...%  loss ...  ... GFLOPs  ... img/s  (4 images)
+        0
+        >>> sorted(json.loads((root / "eval.json").read_text()))[:4]
+        ['checkpoint', 'dataset', 'environment', 'gflops']
     """
     r = evaluate_checkpoint(args)
     if int(os.environ.get("RANK", "0") or 0) == 0:

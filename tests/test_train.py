@@ -359,7 +359,7 @@ def test_usage_errors(tmp_path, eager) -> None:
         fails("fewer than --batch-size", *PLAIN, "--max-train-images", "10", "--batch-size", "16")
     with pytest.raises(SystemExit):
         parse_train_args([*TINY, "--keep-rate", "1.5"])
-    with pytest.raises(ValueError, match="prune block index 20"):
+    with pytest.raises(UsageError, match="prune block index 20"):
         _train(
             tmp_path / "out",
             *PLAIN,
@@ -444,7 +444,7 @@ def test_eval_of_a_plain_state_dict_needs_model(pruned_run, tmp_path, eager) -> 
     ]
     result = evaluate_checkpoint(parse_eval_args(argv))
     assert result["pruning"] is None and result["images"] == 64
-    with pytest.raises(ValueError, match="classifier head.weight"):
+    with pytest.raises(UsageError, match="classifier head.weight"):
         evaluate_checkpoint(parse_eval_args([*argv, "--num-classes", "12"]))
     with pytest.raises(UsageError, match="10"):
         evaluate_checkpoint(parse_eval_args([*argv, "--num-classes", "5"]))

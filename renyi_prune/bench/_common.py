@@ -1,7 +1,9 @@
-"""Helpers shared by the benchmarks: environment stamps, output paths, quantiles, CSV and PNG output."""
+"""Helpers shared by the benchmarks: environment stamps, output paths, quantiles, CSV and PNG output, and
+the command-line plumbing (common options, device choice, ``main``, writing the results)."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as _dt
 import io
@@ -9,12 +11,15 @@ import math
 import platform
 import re
 import subprocess
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from .._argtypes import Option, Parser, UsageError, add_options, option, output_file, print_error
 from .._io import atomic_open, atomic_write_bytes
 from ..kernels import is_interpreting
 
@@ -133,8 +138,8 @@ def free_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def fmt_value(value) -> str:
-    """CSV cell: floats with 6 significant digits, NaN as empty."""
+def fmt_value(value: object, digits: int = 6) -> str:
+    """CSV cell: floats with ``digits`` significant digits, NaN and None empty, ±inf as ``inf``/``-inf``."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
@@ -142,17 +147,18 @@ def fmt_value(value) -> str:
             return ""
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return f"{value:.6g}"
+        return f"{value:.{digits}g}"
     return "" if value is None else str(value)
 
 
-def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str]) -> None:
-    """Write atomically: a temp file in the target directory, then ``os.replace``."""
-    with atomic_open(path, "w", newline="") as f:
+def write_csv(rows: Sequence[dict], path: Path, columns: Sequence[str], digits: int = 6) -> None:
+    """UTF-8 CSV of ``columns`` (cells: :func:`fmt_value`), written atomically: a temp file in the target
+    directory, then ``os.replace``."""
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({c: fmt_value(r.get(c, "")) for c in columns})
+            w.writerow({c: fmt_value(r.get(c, ""), digits) for c in columns})
 
 
 def format_table(rows: Sequence[dict], cols: Sequence[tuple[str, str, str]]) -> str:
@@ -173,7 +179,7 @@ def format_table(rows: Sequence[dict], cols: Sequence[tuple[str, str, str]]) -> 
     return "\n".join(lines)
 
 
-def new_figure(**kwargs):
+def new_figure(**kwargs: Any) -> Any:
     """A matplotlib ``Figure`` not managed by pyplot (no GUI backend, no global state), or None if
     matplotlib is not installed. ``kwargs`` go to ``Figure``."""
     try:
@@ -183,8 +189,85 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
-def save_figure(fig, path: Path) -> None:
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
     """Render ``fig`` to PNG in memory (Agg) and write it atomically."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------------------
+# command line
+
+
+def output_options(out_help: str, smoke_help: str, progress_help: str) -> list[Option]:
+    """The options every benchmark has: ``--device``, ``--out``, ``--smoke``, ``--quiet``, ``--no-plot``."""
+    return [
+        option("--device", "auto: cuda if available, else cpu (default: %(default)s)", default="auto",
+               choices=["auto", "cuda", "cpu"]),
+        option("--out", out_help, output_file),
+        option("--smoke", smoke_help, action="store_true"),
+        option("--quiet", progress_help, action="store_true"),
+        option("--no-plot", "do not write the PNG next to the CSV (default: written when matplotlib is "
+               "installed)", dest="plot", action="store_false"),
+    ]  # fmt: skip
+
+
+def build_parser(
+    prog: str | None, description: str, options: Sequence[Option], epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """A parser with one-line errors (:class:`renyi_prune._argtypes.Parser`) holding ``options``."""
+    parser = Parser(prog=prog, description=description, epilog=epilog)
+    add_options(parser, options)
+    return parser
+
+
+def resolve_device(choice: str) -> str:
+    """``--device`` ``auto`` → ``cuda`` if available, else ``cpu``; :class:`UsageError` for ``cuda``
+    without CUDA."""
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UsageError("argument --device: cuda, but CUDA is not available on this machine")
+    return choice
+
+
+def main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], argv: Any) -> int:
+    """A benchmark's standalone ``main``: parse ``argv`` and ``run``; returns the exit code.
+
+    A bad argument prints one line ``PROG: error: ...`` and gives 2 (argparse's errors and
+    :class:`UsageError` alike); ``--help`` gives 0. Other exceptions propagate (with their traceback).
+    """
+    try:
+        return run(parser.parse_args(argv))
+    except SystemExit as exc:  # --help, or a bad value (the parser printed the message)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except UsageError as err:
+        print_error(parser.prog, err)
+        return 2
+
+
+def correctness_failed(exc: BaseException) -> int:
+    """Report a failed correctness guard (nothing was written); returns the exit code 1."""
+    print(f"\n*** CORRECTNESS CHECK FAILED: aborted, nothing written ***\n{exc}", file=sys.stderr)
+    return 1
+
+
+def write_results(
+    rows: Sequence[dict],
+    out_path: Path,
+    columns: Sequence[str],
+    plot: Callable[[Sequence[dict], Path], bool] | None,
+    tag: str,
+) -> None:
+    """Write the CSV (atomically), then with ``plot`` the PNG next to it (``.png``, atomically); print
+    each path written, or on stderr why there is no plot."""
+    write_csv(rows, out_path, columns)
+    print(f"wrote {out_path}")
+    if plot is None:
+        return
+    png = Path(out_path).with_suffix(".png")
+    if plot(rows, png):
+        print(f"wrote {png}")
+    elif new_figure() is None:
+        print(f"[{tag}] matplotlib not installed: no plot", file=sys.stderr)

@@ -57,14 +57,47 @@ from pathlib import Path
 
 import torch
 
-from .. import _argtypes
+from .._argtypes import (
+    Option,
+    UsageError,
+    add_options,
+    keep_rate,
+    nonneg_float,
+    nonneg_int,
+    option,
+    positive_int,
+)
+from .._argtypes import alpha as alpha_type
 from . import _common
 from ._common import RESULTS_DIR, device_name, device_slug  # noqa: F401  (re-exported)
+
+__all__ = [
+    "CONFIGS",
+    "CSV_COLUMNS",
+    "Config",
+    "CorrectnessError",
+    "Settings",
+    "add_arguments",
+    "build_parser",
+    "check_settings",
+    "main",
+    "run",
+    "run_benchmark",
+    "settings_from_args",
+]
 
 
 @dataclass(frozen=True)
 class Config:
-    """A model configuration: ``criterion=None`` is the unpruned model."""
+    """A model configuration: ``criterion=None`` is the unpruned model.
+
+    Example:
+        >>> c = CONFIGS["evit+fusion"]
+        >>> c.criterion, c.fusion, c.description
+        ('evit', True, 'EViT with inattentive-token fusion')
+        >>> [c.backend for c in CONFIGS.values() if c.criterion == "renyi"]
+        ['auto', 'eager']
+    """
 
     name: str
     criterion: str | None
@@ -113,7 +146,18 @@ CSV_COLUMNS = [
 
 
 class CorrectnessError(RuntimeError):
-    """A patched model disagrees with the unpatched one: no benchmark row may be produced."""
+    """A patched model disagrees with the unpatched one: no benchmark row may be produced.
+
+    Raised by :func:`run_benchmark` before the failing configuration is timed; :func:`run` then returns 1
+    and writes nothing.
+
+    Example:
+        >>> compare_logits(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]), 1e-4, "evit at keep_rate=1.0")
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        renyi_prune.bench.e2e.CorrectnessError: evit at keep_rate=1.0: logits differ from the reference: ...
+    """
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,7 +324,16 @@ def time_model(
 
 @dataclass
 class Settings:
-    """What :func:`run_benchmark` runs (see :func:`add_arguments` for the meaning of each field)."""
+    """What :func:`run_benchmark` runs (see :func:`add_arguments` for the meaning of each field).
+
+    ``None`` fields take the device's defaults (bf16 autocast and :data:`CUDA_TIMING` on CUDA, fp32 and
+    :data:`CPU_TIMING` on CPU); ``run_ms`` and ``warmup_ms`` are milliseconds.
+
+    Example:
+        >>> s = Settings(models=["deit_small_patch16_224"], keep_rates=[0.7], compile=True)
+        >>> list(s.configs), list(s.prune_blocks), s.batch, s.dtype
+        (['unpruned', 'evit', 'evit+fusion', 'renyi', 'renyi-eager'], [3, 6, 9], 256, None)
+    """
 
     models: Sequence[str] = DEFAULT_MODELS
     configs: Sequence[str] = tuple(CONFIGS)
@@ -307,6 +360,23 @@ def run_benchmark(settings: Settings) -> list[dict]:
     per model (keep_rate 1.0). Raises :class:`CorrectnessError` (before timing that configuration)
     if a patched model fails the guard. A configuration that runs out of memory, or fails to compile
     with ``compile``, gives rows with ``error`` set instead of timings; other exceptions propagate.
+    Units: ``images_per_s`` (median run; p20/p80), ``ms_per_batch``, ``gflops`` per image (fvcore: one
+    multiply-add = one FLOP), ``speedup_vs_unpruned`` and ``x_evit`` (images/s ratios).
+
+    Raises:
+        ValueError: an unknown configuration name.
+
+    Example:
+        timm's 6-block test ViT (width 64) at 32 px (4 patches), pruned after blocks 1, 3 and 5:
+
+        >>> s = Settings(models=["test_vit"], configs=["unpruned", "evit"], keep_rates=[0.5], img_size=32,
+        ...              prune_blocks=[1, 3, 5], batch=1, gflops=False, device="cpu", repeats=1,
+        ...              verbose=False)
+        >>> rows = run_benchmark(s)
+        >>> [(r["config"], r["keep_rate"], r["tokens_kept"], r["error"]) for r in rows]
+        [('unpruned', 1.0, '', ''), ('evit', 0.5, '3 2 2', '')]
+        >>> rows[0]["speedup_vs_unpruned"], rows[1]["x_evit"]
+        (1.0, 1.0)
     """
     s = settings
     unknown = [c for c in s.configs if c not in CONFIGS]
@@ -670,106 +740,75 @@ DESCRIPTION = (
 )
 
 
+def _options() -> list[Option]:
+    return [
+        option("--models", f"timm model names, created with pretrained=False (default: "
+               f"{' '.join(DEFAULT_MODELS)})", metavar="NAME", nargs="+"),
+        option("--configs", f"configurations among {', '.join(CONFIGS)} (default: all)", metavar="NAME",
+               nargs="+", choices=list(CONFIGS)),
+        option("--keep-rates", f"keep rates in (0, 1] (default: {' '.join(map(str, DEFAULT_KEEP_RATES))})",
+               keep_rate, metavar="R", nargs="+"),
+        option("--img-size", "input resolution passed to timm.create_model (default: the model's own, e.g. "
+               "224)", positive_int, metavar="PX"),
+        option("--batch", f"images per forward (default {DEFAULT_BATCH})", positive_int),
+        option("--dtype", "autocast dtype; fp32 = no autocast (default: bf16 on CUDA, fp32 on CPU)",
+               choices=sorted(DTYPES)),
+        option("--alpha", "Rényi order for renyi configs (default 1.0)", alpha_type, 1.0),
+        option("--prune-blocks", "0-based pruning block indices (default 3 6 9)", nonneg_int, metavar="I",
+               nargs="+"),
+        option("--compile", "time torch.compile(model, fullgraph=True) instead of the eager model (default "
+               "output e2e_compile.csv)", action="store_true"),
+        option("--compile-mode", "torch.compile mode, e.g. max-autotune (default: torch's default)"),
+        option("--no-gflops", "skip the fvcore GFLOPs count (blank column); it is blank anyway without "
+               "fvcore", dest="gflops", action="store_false"),
+        option("--repeats", "timed runs per configuration (default 10 on CUDA, 3 on CPU, 1 with --smoke)",
+               positive_int),
+        option("--run-ms", "target duration of one timed run in ms (default 200 on CUDA; 0 = one call, CPU "
+               "default)", nonneg_float),
+        option("--warmup-ms", "minimum warm-up in ms, discarded (default 500 on CUDA, 0 on CPU; at least 2 / "
+               "1 calls)", nonneg_float),
+        *_common.output_options(
+            "CSV path (default benchmarks/results/<device>/e2e[_<px>px][_compile].csv; with --smoke the same "
+            "name under the system temp dir); the PNG is written next to it",
+            "deit_tiny at 64 px, batch 2, keep rates 0.7 0.5, 1 timed run: seconds on CPU; explicit options "
+            "still win",
+            "no progress lines on stderr",
+        ),
+    ]  # fmt: skip
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    add_arguments(p)
-    return p
+    """The benchmark's parser (``prog`` as shown in messages); errors are one line and exit code 2.
+
+    Example:
+        >>> args = build_parser().parse_args(["--models", "deit_small_patch16_224", "--keep-rates", "0.7"])
+        >>> args.models, args.keep_rates, args.configs, args.alpha
+        (['deit_small_patch16_224'], [0.7], None, 1.0)
+    """
+    return _common.build_parser(prog, DESCRIPTION, _options())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's options, on any parser (e.g. a ``renyi-prune bench e2e`` subparser)."""
-    p.add_argument(
-        "--models",
-        nargs="+",
-        metavar="NAME",
-        help=f"timm model names, created with pretrained=False (default: {' '.join(DEFAULT_MODELS)})",
-    )
-    p.add_argument(
-        "--configs",
-        nargs="+",
-        choices=list(CONFIGS),
-        metavar="NAME",
-        help=f"configurations among {', '.join(CONFIGS)} (default: all)",
-    )
-    p.add_argument(
-        "--keep-rates",
-        type=_argtypes.keep_rate,
-        nargs="+",
-        metavar="R",
-        help=f"keep rates in (0, 1] (default: {' '.join(map(str, DEFAULT_KEEP_RATES))})",
-    )
-    p.add_argument(
-        "--img-size",
-        type=_argtypes.positive_int,
-        metavar="PX",
-        help="input resolution passed to timm.create_model (default: the model's own, e.g. 224)",
-    )
-    p.add_argument(
-        "--batch", type=_argtypes.positive_int, help=f"images per forward (default {DEFAULT_BATCH})"
-    )
-    p.add_argument(
-        "--dtype",
-        choices=sorted(DTYPES),
-        help="autocast dtype; fp32 = no autocast (default: bf16 on CUDA, fp32 on CPU)",
-    )
-    p.add_argument(
-        "--alpha", type=_argtypes.alpha, default=1.0, help="Rényi order for renyi configs (default 1.0)"
-    )
-    p.add_argument(
-        "--prune-blocks",
-        type=int,
-        nargs="+",
-        metavar="I",
-        help="0-based pruning block indices (default 3 6 9)",
-    )
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="time torch.compile(model, fullgraph=True) instead of the eager model "
-        "(default output e2e_compile.csv)",
-    )
-    p.add_argument("--compile-mode", help="torch.compile mode, e.g. max-autotune (default: torch's default)")
-    p.add_argument(
-        "--no-gflops",
-        dest="gflops",
-        action="store_false",
-        help="skip the fvcore GFLOPs count (blank column); it is blank anyway without fvcore",
-    )
-    p.add_argument(
-        "--repeats",
-        type=_argtypes.positive_int,
-        help="timed runs per configuration (default 10 on CUDA, 3 on CPU, 1 with --smoke)",
-    )
-    p.add_argument(
-        "--run-ms",
-        type=float,
-        help="target duration of one timed run in ms (default 200 on CUDA; 0 = one call, CPU default)",
-    )
-    p.add_argument(
-        "--warmup-ms",
-        type=float,
-        help="minimum warm-up in ms, discarded (default 500 on CUDA, 0 on CPU; at least 2 / 1 calls)",
-    )
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    p.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/<device>/e2e[_<px>px]"
-                   "[_compile].csv; with --smoke the same name under the system temp dir); the PNG is "
-                   "written next to it")  # fmt: skip
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="deit_tiny at 64 px, batch 2, keep rates 0.7 0.5, 1 timed run: seconds on CPU; "
-        "explicit options still win",
-    )
-    p.add_argument(
-        "--no-plot",
-        dest="plot",
-        action="store_false",
-        help="do not write the PNG (default: written when matplotlib is installed)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")  # fmt: skip
+    """The benchmark's options, on any parser (e.g. a ``renyi-prune bench e2e`` subparser).
+
+    Example:
+        >>> p = argparse.ArgumentParser(prog="renyi-prune bench e2e")
+        >>> add_arguments(p)
+        >>> args = p.parse_args(["--smoke", "--compile", "--configs", "evit", "renyi"])
+        >>> args.smoke, args.compile, args.configs, args.gflops
+        (True, True, ['evit', 'renyi'], True)
+    """
+    add_options(p, _options())
 
 
 def settings_from_args(args: argparse.Namespace, device: str) -> Settings:
+    """The :class:`Settings` of parsed options: their values, else the defaults (``--smoke``: tiny ones).
+
+    Example:
+        >>> s = settings_from_args(build_parser().parse_args(["--smoke", "--batch", "4"]), "cpu")
+        >>> list(s.models), s.img_size, s.batch, list(s.keep_rates), s.repeats
+        (['deit_tiny_patch16_224'], 64, 4, [0.7, 0.5], 1)
+    """
     smoke = args.smoke
     img_size = args.img_size if args.img_size is not None else (SMOKE["img_size"] if smoke else None)
     return Settings(
@@ -792,23 +831,94 @@ def settings_from_args(args: argparse.Namespace, device: str) -> Settings:
     )
 
 
+def check_settings(settings: Settings) -> None:
+    """Check what argparse cannot, before anything is timed: the models exist in timm and are ViTs with
+    every pruning block, the prune blocks are distinct.
+
+    Raises:
+        UsageError: naming the bad model or block.
+
+    Example:
+        >>> check_settings(Settings(models=["deit_tiny_patch16_224"], prune_blocks=[3, 6, 9]))
+        >>> check_settings(Settings(models=["deit_tiny_patch16_224"], prune_blocks=[3, 12]))
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        renyi_prune._argtypes.UsageError: argument --prune-blocks: block 12 is beyond ... (indices 0 to 11)
+    """
+    import timm
+
+    unknown = [m for m in settings.models if not timm.is_model(m)]
+    if unknown:
+        raise UsageError(
+            f"argument --models: unknown timm model(s) {', '.join(unknown)} (see timm.list_models())"
+        )
+    blocks = list(settings.prune_blocks)
+    if len(set(blocks)) != len(blocks):
+        raise UsageError(f"argument --prune-blocks: repeated block indices {blocks}")
+    for name in settings.models:
+        kwargs = {} if settings.img_size is None else {"img_size": settings.img_size}
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no initialization cost
+                model = timm.create_model(name, pretrained=False, **kwargs)
+        except Exception as err:
+            raise UsageError(f"argument --models: cannot create {name}: {_common.first_line(err)}") from None
+        depth = len(getattr(model, "blocks", ()))
+        if depth == 0:
+            raise UsageError(f"argument --models: {name} is not a Vision Transformer with .blocks")
+        beyond = [b for b in blocks if b >= depth]
+        if beyond:
+            raise UsageError(
+                f"argument --prune-blocks: block {beyond[0]} is beyond {name}'s {depth} blocks "
+                f"(indices 0 to {depth - 1})"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the end-to-end benchmark with command-line arguments ``argv`` (default ``sys.argv[1:]``).
 
-    Returns the exit code: 0 written, 1 correctness check failed (nothing written), 2 bad device.
+    Returns the exit code: 0 written, 1 correctness check failed (nothing written), 2 bad arguments
+    (one line ``PROG: error: ...`` on stderr). Prints the table of results; writes the CSV and the PNG.
+
+    Example:
+        timm's 6-block test ViT at 32 px, unpruned and EViT at r = 0.5, batch 1, one timed run (the
+        numbers vary, so only the rows are shown):
+
+        >>> import contextlib, csv, io, tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "e2e.csv"
+        >>> argv = ["--models", "test_vit", "--prune-blocks", "1", "3", "5", "--configs", "unpruned", "evit",
+        ...         "--keep-rates", "0.5", "--img-size", "32", "--batch", "1", "--repeats", "1",
+        ...         "--no-gflops", "--device", "cpu", "--quiet", "--no-plot", "--out", str(out)]
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     code = main(argv)
+        >>> code, [(r["config"], r["keep_rate"], r["tokens_kept"]) for r in csv.DictReader(out.open())]
+        (0, [('unpruned', '1', ''), ('evit', '0.5', '3 2 2')])
+        >>> main(["--models", "deit_nano", "--smoke"])  # stderr: ... unknown timm model(s) deit_nano ...
+        2
     """
-    return run(build_parser().parse_args(argv))
+    return _common.main(build_parser(), run, argv)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark for parsed arguments (see :func:`add_arguments`); returns the exit code."""
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but CUDA is not available", file=sys.stderr)
-        return 2
+    """Run the benchmark for parsed arguments (see :func:`add_arguments`); returns the exit code.
+
+    0: the CSV (columns :data:`CSV_COLUMNS`: images/s, ms per batch, GFLOPs per image in fvcore's
+    convention of one multiply-add = one FLOP, speedups) and the PNG are written; 1: the correctness
+    guard failed and nothing was written.
+
+    Raises:
+        UsageError: ``--device cuda`` without CUDA, or see :func:`check_settings`.
+
+    Example:
+        >>> args = build_parser().parse_args(["--smoke", "--prune-blocks", "3", "30", "--device", "cpu"])
+        >>> run(args)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        renyi_prune._argtypes.UsageError: argument --prune-blocks: block 30 is beyond ... (indices 0 to 11)
+    """
+    device = _common.resolve_device(args.device)
     settings = settings_from_args(args, device)
+    check_settings(settings)
     if device == "cpu" and not args.smoke and args.models is None:
         print("[bench-e2e] WARNING: GPU-sized defaults on CPU: slow (try --smoke)", file=sys.stderr)
     if settings.gflops and not has_fvcore():
@@ -820,10 +930,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         rows = run_benchmark(settings)
     except CorrectnessError as exc:
-        print(f"\n*** CORRECTNESS CHECK FAILED: aborted, nothing written ***\n{exc}", file=sys.stderr)
-        return 1
+        return _common.correctness_failed(exc)
 
-    write_csv(rows, out_path)
     first = rows[0] if rows else {}
     versions = " ".join(f"{k} {first.get(k, '')}" for k in ("torch", "triton", "timm"))
     print(f"device: {first.get('device', '')}  {versions}  commit {first.get('git_commit', '') or '?'}  "
@@ -835,13 +943,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     for line in target_summary(rows):
         print(line)
-    print(f"wrote {out_path}")
-    if args.plot:
-        png = plot_path(out_path)
-        if write_plot(rows, png):
-            print(f"wrote {png}")
-        elif _common.new_figure() is None:
-            print("[bench-e2e] matplotlib not installed: no plot", file=sys.stderr)
+    _common.write_results(rows, out_path, CSV_COLUMNS, write_plot if args.plot else None, "bench-e2e")
     return 0
 
 

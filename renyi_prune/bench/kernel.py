@@ -57,7 +57,8 @@ from pathlib import Path
 
 import torch
 
-from .. import _argtypes
+from .._argtypes import Option, UsageError, add_options, option, positive_int
+from .._argtypes import alpha as alpha_type
 from . import _common
 from ._common import (  # noqa: F401  (re-exported: the kernel benchmark's public helpers)
     RESULTS_DIR,
@@ -67,6 +68,20 @@ from ._common import (  # noqa: F401  (re-exported: the kernel benchmark's publi
     is_interpreting,
     triton_version,
 )
+
+__all__ = [
+    "CSV_COLUMNS",
+    "MODES",
+    "PROVIDERS",
+    "CorrectnessError",
+    "add_arguments",
+    "attention_flops",
+    "build_parser",
+    "main",
+    "resolve_shapes",
+    "run",
+    "run_benchmark",
+]
 
 PROVIDERS = ("fused", "sdpa", "eager")
 MODES = ("fwd", "fwdbwd")
@@ -103,14 +118,25 @@ CSV_COLUMNS = [
 
 
 class CorrectnessError(RuntimeError):
-    """The fused op disagrees with SDPA / the eager reference: no benchmark row may be produced."""
+    """The fused op disagrees with SDPA / the eager reference: no benchmark row may be produced.
+
+    Raised by :func:`run_benchmark` before anything of the failing shape is timed; :func:`run` then
+    returns 1 and writes nothing.
+
+    Example:
+        >>> issubclass(CorrectnessError, RuntimeError)
+        True
+    """
 
 
 # --------------------------------------------------------------------------------------------------
 # inputs, providers, checks
 
 
-def make_qkv(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 0):
+_QKV = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def make_qkv(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 0) -> _QKV:
     """q, k, v as timm makes them: strided views (no copies) of one (B, N, 3, H, D) tensor."""
     g = torch.Generator(device=device).manual_seed(seed)
     qkv = torch.randn(B, N, 3, H, D, generator=g, device=device, dtype=dtype).permute(2, 0, 3, 1, 4)
@@ -118,18 +144,22 @@ def make_qkv(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, se
     return q, k, v
 
 
-def make_qkv_leaf(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 0):
+def make_qkv_leaf(
+    B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 0
+) -> torch.Tensor:
     """The (B, N, 3, H, D) tensor of :func:`make_qkv` (same values) as a leaf with ``requires_grad``."""
     g = torch.Generator(device=device).manual_seed(seed)
     return torch.randn(B, N, 3, H, D, generator=g, device=device, dtype=dtype).requires_grad_(True)
 
 
-def split_qkv(qkv: torch.Tensor):
+def split_qkv(qkv: torch.Tensor) -> _QKV:
     """timm's q, k, v: ``qkv.permute(2, 0, 3, 1, 4).unbind(0)``, three (B, H, N, D) strided views."""
     return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
 
-def make_grad_out(B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 1):
+def make_grad_out(
+    B: int, H: int, N: int, D: int, dtype: torch.dtype, device: str, seed: int = 1
+) -> torch.Tensor:
     """A fixed (B, H, N, D) output gradient laid out as (B, N, H, D) in memory: the layout timm's
     backward hands back through ``out.transpose(1, 2).reshape(B, N, H * D)``."""
     g = torch.Generator(device=device).manual_seed(seed)
@@ -141,7 +171,16 @@ def attention_flops(B: int, H: int, N: int, D: int, mode: str = "fwd") -> float:
 
     ``fwdbwd`` adds the backward at 2.5× the forward (FlashAttention's convention: S = Q·Kᵀ
     recomputed, dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q — five matmuls of the forward's size),
-    3.5 × 4·B·H·N²·D in all.
+    3.5 × 4·B·H·N²·D in all. (This is 2 FLOPs per multiply-add, twice fvcore's count.)
+
+    Raises:
+        ValueError: an unknown ``mode``.
+
+    Example:
+        >>> attention_flops(1, 1, 4, 8), attention_flops(1, 1, 4, 8, "fwdbwd")
+        (512, 1792.0)
+        >>> round(attention_flops(256, 6, 197, 64) / 1e9, 1)  # DeiT-S at 224 px, batch 256: GFLOP per call
+        15.3
     """
     fwd = 4 * B * H * N * N * D
     if mode == "fwd":
@@ -151,7 +190,9 @@ def attention_flops(B: int, H: int, N: int, D: int, mode: str = "fwd") -> float:
     raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
 
 
-def make_provider(name: str, q, k, v, alpha: float) -> Callable[[], object]:
+def make_provider(
+    name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, alpha: float
+) -> Callable[[], object]:
     import renyi_prune
     from renyi_prune.reference import attention_with_entropy_reference
 
@@ -196,7 +237,7 @@ def make_fwdbwd_provider(
     return step
 
 
-def fused_impl(q) -> str:
+def fused_impl(q: torch.Tensor) -> str:
     """Which code the ``fused`` provider runs for inputs like ``q``."""
     from renyi_prune.ops import uses_triton
 
@@ -208,7 +249,9 @@ def fused_impl(q) -> str:
 PROVIDER_IMPL = {"sdpa": "torch-sdpa", "eager": "torch-eager"}
 
 
-def check_fused(q, k, v, alpha: float, fused_fn: Callable[[], object]) -> tuple[float, float]:
+def check_fused(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, alpha: float, fused_fn: Callable[[], object]
+) -> tuple[float, float]:
     """Fused output vs SDPA (whole shape) and entropy vs the eager reference (first/last batch element).
 
     Returns (max |out − sdpa|, max |ent − reference|); raises :class:`CorrectnessError` on a mismatch
@@ -400,6 +443,17 @@ def run_benchmark(
     :class:`CorrectnessError` — before timing anything of that shape — if ``fused`` is among the
     providers and disagrees with SDPA / the reference (in ``fwdbwd`` mode: also its input gradient
     vs SDPA's). A provider that runs out of memory gives a row with ``error`` set instead of timings.
+    Times are ms per call (median, p20, p80), ``tflops`` in TFLOP/s (:func:`attention_flops`),
+    ``peak_mem_MiB`` the peak extra CUDA memory of a call (NaN on CPU).
+
+    Raises:
+        ValueError: an unknown provider or mode.
+
+    Example:
+        >>> rows = run_benchmark([(1, 2, 16, 8)], [torch.float32], [1.0], ["sdpa", "eager"], device="cpu",
+        ...                      reps=2, verbose=False)
+        >>> [(r["provider"], r["impl"], r["N"], r["error"]) for r in rows], rows[0]["x_sdpa"]
+        ([('sdpa', 'torch-sdpa', 16, ''), ('eager', 'torch-eager', 16, '')], 1.0)
     """
     unknown = [p for p in providers if p not in PROVIDERS]
     if unknown:
@@ -607,40 +661,67 @@ EPILOG = (
 )
 
 
+def _options() -> list[Option]:
+    seq_default = " ".join(map(str, DEFAULT_SEQ))
+    return [
+        option("--mode", "fwd: forward only (default); fwdbwd: forward + backward of the output w.r.t. q, "
+               "k, v", default="fwd", choices=MODES),
+        option("--batch", "B: one value for all N, or one per --seq value (default: 256 for N=197, 64 for "
+               "N=577, 16 for N=1025)", positive_int, nargs="+"),
+        option("--heads", f"H (default {DEFAULT_HEADS})", positive_int),
+        option("--seq", f"token counts N (default {seq_default})", positive_int, nargs="+"),
+        option("--head-dim", f"D (default {DEFAULT_HEAD_DIM})", positive_int),
+        option("--dtype", "default bf16", nargs="+", choices=sorted(DTYPES)),
+        option("--alpha", "Rényi order(s), 'inf' allowed (default 1.0)", alpha_type, nargs="+"),
+        option("--providers", "default: fused sdpa eager", nargs="+", choices=PROVIDERS),
+        option("--reps", "timed calls: CPU default 5; CUDA default do_bench's 100 ms budget, else about this "
+               "many calls", positive_int),
+        *_common.output_options(
+            "CSV path (default benchmarks/results/<device>/kernel_<mode>.csv; with --smoke a file under the "
+            "system temp dir); the PNG is written next to it",
+            "tiny shapes (B=2, H=2, N=17,65, D=32, fp32, 3 reps) for CPU / TRITON_INTERPRET=1 CI; explicit "
+            "options still win",
+            "no per-shape progress on stderr",
+        ),
+    ]  # fmt: skip
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
-    add_arguments(p)
-    return p
+    """The benchmark's parser (``prog`` as shown in messages); errors are one line and exit code 2.
+
+    Example:
+        >>> args = build_parser().parse_args(["--mode", "fwdbwd", "--seq", "197", "577", "--alpha", "inf"])
+        >>> args.mode, args.seq, args.alpha, args.device
+        ('fwdbwd', [197, 577], [inf], 'auto')
+    """
+    return _common.build_parser(prog, DESCRIPTION, _options(), EPILOG)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's options, on any parser (e.g. a ``renyi-prune bench kernel`` subparser)."""
-    p.add_argument("--mode", choices=MODES, default="fwd", help="fwd: forward only (default); fwdbwd: "
-                   "forward + backward of the output w.r.t. q, k, v")  # fmt: skip
-    p.add_argument("--batch", type=int, nargs="+", help="B: one value for all N, or one per --seq value "
-                   "(default: 256 for N=197, 64 for N=577, 16 for N=1025)")  # fmt: skip
-    p.add_argument("--heads", type=int, help=f"H (default {DEFAULT_HEADS})")
-    seq_default = " ".join(map(str, DEFAULT_SEQ))
-    p.add_argument("--seq", type=int, nargs="+", help=f"token counts N (default {seq_default})")
-    p.add_argument("--head-dim", type=int, help=f"D (default {DEFAULT_HEAD_DIM})")
-    p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), help="default bf16")
-    p.add_argument(
-        "--alpha", type=_argtypes.alpha, nargs="+", help="Rényi order(s), 'inf' allowed (default 1.0)"
-    )
-    p.add_argument("--providers", nargs="+", choices=PROVIDERS, help="default: fused sdpa eager")
-    p.add_argument("--reps", type=int, help="timed calls: CPU default 5; CUDA default "
-                   "do_bench's 100 ms budget, else about this many calls")  # fmt: skip
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
-    p.add_argument("--out", type=Path, help="CSV path (default benchmarks/results/<device>/"
-                   "kernel_<mode>.csv; with --smoke a file under the system temp dir)")  # fmt: skip
-    p.add_argument("--smoke", action="store_true", help="tiny shapes (B=2, H=2, N=17,65, D=32, fp32, 3 reps) "
-                   "for CPU / TRITON_INTERPRET=1 CI; explicit options still win")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no per-shape progress on stderr")
-    p.add_argument("--no-plot", dest="plot", action="store_false", help="do not write the PNG next to "
-                   "the CSV (default: written when matplotlib is installed)")  # fmt: skip
+    """The benchmark's options, on any parser (e.g. a ``renyi-prune bench kernel`` subparser).
+
+    Example:
+        >>> p = argparse.ArgumentParser(prog="renyi-prune bench kernel")
+        >>> add_arguments(p)
+        >>> args = p.parse_args(["--smoke", "--providers", "fused", "sdpa"])
+        >>> args.smoke, args.providers, args.mode, args.plot
+        (True, ['fused', 'sdpa'], 'fwd', True)
+    """
+    add_options(p, _options())
 
 
-def resolve_shapes(args) -> list[tuple[int, int, int, int]]:
+def resolve_shapes(args: argparse.Namespace) -> list[tuple[int, int, int, int]]:
+    """The (B, H, N, D) shapes the options ask for (defaults: DeiT-S's; ``--smoke``: tiny ones).
+
+    Raises:
+        UsageError: ``--batch`` has neither 1 value nor one per ``--seq`` value, or a size is < 1.
+
+    Example:
+        >>> resolve_shapes(build_parser().parse_args(["--seq", "197", "577", "--batch", "8"]))  # (B, H, N, D)
+        [(8, 6, 197, 64), (8, 6, 577, 64)]
+        >>> resolve_shapes(build_parser().parse_args(["--smoke"]))
+        [(2, 2, 17, 32), (2, 2, 65, 32)]
+    """
     smoke = args.smoke
     seq = args.seq or (SMOKE["seq"] if smoke else list(DEFAULT_SEQ))
     H = args.heads or (SMOKE["heads"] if smoke else DEFAULT_HEADS)
@@ -652,36 +733,63 @@ def resolve_shapes(args) -> list[tuple[int, int, int, int]]:
     elif len(args.batch) == len(seq):
         batch = list(args.batch)
     else:
-        raise SystemExit(f"--batch takes 1 value or one per --seq value ({len(seq)}), got {len(args.batch)}")
+        raise UsageError(
+            f"argument --batch: takes 1 value or one per --seq value ({len(seq)}), got {len(args.batch)}"
+        )
     for name, val in (("B", batch), ("H", [H]), ("N", seq), ("D", [D])):
         if any(x <= 0 for x in val):
-            raise SystemExit(f"{name} must be positive, got {val}")
+            raise UsageError(f"{name} must be positive, got {val}")
     return [(b, H, n, D) for b, n in zip(batch, seq, strict=True)]
 
 
 def default_out_path(mode: str, device: str, smoke: bool = False) -> Path:
     """``benchmarks/results/<device-slug>/kernel_<mode>.csv``; with ``smoke`` the same name under the
     system temp dir, so that smoke numbers never land in ``results/``."""
-    root = _common.SMOKE_DIR if smoke else RESULTS_DIR
-    return root / device_slug(device) / f"kernel_{mode}.csv"
+    return _common.output_path(f"kernel_{mode}.csv", device, smoke)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the kernel benchmark with command-line arguments ``argv`` (default ``sys.argv[1:]``).
 
-    Returns the exit code: 0 written, 1 correctness check failed (nothing written), 2 bad device.
+    Returns the exit code: 0 written, 1 correctness check failed (nothing written), 2 bad arguments
+    (one line ``PROG: error: ...`` on stderr). Prints the table of results; writes the CSV and the PNG.
+
+    Example:
+        SDPA alone on one tiny shape (the table and the paths printed vary, so they are not shown):
+
+        >>> import contextlib, io, tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "kernel.csv"
+        >>> argv = ["--providers", "sdpa", "--seq", "16", "--batch", "1", "--heads", "1", "--head-dim", "8",
+        ...         "--dtype", "fp32", "--reps", "2", "--device", "cpu", "--quiet", "--no-plot"]
+        >>> with contextlib.redirect_stdout(io.StringIO()):
+        ...     code = main([*argv, "--out", str(out)])
+        >>> code, out.read_text().splitlines()[0].split(",")[:6]
+        (0, ['device', 'torch', 'triton', 'git_commit', 'date', 'mode'])
+        >>> main(["--batch", "1", "2", "--seq", "17"])  # stderr: ... --batch: takes 1 value or one per ...
+        2
     """
-    return run(build_parser().parse_args(argv))
+    return _common.main(build_parser(), run, argv)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark for parsed arguments (see :func:`add_arguments`); returns the exit code."""
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda but CUDA is not available", file=sys.stderr)
-        return 2
+    """Run the benchmark for parsed arguments (see :func:`add_arguments`); returns the exit code.
+
+    0: the CSV (columns :data:`CSV_COLUMNS`; ms per call, TFLOP/s, peak extra CUDA MiB) and the PNG are
+    written; 1: the correctness guard failed and nothing was written.
+
+    Raises:
+        UsageError: ``--device cuda`` without CUDA, or inconsistent sizes (see :func:`resolve_shapes`).
+
+    Example:
+        >>> import contextlib, io, tempfile
+        >>> args = build_parser().parse_args(["--providers", "sdpa", "eager", "--smoke", "--seq", "17",
+        ...     "--device", "cpu", "--quiet", "--no-plot", "--out", str(Path(tempfile.mkdtemp()) / "k.csv")])
+        >>> with contextlib.redirect_stdout(io.StringIO()) as printed:
+        ...     code = run(args)
+        >>> code, "x_sdpa" in printed.getvalue(), "wrote" in printed.getvalue()
+        (0, True, True)
+    """
+    device = _common.resolve_device(args.device)
     # TRITON_INTERPRET only takes effect if set before the kernels are decorated, i.e. before
     # renyi_prune is imported: too late here (benchmarks/bench_kernel.py sets it for --smoke)
 
@@ -707,10 +815,8 @@ def run(args: argparse.Namespace) -> int:
             shapes, dtypes, alphas, providers, device, reps, verbose=not args.quiet, mode=args.mode
         )
     except CorrectnessError as exc:
-        print(f"\n*** CORRECTNESS CHECK FAILED: aborted, nothing written ***\n{exc}", file=sys.stderr)
-        return 1
+        return _common.correctness_failed(exc)
 
-    write_csv(rows, out_path)
     first = rows[0] if rows else {}
     print(
         f"device: {first.get('device', '')}  torch {first.get('torch', '')}  "
@@ -729,13 +835,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"fused dq, dk, dv vs SDPA ({r['dtype']} alpha={r['alpha']:g} B={r['B']} N={r['N']}): "
                   f"worst max |diff| / max |sdpa| = {r['grad_max_rel_err']:.3g}")  # fmt: skip
     print(format_table(rows))
-    print(f"wrote {out_path}")
-    if getattr(args, "plot", True):
-        png = plot_path(out_path)
-        if write_plot(rows, png):
-            print(f"wrote {png}")
-        elif _common.new_figure() is None:
-            print("[bench] matplotlib not installed: no plot", file=sys.stderr)
+    plot = write_plot if getattr(args, "plot", True) else None
+    _common.write_results(rows, out_path, CSV_COLUMNS, plot, "bench")
     return 0
 
 
