@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as _dt
 import difflib
@@ -38,7 +37,7 @@ import os
 import re
 import statistics
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,20 +287,12 @@ def _target_line(rows: Sequence[dict[str, str]]) -> list[str]:
     from renyi_prune.bench import e2e
 
     t = e2e.TARGET
-    out = []
-    for r in rows:
-        if r["model"] != t["model"] or r["config"] != "renyi" or r.get("error"):
-            continue
-        if not math.isclose(_num(r["keep_rate"]), t["keep_rate"]):
-            continue
-        xe, sp = _num(r["x_evit"]), _num(r["speedup_vs_unpruned"])
-        met = xe >= t["x_evit"] and sp >= t["speedup"]
-        out.append(
-            f"Target ({t['model']}, r = {t['keep_rate']:g}, {r['img_size']} px): Rényi {xe:.2f}× EViT "
-            f"(target ≥ {t['x_evit']:.2f}×) and {sp:.2f}× unpruned (target ≥ {t['speedup']:.2f}×): "
-            f"**{'met' if met else 'not met'}**."
-        )
-    return out
+    return [
+        f"Target ({t['model']}, r = {t['keep_rate']:g}, {r['img_size']} px): Rényi {xe:.2f}× EViT "
+        f"(target ≥ {t['x_evit']:.2f}×) and {sp:.2f}× unpruned (target ≥ {t['speedup']:.2f}×): "
+        f"**{'met' if met else 'not met'}**."
+        for r, xe, sp, met in e2e.target_checks(rows)
+    ]
 
 
 def render_e2e(result: BenchResult, link_root: Path) -> list[str]:
@@ -427,21 +418,6 @@ def render_results(results_dir: Path = RESULTS_DIR, link_root: Path = REPO) -> s
     return "\n".join(lines).rstrip("\n")
 
 
-@contextlib.contextmanager
-def _eager_attention() -> Iterator[None]:
-    """CPU attention on the eager path while counting (the Triton interpreter would count the same,
-    slowly); the ops read ``TRITON_INTERPRET`` at each call."""
-    old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = old
-
-
 def flops_table() -> dict[str, float | dict[float, float]]:
     """GFLOPs per image of :data:`FLOPS_MODEL`: ``{"unpruned": g, label: {keep_rate: g}}``, by
     :func:`renyi_prune.count_flops` on a CPU model with random weights."""
@@ -449,10 +425,11 @@ def flops_table() -> dict[str, float | dict[float, float]]:
     import torch
 
     import renyi_prune
+    from renyi_prune.ops import eager_on_cpu
 
     model = timm.create_model(FLOPS_MODEL, pretrained=False).eval()
     out: dict[str, float | dict[float, float]] = {}
-    with _eager_attention(), torch.no_grad():
+    with eager_on_cpu(), torch.no_grad():
         out["unpruned"] = renyi_prune.count_flops(model, FLOPS_IMG_SIZE)
         for label, kwargs in FLOPS_ROWS:
             out[label] = {}

@@ -91,6 +91,10 @@ class Parser(argparse.ArgumentParser):
         SystemExit: 2
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--mode x` must not silently mean `--models x`
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 

@@ -51,6 +51,7 @@ from torch import nn
 
 from ._io import atomic_write_bytes
 from .flops import count_flops
+from .ops import eager_on_cpu
 from .patch import DEFAULT_PRUNE_BLOCKS, kept_token_indices, patch, token_scores, unpatch
 
 __all__ = ["DEMO_CRITERIA", "DemoCriterion", "PruneConfig", "build_configs", "render_markdown", "run_demo"]
@@ -280,24 +281,6 @@ def applied(model: nn.Module, config: PruneConfig, prune_blocks: Sequence[int]) 
         unpatch(model)
 
 
-@contextlib.contextmanager
-def _eager_cpu_path() -> Iterator[None]:
-    """Within: CPU tensors take the eager PyTorch reference path even under ``TRITON_INTERPRET=1``.
-
-    The ops read ``TRITON_INTERPRET`` at each call (:func:`renyi_prune.ops.uses_triton`), so this
-    only sets it to ``"0"`` for the duration and restores it after.
-    """
-    old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = old
-
-
 def flops_model(model: nn.Module) -> nn.Module:
     """The model to count FLOPs on: ``model`` itself if it is on the CPU, else a CPU copy of it."""
     param = next(model.parameters(), None)
@@ -318,7 +301,7 @@ def count_config_gflops(
     Rényi op is counted as the two matmuls of attention), and for ``colln`` it includes the
     column pass's q·kᵀ (the eager pass materializes P; the Triton pass recomputes the same logits).
     """
-    with _eager_cpu_path(), applied(model, config, prune_blocks):
+    with eager_on_cpu(), applied(model, config, prune_blocks):
         return count_flops(model, img_size)
 
 

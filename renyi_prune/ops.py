@@ -15,6 +15,10 @@ implementation), so ``torch.jit.trace``-based tools such as fvcore see it as one
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+
 import torch
 
 from ._validate import FLOAT_DTYPES, check_alpha, check_flag, check_head_reduce, check_qkv, check_scale
@@ -24,6 +28,7 @@ from .reference import attention_with_entropy_reference
 __all__ = [
     "attention_with_entropy",
     "uses_triton",
+    "eager_on_cpu",
     "BACKENDS",
     "FUSED_OP_NAME",
     "MIN_HEAD_DIM",
@@ -127,6 +132,32 @@ def uses_triton(q: torch.Tensor, backend: str = "auto") -> bool:
             f"got {q.dtype} on {q.device}"
         )
     return possible and backend != "eager"
+
+
+@contextlib.contextmanager
+def eager_on_cpu() -> Iterator[None]:
+    """Within: CPU tensors take the eager reference path even under ``TRITON_INTERPRET=1``.
+
+    For CPU work that needs no kernel test, e.g. a demo or FLOP counting in a process where the
+    interpreter is on: :func:`uses_triton` reads ``TRITON_INTERPRET`` at each call, so this sets it
+    to ``"0"`` for the duration and restores it after. CUDA tensors are unaffected.
+
+    Example:
+        >>> import os, torch
+        >>> from renyi_prune.ops import eager_on_cpu, uses_triton
+        >>> with eager_on_cpu():
+        ...     uses_triton(torch.zeros(1, 1, 4, 16))
+        False
+    """
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = old
 
 
 def attention_with_entropy(

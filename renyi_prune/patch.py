@@ -374,6 +374,13 @@ def _per_block(name: str, value: Any, n: int, check: Any) -> list[Any]:
     return [check(value)] * n
 
 
+def _blocks(model: nn.Module) -> Iterable[nn.Module]:
+    """The blocks a patch may touch (none for a model without ``.blocks``); TypeError for a non-module."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected a torch nn.Module (a timm VisionTransformer), got {type(model).__name__}")
+    return getattr(model, "blocks", [])
+
+
 def unpatch(model: nn.Module) -> nn.Module:
     """Undo :func:`patch`: every block gets timm's own ``forward`` back. Returns ``model``.
 
@@ -388,7 +395,7 @@ def unpatch(model: nn.Module) -> nn.Module:
         >>> renyi_prune.is_patched(vit), vit.blocks[1].forward == before
         (False, True)
     """
-    for blk in getattr(model, "blocks", []):
+    for blk in _blocks(model):
         if _STATE in blk.__dict__:
             del blk.__dict__[_STATE]
             del blk.__dict__["forward"]
@@ -405,13 +412,13 @@ def is_patched(model: nn.Module) -> bool:
         >>> renyi_prune.is_patched(vit), renyi_prune.is_patched(renyi_prune.patch(vit, prune_blocks=[1]))
         (False, True)
     """
-    return any(_STATE in blk.__dict__ for blk in getattr(model, "blocks", []))
+    return any(_STATE in blk.__dict__ for blk in _blocks(model))
 
 
 def _pruning_states(model: nn.Module) -> dict[int, _BlockState]:
     states = {
         i: blk.__dict__[_STATE]
-        for i, blk in enumerate(getattr(model, "blocks", []))
+        for i, blk in enumerate(_blocks(model))
         if _STATE in blk.__dict__
     }
     if not states:
@@ -434,7 +441,7 @@ def pruning_generators(model: nn.Module) -> list[torch.Generator]:
         >>> [g.initial_seed() for g in renyi_prune.pruning_generators(vit)]  # seed + block index
         [4, 5]
     """
-    states = [blk.__dict__[_STATE] for blk in getattr(model, "blocks", []) if _STATE in blk.__dict__]
+    states = [blk.__dict__[_STATE] for blk in _blocks(model) if _STATE in blk.__dict__]
     return [s.params["generator"] for s in states if isinstance(s.params.get("generator"), torch.Generator)]
 
 

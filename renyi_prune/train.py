@@ -86,7 +86,7 @@ from .data import (
     build_transform,
     subset,
 )
-from .patch import DEFAULT_PRUNE_BLOCKS, patch, set_keep_rate
+from .patch import DEFAULT_PRUNE_BLOCKS, patch, pruning_generators, set_keep_rate
 from .schedule import keep_rate_warmup
 
 __all__ = [
@@ -596,20 +596,6 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + rank * 101 + 17) % 2**63
 
 
-def _pruning_generators(model: nn.Module) -> list[torch.Generator]:
-    from .patch import _pruning_states  # generators of seeded criteria (random), to checkpoint them
-
-    try:
-        states = _pruning_states(model)
-    except ValueError:
-        return []
-    return [
-        s.params["generator"]
-        for s in states.values()
-        if isinstance(s.params.get("generator"), torch.Generator)
-    ]
-
-
 def _rng_state(model: nn.Module, device: torch.device) -> dict[str, Any]:
     """Every RNG the training loop draws from (Python, NumPy for Mixup, torch, CUDA, pruning criteria)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
@@ -618,7 +604,7 @@ def _rng_state(model: nn.Module, device: torch.device) -> dict[str, Any]:
         "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "pruning": [g.get_state() for g in _pruning_generators(model)],
+        "pruning": [g.get_state() for g in pruning_generators(model)],
     }
 
 
@@ -629,26 +615,10 @@ def _set_rng_state(state: dict[str, Any], model: nn.Module, device: torch.device
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
-    generators = _pruning_generators(model)
+    generators = pruning_generators(model)
     if len(generators) == len(state.get("pruning", [])):
         for g, s in zip(generators, state["pruning"], strict=True):
             g.set_state(s)
-
-
-@contextlib.contextmanager
-def _preserve_rng(model: nn.Module, device: torch.device):
-    """Run a side computation (GFLOPs counting) without consuming any RNG the training uses."""
-    generators = _pruning_generators(model)
-    saved = [g.get_state() for g in generators]
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
-        py, npy = random.getstate(), np.random.get_state()
-        try:
-            yield
-        finally:
-            random.setstate(py)
-            np.random.set_state(npy)
-            for g, s in zip(generators, saved, strict=True):
-                g.set_state(s)
 
 
 def _environment(device: torch.device, dist: _Dist | None = None) -> dict[str, Any]:
@@ -962,11 +932,26 @@ def evaluate(
     }
 
 
-def _count_gflops(model: nn.Module, img_size: int, device: torch.device) -> float:
+@contextlib.contextmanager
+def _preserve_rng(model: nn.Module, device: torch.device):
+    """Run a side computation (validation) without consuming any RNG the training uses."""
+    generators = pruning_generators(model)
+    saved = [g.get_state() for g in generators]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        py, npy = random.getstate(), np.random.get_state()
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+            for g, s in zip(generators, saved, strict=True):
+                g.set_state(s)
+
+
+def _count_gflops(model: nn.Module, img_size: int) -> float:
     from .flops import count_flops
 
-    with _preserve_rng(model, device):
-        return count_flops(model, img_size)
+    return count_flops(model, img_size)  # advances no RNG the training uses (torch's, the criteria's)
 
 
 def _train_one_epoch(
@@ -1349,7 +1334,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     gflops = None
     if dist.is_main:
-        gflops = _count_gflops(unwrapped, img_size, device)
+        gflops = _count_gflops(unwrapped, img_size)
     if resume is not None:
         states = resume["rng"]
         state = states[dist.rank] if len(states) == dist.world_size else None
@@ -1602,7 +1587,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         desc="eval",
         distributed=dist.enabled,
     )
-    result["gflops"] = _count_gflops(model, img_size, device)
+    result["gflops"] = _count_gflops(model, img_size)
     result.update(
         pruning=asdict(pruning) if pruning is not None else None,
         label=pruning.label() if pruning is not None else "unpruned",

@@ -76,26 +76,30 @@ def test_bad_tensors_are_named(name, make, exc, match):
         QKV_FUNCTIONS[name](*make(*qkv()))
 
 
-@pytest.mark.parametrize("name", QKV_FUNCTIONS)
+BAD_ARGUMENTS = [
+    ({"scale": "0.25"}, TypeError, "'0.25'"),
+    ({"scale": math.inf}, ValueError, "inf"),
+    ({"scale": math.nan}, ValueError, "nan"),
+    ({"head_reduce": "max"}, ValueError, "'max'"),
+    ({"alpha": -0.5}, ValueError, "-0.5"),
+    ({"alpha": math.nan}, ValueError, "nan"),
+    ({"alpha": "2"}, TypeError, "'2'"),
+    ({"alpha": None}, TypeError, "None"),
+    ({"alpha": True}, TypeError, "True"),
+]
+
+
+def _takes(name, kwargs):
+    if "alpha" in kwargs and name not in TAKES_ALPHA:
+        return False
+    return "head_reduce" not in kwargs or name != "attention_probs"
+
+
 @pytest.mark.parametrize(
-    "kwargs, exc, match",
-    [
-        ({"scale": "0.25"}, TypeError, "'0.25'"),
-        ({"scale": math.inf}, ValueError, "inf"),
-        ({"scale": math.nan}, ValueError, "nan"),
-        ({"head_reduce": "max"}, ValueError, "'max'"),
-        ({"alpha": -0.5}, ValueError, "-0.5"),
-        ({"alpha": math.nan}, ValueError, "nan"),
-        ({"alpha": "2"}, TypeError, "'2'"),
-        ({"alpha": None}, TypeError, "None"),
-        ({"alpha": True}, TypeError, "True"),
-    ],
+    "name, kwargs, exc, match",
+    [(name, *case) for name in QKV_FUNCTIONS for case in BAD_ARGUMENTS if _takes(name, case[0])],
 )
 def test_bad_arguments_are_named(name, kwargs, exc, match):
-    if "alpha" in kwargs and name not in TAKES_ALPHA:
-        pytest.skip("takes no alpha")
-    if "head_reduce" in kwargs and name == "attention_probs":
-        pytest.skip("takes no head_reduce")
     with pytest.raises(exc, match=match):
         QKV_FUNCTIONS[name](*qkv(), **kwargs)
 
@@ -216,6 +220,13 @@ def test_patch_names_what_it_does_not_support():
     with pytest.raises(ValueError, match="CLS token"):
         renyi_prune.patch(no_cls, prune_blocks=[1], criterion="evit")
     renyi_prune.patch(no_cls, prune_blocks=[1])  # entropy needs no CLS token
+
+
+def test_readers_reject_non_modules():
+    for fn in (renyi_prune.unpatch, renyi_prune.is_patched, renyi_prune.kept_token_indices,
+               renyi_prune.token_scores, renyi_prune.pruning_generators):  # fmt: skip
+        with pytest.raises(TypeError, match="dict"):
+            fn({"blocks": []})
 
 
 def test_set_keep_rate_and_readers(vit):

@@ -84,6 +84,9 @@ __all__ = [
     "run",
     "run_benchmark",
     "settings_from_args",
+    "TARGET",
+    "target_checks",
+    "target_summary",
 ]
 
 
@@ -654,22 +657,45 @@ def format_table(rows: Sequence[dict]) -> str:
     return _common.format_table(rows, cols)
 
 
-def target_summary(rows: Sequence[dict]) -> list[str]:
-    """Lines comparing the ``renyi`` rows of DeiT-S at r = 0.7 with the issue-5 targets."""
-    lines = []
+def target_checks(rows: Sequence[dict]) -> list[tuple[dict, float, float, bool]]:
+    """The ``renyi`` rows of :data:`TARGET`'s model and keep rate, each with its images/s ratio to
+    EViT, its speed-up over unpruned and whether both meet the target. Rows may come from a run
+    (numbers) or from its CSV (strings); rows with an error are skipped.
+
+    Example:
+        >>> from renyi_prune.bench.e2e import TARGET, target_checks
+        >>> row = {"model": TARGET["model"], "config": "renyi", "keep_rate": "0.7", "error": "",
+        ...        "x_evit": "0.95", "speedup_vs_unpruned": "1.1"}
+        >>> [(xe, met) for _, xe, _, met in target_checks([row])]
+        [(0.95, False)]
+    """
+    checks = []
     for r in rows:
-        if (r["model"], r["config"], r["keep_rate"]) != (TARGET["model"], "renyi", TARGET["keep_rate"]):
+        if r["model"] != TARGET["model"] or r["config"] != "renyi" or r.get("error"):
             continue
-        if r["error"]:
+        if not math.isclose(float(r["keep_rate"]), TARGET["keep_rate"]):
             continue
-        xe, sp = r["x_evit"], r["speedup_vs_unpruned"]
-        ok = xe >= TARGET["x_evit"] and sp >= TARGET["speedup"]
-        lines.append(
-            f"target (DeiT-S r=0.7, {r['img_size']} px, compile={r['compile']}): renyi = {xe:.3f}x evit "
-            f"(target >= {TARGET['x_evit']:.2f}; paper 0.89), {sp:.3f}x unpruned (target >= "
-            f"{TARGET['speedup']:.2f}; paper 1.56): {'MET' if ok else 'NOT MET'}"
-        )
-    return lines
+        xe, sp = float(r["x_evit"]), float(r["speedup_vs_unpruned"])
+        checks.append((r, xe, sp, xe >= TARGET["x_evit"] and sp >= TARGET["speedup"]))
+    return checks
+
+
+def target_summary(rows: Sequence[dict]) -> list[str]:
+    """Lines comparing the ``renyi`` rows of DeiT-S at r = 0.7 with the issue-5 targets.
+
+    Example:
+        >>> from renyi_prune.bench.e2e import TARGET, target_summary
+        >>> row = {"model": TARGET["model"], "config": "renyi", "keep_rate": 0.7, "error": None,
+        ...        "x_evit": 1.2, "speedup_vs_unpruned": 1.7, "img_size": 224, "compile": False}
+        >>> target_summary([row])[0].endswith(": MET")
+        True
+    """
+    return [
+        f"target (DeiT-S r=0.7, {r['img_size']} px, compile={r['compile']}): renyi = {xe:.3f}x evit "
+        f"(target >= {TARGET['x_evit']:.2f}; paper 0.89), {sp:.3f}x unpruned (target >= "
+        f"{TARGET['speedup']:.2f}; paper 1.56): {'MET' if ok else 'NOT MET'}"
+        for r, xe, sp, ok in target_checks(rows)
+    ]
 
 
 def plot_path(csv_path: Path) -> Path:
