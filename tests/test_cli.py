@@ -123,6 +123,7 @@ def test_bench_needs_a_benchmark_name(capsys):
         (["train", "--model-kwargs", "depth"], "expected KEY=VALUE, got 'depth'"),
         (["train", "--keep-rates", "0.5"], "unrecognized arguments: --keep-rates 0.5"),
         (["bench", "e2e", "--sdpa", "off"], "unrecognized arguments: --sdpa off"),
+        (["bench", "e2e", "--mode", "x"], "unrecognized arguments: --mode x"),  # no abbreviated --models
         (["eval"], "required: --checkpoint"),
         (["eval", "--checkpoint", "/nonexistent.pth"], "--checkpoint: file not found: /nonexistent.pth"),
         (["demo", "--max-images", "0"], "argument --max-images: must be >= 1, got 0"),
