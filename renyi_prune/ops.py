@@ -22,7 +22,9 @@ from collections.abc import Iterator
 import torch
 
 from ._validate import FLOAT_DTYPES, check_alpha, check_flag, check_head_reduce, check_qkv, check_scale
-from .kernels import ENT_MIN, attention_entropy_bwd, attention_entropy_fwd, entropy_mode, is_interpreting
+from .kernels import attention_entropy_bwd, attention_entropy_fwd, is_interpreting
+from .kernels._common import empty_bnhd
+from .kernels.attention_entropy_fwd import alloc_fwd_outputs
 from .reference import attention_with_entropy_reference
 
 __all__ = [
@@ -57,11 +59,7 @@ def _fused_fwd(
 
 @_fused_fwd.register_fake
 def _fused_fwd_fake(q, k, v, scale, alpha, entropy_grad):
-    B, H, N, D = q.shape
-    out = q.new_empty((B, N, H, D)).transpose(1, 2)
-    stats = q.new_empty((B, H, N), dtype=torch.float32)
-    argmax = q.new_empty((B, H, N) if entropy_mode(alpha) == ENT_MIN else (0,), dtype=torch.int32)
-    return out, stats, torch.empty_like(stats), argmax
+    return alloc_fwd_outputs(q, alpha)  # the launcher's own allocation: one place for shapes and layout
 
 
 _Tensor = torch.Tensor
@@ -78,11 +76,7 @@ def _fused_bwd(
 
 @_fused_bwd.register_fake
 def _fused_bwd_fake(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha):
-    def bnhd(t: torch.Tensor) -> torch.Tensor:
-        B, H, N, D = t.shape
-        return t.new_empty((B, N, H, D)).transpose(1, 2)
-
-    return bnhd(q), bnhd(k), bnhd(v)
+    return empty_bnhd(q), empty_bnhd(q, k.shape[2]), empty_bnhd(q, v.shape[2])  # as the launcher allocates
 
 
 def _fused_setup_context(ctx, inputs, output) -> None:

@@ -100,6 +100,15 @@ def alpha_args(alpha: float) -> tuple[float, float, float]:
     return alpha, beta * _LN2.value, beta
 
 
+def empty_bnhd(like: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """An uninitialized (B, H, n, D) tensor of ``like``'s dtype and device (``like`` is (B, H, ·, D);
+    n defaults to its token count), laid out as (B, n, H, D) in memory: the layout of every kernel
+    output of that shape, so that ``x.transpose(1, 2).reshape(B, n, H * D)`` is a view. Made with
+    ``torch.empty`` (also under fake tensors), which the tests NaN-fill to catch unwritten elements."""
+    B, H, N, D = like.shape
+    return torch.empty((B, N if n is None else n, H, D), dtype=like.dtype, device=like.device).transpose(1, 2)
+
+
 def block_d(head_dim: int) -> int:
     """BLOCK_D, the head dim padded to a power of two ≥ 16 (tl.dot's minimum); masks cover the rest."""
     return max(16, triton.next_power_of_2(head_dim))

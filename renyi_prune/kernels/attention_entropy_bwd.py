@@ -34,6 +34,7 @@ from ._common import (
     _store_tile,
     alpha_args,
     block_d,
+    empty_bnhd,
     entropy_mode,
 )
 
@@ -204,11 +205,7 @@ def attention_entropy_bwd(
     """
     B, H, N, D = q.shape
     M = k.shape[2]
-
-    def bnhd(n: int) -> torch.Tensor:
-        return torch.empty((B, n, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
-
-    dq, dk, dv = bnhd(N), bnhd(M), bnhd(M)
+    dq, dk, dv = empty_bnhd(q), empty_bnhd(q, M), empty_bnhd(q, M)
     if B * H * N == 0 or M == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
 

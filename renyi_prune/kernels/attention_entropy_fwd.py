@@ -44,6 +44,7 @@ from ._common import (
     _span,
     _store_tile,
     alpha_args,
+    empty_bnhd,
     entropy_mode,
 )
 
@@ -128,6 +129,22 @@ _FWD_TILES = [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3),
 _fwd_launch = TiledKernel(_attn_entropy_fwd_kernel, _FWD_TILES, grid_block="BLOCK_M")
 
 
+def alloc_fwd_outputs(
+    q: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The uninitialized ``(out, lse, entropy, argmax)`` the forward kernel writes (shapes, dtypes and
+    layout as :func:`attention_entropy_fwd` returns them); also the custom op's fake implementation."""
+    B, H, N, _ = q.shape
+    stats = dict(dtype=torch.float32, device=q.device)
+    argmax_shape = (B, H, N) if entropy_mode(alpha) == ENT_MIN else (0,)
+    return (
+        empty_bnhd(q),
+        torch.empty((B, H, N), **stats),
+        torch.empty((B, H, N), **stats),
+        torch.empty(argmax_shape, dtype=torch.int32, device=q.device),
+    )
+
+
 def attention_entropy_fwd(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -166,10 +183,7 @@ def attention_entropy_fwd(
     B, H, N, D = q.shape
     M = k.shape[2]
     mode = entropy_mode(alpha)
-    out = torch.empty((B, N, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
-    lse = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
-    ent = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
-    argmax = torch.empty((B, H, N) if mode == ENT_MIN else (0,), dtype=torch.int32, device=q.device)
+    out, lse, ent, argmax = alloc_fwd_outputs(q, alpha)
     if B * H * N == 0:
         return out, lse, ent, argmax
 
