@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
 from .ops import FUSED_OP_NAME
-from .patch import pruning_generators
+from .patch import preserved_rng
 
 __all__ = ["count_flops", "attention_flop_handle"]
 
@@ -114,13 +114,10 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    generators = pruning_generators(model)
-    saved = [g.get_state() for g in generators]
     was_training = model.training
     model.eval()
-    fork = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type)
     try:
-        with fork, torch.no_grad(), warnings.catch_warnings():
+        with preserved_rng(model), torch.no_grad(), warnings.catch_warnings():
             x = torch.randn(batch_size, 3, *sizes, device=device, dtype=dtype)
             warnings.simplefilter("ignore")
             analysis = FlopCountAnalysis(model, x)
@@ -130,6 +127,4 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
             total = analysis.total()
     finally:
         model.train(was_training)
-        for g, state in zip(generators, saved, strict=True):
-            g.set_state(state)
     return total / 1e9

@@ -20,10 +20,11 @@ exactly the original again (same modules, parameters, buffers and methods).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import types
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "num_kept",
     "select_tokens",
     "pruning_generators",
+    "preserved_rng",
 ]
 
 _STATE = "_renyi_prune"
@@ -443,6 +445,40 @@ def pruning_generators(model: nn.Module) -> list[torch.Generator]:
     """
     states = [blk.__dict__[_STATE] for blk in _blocks(model) if _STATE in blk.__dict__]
     return [s.params["generator"] for s in states if isinstance(s.params.get("generator"), torch.Generator)]
+
+
+@contextlib.contextmanager
+def preserved_rng(model: nn.Module) -> Iterator[None]:
+    """Within: draw random numbers freely; on exit torch's global generator (and CUDA's, for a model on
+    a GPU) and every :func:`pruning_generators` generator of ``model`` are back where they were.
+
+    For a side forward (FLOP counting, validation) that must not shift the random streams a training
+    run or a ``random`` criterion depends on.
+
+    Example:
+        >>> import torch, renyi_prune
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
+        >>> _ = renyi_prune.patch(vit, prune_blocks=(1,), criterion="random")
+        >>> before = [g.get_state() for g in renyi_prune.pruning_generators(vit)] + [torch.get_rng_state()]
+        >>> from renyi_prune.patch import preserved_rng
+        >>> with preserved_rng(vit), torch.no_grad():
+        ...     _ = vit(torch.randn(2, 3, 32, 32))
+        >>> after = [g.get_state() for g in renyi_prune.pruning_generators(vit)] + [torch.get_rng_state()]
+        >>> all(torch.equal(a, b) for a, b in zip(before, after))
+        True
+    """
+    generators = pruning_generators(model)
+    saved = [g.get_state() for g in generators]
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    cuda = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda, device_type=device.type):
+            yield
+    finally:
+        for g, state in zip(generators, saved, strict=True):
+            g.set_state(state)
 
 
 def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:

@@ -86,7 +86,7 @@ from .data import (
     build_transform,
     subset,
 )
-from .patch import DEFAULT_PRUNE_BLOCKS, patch, pruning_generators, set_keep_rate
+from .patch import DEFAULT_PRUNE_BLOCKS, patch, preserved_rng, pruning_generators, set_keep_rate
 from .schedule import keep_rate_warmup
 
 __all__ = [
@@ -933,19 +933,16 @@ def evaluate(
 
 
 @contextlib.contextmanager
-def _preserve_rng(model: nn.Module, device: torch.device):
-    """Run a side computation (validation) without consuming any RNG the training uses."""
-    generators = pruning_generators(model)
-    saved = [g.get_state() for g in generators]
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+def _preserve_rng(model: nn.Module):
+    """Run a side computation (validation) without consuming any RNG the training uses: torch's and
+    the pruning criteria's (:func:`renyi_prune.patch.preserved_rng`), Python's and NumPy's."""
+    with preserved_rng(model):
         py, npy = random.getstate(), np.random.get_state()
         try:
             yield
         finally:
             random.setstate(py)
             np.random.set_state(npy)
-            for g, s in zip(generators, saved, strict=True):
-                g.set_state(s)
 
 
 def _count_gflops(model: nn.Module, img_size: int) -> float:
@@ -1380,7 +1377,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 scheduler.step(epoch + 1)
             if pruning is not None and pruning.has_warmup:
                 set_keep_rate(unwrapped, pruning.keep_rate)  # evaluate at the target keep rate
-            with _preserve_rng(unwrapped, device):  # validation must not change the training's RNG streams
+            with _preserve_rng(unwrapped):  # validation must not change the training's RNG streams
                 ev = evaluate(
                     model,
                     val_loader,
