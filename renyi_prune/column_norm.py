@@ -24,6 +24,7 @@ import torch
 from ._validate import check_head_reduce, check_qkv, check_scale, is_real
 from .kernels import attention_column_power_sum
 from .ops import check_head_dim, uses_triton
+from .reference import probs_from_logits
 
 __all__ = ["attention_column_norm", "attention_column_norm_reference"]
 
@@ -147,8 +148,7 @@ def attention_column_norm_reference(
     scale = check_scale(scale, q.shape[-1])
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
     logits = (q.to(compute) @ k.to(compute).transpose(-2, -1)) * scale
-    lse = torch.logsumexp(logits, dim=-1) if lse is None else lse.to(compute)
-    p = torch.exp(logits - lse.unsqueeze(-1)).masked_fill(torch.isneginf(lse).unsqueeze(-1), 0.0)
+    p, _ = probs_from_logits(logits, None if lse is None else lse.to(compute))
     if math.isinf(order):
         norms = p.amax(dim=-2) if p.shape[-2] else p.new_zeros(p.shape[:-2] + p.shape[-1:])
     else:

@@ -15,7 +15,7 @@ import torch
 
 from ._validate import FLOAT_DTYPES, check_alpha, check_head_reduce, check_qkv, check_scale
 
-__all__ = ["attention_probs", "renyi_entropy", "attention_with_entropy_reference"]
+__all__ = ["attention_probs", "renyi_entropy", "attention_with_entropy_reference", "probs_from_logits"]
 
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -87,6 +87,36 @@ def renyi_entropy(p: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     return torch.log((p**alpha).sum(-1)) / (1.0 - alpha)
 
 
+def probs_from_logits(
+    logits: torch.Tensor, lse: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """P = exp(logits − lse) row-wise, and the lse, with SDPA's rule for a row with no attendable key.
+
+    Args:
+        logits: (..., M) scaled logits.
+        lse: optional (...) log Σ_j exp(logits) (e.g. saved by the kernel); computed here if None.
+
+    Returns:
+        ``(p, lse)``: p (..., M), lse (...), dtype of ``logits``. A row whose logits are all −inf
+        (lse = −inf) attends to nothing: P = 0 there (its logits are replaced by 0 before the
+        softmax, so no NaN reaches the gradients), lse = −inf.
+
+    Example:
+        >>> import math, torch
+        >>> from renyi_prune.reference import probs_from_logits
+        >>> p, lse = probs_from_logits(torch.tensor([[0.0, 0.0], [-math.inf, -math.inf]]))
+        >>> p.tolist(), [round(x, 4) for x in lse.tolist()]  # lse of row 0 = log 2
+        ([[0.5, 0.5], [0.0, 0.0]], [0.6931, -inf])
+    """
+    if lse is not None:
+        return torch.exp(logits - lse.unsqueeze(-1)).masked_fill(torch.isneginf(lse).unsqueeze(-1), 0.0), lse
+    no_key = torch.isneginf(logits).all(dim=-1, keepdim=True)
+    safe = logits.masked_fill(no_key, 0.0)
+    lse = torch.logsumexp(safe, dim=-1, keepdim=True)
+    p = torch.exp(safe - lse).masked_fill(no_key, 0.0)
+    return p, lse.masked_fill(no_key, -math.inf).squeeze(-1)
+
+
 def attention_with_entropy_reference(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     alpha: float = 1.0, scale: float | None = None, head_reduce: str = "mean",
@@ -135,13 +165,7 @@ def attention_with_entropy_reference(
         raise ValueError(f"compute_dtype must be a float dtype, got {compute_dtype!r}")
     qc, kc, vc = (t.to(compute_dtype) for t in (q, k, v))
     logits = (qc @ kc.transpose(-2, -1)) * scale
-    # a row with no attendable key (all logits −inf) attends to nothing: P = 0, out = 0 (SDPA's
-    # rule); its logits are replaced by 0 first so that no NaN reaches the gradients
-    no_key = torch.isneginf(logits).all(dim=-1, keepdim=True)
-    safe = logits.masked_fill(no_key, 0.0)
-    lse = torch.logsumexp(safe, dim=-1, keepdim=True)
-    p = torch.exp(safe - lse).masked_fill(no_key, 0.0)
-    lse = lse.masked_fill(no_key, -math.inf).squeeze(-1)
+    p, lse = probs_from_logits(logits)
     if alpha == 0.0:
         # exact support of a softmax row: every key with a logit above −inf
         ent = torch.log((logits > -math.inf).sum(-1).to(compute_dtype))
