@@ -1,9 +1,11 @@
 """Eager reference for attention + Rényi attention entropy (ground truth, CPU fallback).
 
-Everything here materializes the attention matrix P of shape (B, H, N, N) and follows the
-definitions of "Rényi Attention Entropy for Patch Pruning" (Aizawa & Igaue, arXiv 2604.03803)
-literally, so it is slow and memory-hungry on purpose: it is what the fused Triton kernel in
-:mod:`renyi_prune.kernels` is tested and benchmarked against. Pass ``torch.float64`` inputs (or
+Everything here materializes the attention matrix P of shape (B, H, N, N), as the paper's code
+does ("Rényi Attention Entropy for Patch Pruning", Aizawa & Igaue, arXiv 2604.03803), so it is slow
+and memory-hungry on purpose: it is what the fused Triton kernel in :mod:`renyi_prune.kernels` is
+tested and benchmarked against. The entropy of Defs. 2–3 is evaluated in the log domain from the
+logits (:func:`renyi_entropy_from_log_probs`), exact to working precision for every order α
+(α → 1, α in the thousands, α = 1e300): p^α is never formed. Pass ``torch.float64`` inputs (or
 ``compute_dtype=torch.float64``) for an fp64 ground truth.
 """
 
@@ -15,7 +17,13 @@ import torch
 
 from ._validate import FLOAT_DTYPES, check_alpha, check_head_reduce, check_qkv, check_scale
 
-__all__ = ["attention_probs", "renyi_entropy", "attention_with_entropy_reference", "probs_from_logits"]
+__all__ = [
+    "attention_probs",
+    "renyi_entropy",
+    "renyi_entropy_from_log_probs",
+    "attention_with_entropy_reference",
+    "probs_from_logits",
+]
 
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
@@ -52,10 +60,13 @@ def renyi_entropy(p: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     α = 1 is Shannon entropy −Σ_j p_j log p_j (Def. 2), α = ∞ is min-entropy −log max_j p_j,
     α = 0 is the log of the support size, counted here as the entries with p_j > 0 (entries that
     underflowed to 0 are not counted; :func:`attention_with_entropy_reference` counts finite logits
-    instead, the exact support of a softmax row).
+    instead, the exact support of a softmax row). Evaluated in the log domain
+    (:func:`renyi_entropy_from_log_probs`), so every order is exact to working precision:
+    α → 1 does not cancel and p^α never underflows or overflows.
 
     Args:
-        p: probabilities, (..., M), rows summing to 1, any float dtype.
+        p: probabilities, (..., M), any float dtype; each row is normalized (divided by its sum)
+            before the entropy is taken, so rows need only be proportional to a distribution.
         alpha: Rényi order α ≥ 0 (``math.inf`` allowed).
 
     Returns:
@@ -78,13 +89,71 @@ def renyi_entropy(p: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     if not isinstance(p, torch.Tensor) or p.dtype not in FLOAT_DTYPES:
         raise TypeError(f"p must be a floating-point tensor, got {getattr(p, 'dtype', type(p).__name__)}")
     alpha = check_alpha(alpha)
-    if alpha == 1.0:
-        return -torch.special.xlogy(p, p).sum(-1)
-    if math.isinf(alpha):
-        return -torch.log(p.amax(-1))
     if alpha == 0.0:
         return torch.log((p > 0).sum(-1).to(p.dtype))
-    return torch.log((p**alpha).sum(-1)) / (1.0 - alpha)
+    log_p = torch.log(p)
+    return renyi_entropy_from_log_probs(log_p - torch.logsumexp(log_p, dim=-1, keepdim=True), alpha)
+
+
+# |β·x| below which e^{αx} − e^{x} is formed as e^{x}·expm1(βx), and β = α − 1 below which
+# log Σ p^α is taken through log1p (the forms the fused kernel uses; see attention_entropy_fwd.py)
+_SERIES_MAX = 0.1
+_LOG1P_MAX_BETA = 0.25
+
+
+def renyi_entropy_from_log_probs(log_p: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Rényi entropy H_α (nats) of each row of log-probabilities, stable for every order α ≥ 0.
+
+    With m = max_j log p_j (so H_∞ = −m), x_j = log p_j − m ≤ 0, l = Σ_j e^{x_j} and β = α − 1:
+
+    * α = 1: −Σ_j p_j log p_j (Def. 2 of arXiv 2604.03803), never forming 0 · (−∞);
+    * 0 < α, β < 1/4: H_α = −m − log1p(u / l) / β with u = Σ_j (e^{α x_j} − e^{x_j}), each term
+      e^{x_j}·expm1(β x_j) when |β x_j| is small, so H_α → H_1 smoothly as β → 0 (no cancellation);
+    * β ≥ 1/4: H_α = −m − (log Σ_j e^{α x_j} − log l) / β: every power is taken relative to the
+      row max, so α·log p never overflows and Σ_j e^{α x_j} ∈ [1, M];
+    * α = ∞, or β so large that H_∞ ≤ H_α ≤ (1 + 1/β)·H_∞ pins H_α to H_∞ at working precision
+      (β ≥ 1/ε of the dtype): H_∞ = −m; α = 0: log #{j : log p_j > −∞}.
+
+    All are Def. 3, H_α = log(Σ_j p_j^α) / (1 − α), rewritten; rows are assumed normalized
+    (log Σ_j p_j = 0). Differentiable (no NaN gradients from masked entries).
+
+    Args:
+        log_p: (..., M) log-probabilities, −inf allowed, any float dtype.
+        alpha: Rényi order α ≥ 0 (``math.inf`` allowed), already validated.
+
+    Returns:
+        (...,) entropies in nats, dtype of ``log_p``.
+
+    Example:
+        >>> import math, torch
+        >>> from renyi_prune.reference import renyi_entropy_from_log_probs
+        >>> log_p = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64).log()
+        >>> h1 = renyi_entropy_from_log_probs(log_p, 1.0).item()
+        >>> abs(renyi_entropy_from_log_probs(log_p, 1 - 1e-12).item() - h1) < 1e-11  # → H_1 as α → 1
+        True
+        >>> renyi_entropy_from_log_probs(log_p, 1e300).item() == math.log(2)  # = H_∞, no overflow
+        True
+    """
+    if alpha == 0.0:
+        return torch.log((log_p > -math.inf).sum(-1).to(log_p.dtype))
+    if alpha == 1.0:
+        p = torch.exp(log_p)
+        return -(p * log_p.masked_fill(p == 0, 0.0)).sum(-1)
+    m = log_p.amax(dim=-1, keepdim=True)
+    h_inf = -m.squeeze(-1)
+    beta = alpha - 1.0
+    if math.isinf(alpha) or beta * torch.finfo(log_p.dtype).eps >= 1.0:
+        return h_inf
+    x = log_p - m.masked_fill(~torch.isfinite(m), 0.0)  # ≤ 0; a row of NaN / −inf stays so
+    log_l = torch.logsumexp(x, dim=-1)
+    if beta >= _LOG1P_MAX_BETA:
+        return h_inf - (torch.logsumexp(alpha * x, dim=-1) - log_l) / beta
+    bx = beta * x
+    small = bx.abs() < _SERIES_MAX
+    e = torch.exp(x)
+    series = e * torch.expm1(torch.where(small, bx, 0.0))
+    u = torch.where(small, series, torch.exp(alpha * x) - e).sum(-1)
+    return h_inf - torch.log1p(u / torch.exp(log_l)) / beta
 
 
 def probs_from_logits(
@@ -166,11 +235,9 @@ def attention_with_entropy_reference(
     qc, kc, vc = (t.to(compute_dtype) for t in (q, k, v))
     logits = (qc @ kc.transpose(-2, -1)) * scale
     p, lse = probs_from_logits(logits)
-    if alpha == 0.0:
-        # exact support of a softmax row: every key with a logit above −inf
-        ent = torch.log((logits > -math.inf).sum(-1).to(compute_dtype))
-    else:
-        ent = renyi_entropy(p, alpha)
+    # log p from the logits (exact support: every key with a logit above −inf; no log of a rounded p)
+    log_p = logits - lse.masked_fill(~torch.isfinite(lse), 0.0).unsqueeze(-1)
+    ent = renyi_entropy_from_log_probs(log_p, alpha)
     # no distribution (NaN / +inf logits, or nothing to attend to) → no entropy
     ent = ent.masked_fill(~torch.isfinite(lse), math.nan)
     out = (p @ vc).to(q.dtype)

@@ -8,7 +8,6 @@ runs compiled and on Triton's CPU interpreter.
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -27,6 +26,9 @@ LOG2E = 1.4426950408889634
 _LN2 = tl.constexpr(0.6931471805599453)
 _RENYI_DIRECT_MIN_BETA = 0.25  # β = α − 1 at and above which Σ e^{αx} is summed directly
 _TINY_ALPHA = 1e-30  # orders below this are evaluated as α = 0
+# β at and above which orders are evaluated as α = ∞: H_∞ ≤ H_α ≤ (1 + 1/β)·H_∞ (α > 1), so from
+# β = 1/ε of fp32 on the two agree to the kernels' precision (and α·x, α/β stay finite in fp32)
+_RENYI_AS_MIN_BETA = 2.0**23
 
 # Tiles under TRITON_INTERPRET=1: large, so the Python-level loops run few iterations.
 INTERPRET_BLOCK_M = 64
@@ -42,15 +44,16 @@ def entropy_mode(alpha: float) -> int:
     Returns:
         ``ENT_SHANNON`` for α = 1, ``ENT_MIN`` for α = ∞, ``ENT_SUPPORT`` for α = 0,
         ``ENT_RENYI_LOG1P`` for 0 < α < 1.25 (α ≠ 1, the series that keeps β = α − 1 → 0 exact) and
-        ``ENT_RENYI_DIRECT`` for α ≥ 1.25 (Σ p^α summed directly). Orders below 1e-30 use the α = 0
-        mode: they differ from it by less than fp32 resolves, and would underflow to 0 in fp32
-        kernel arithmetic.
+        ``ENT_RENYI_DIRECT`` for 1.25 ≤ α < 1 + 2^23 (Σ p^α summed directly). Orders below 1e-30
+        use the α = 0 mode and orders from 1 + 2^23 on the α = ∞ mode: they differ from those
+        limits by less than fp32 resolves (H_∞ ≤ H_α ≤ (1 + 1/(α − 1))·H_∞), and would underflow
+        or overflow in fp32 kernel arithmetic.
 
     Example:
         >>> import math
         >>> from renyi_prune.kernels import ENT_MIN, ENT_SHANNON, ENT_SUPPORT, entropy_mode
         >>> from renyi_prune.kernels import ENT_RENYI_DIRECT, ENT_RENYI_LOG1P
-        >>> entropy_mode(1.0) == ENT_SHANNON, entropy_mode(math.inf) == ENT_MIN
+        >>> entropy_mode(1.0) == ENT_SHANNON, entropy_mode(math.inf) == entropy_mode(1e30) == ENT_MIN
         (True, True)
         >>> entropy_mode(0.0) == entropy_mode(1e-40) == ENT_SUPPORT
         True
@@ -59,7 +62,7 @@ def entropy_mode(alpha: float) -> int:
     """
     if alpha == 1.0:
         return ENT_SHANNON
-    if math.isinf(alpha):
+    if alpha - 1.0 >= _RENYI_AS_MIN_BETA:  # α = ∞ included
         return ENT_MIN
     if alpha < _TINY_ALPHA:
         return ENT_SUPPORT  # H_α − H_0 ≈ α·mean_j log p_j: below fp32 resolution (and α would underflow)
@@ -93,8 +96,9 @@ def is_interpreting() -> bool:
 
 def alpha_args(alpha: float) -> tuple[float, float, float]:
     """(α, β·ln 2, β) as the kernels take them, β = α − 1 in double precision on the host (so
-    α = 1 ± 1e-6 keeps its β exactly); zeros for α = ∞ (the min-entropy uses none)."""
-    if math.isinf(alpha):
+    α = 1 ± 1e-6 keeps its β exactly); zeros for the min-entropy mode (α = ∞ and orders evaluated
+    as it), which uses none."""
+    if entropy_mode(alpha) == ENT_MIN:
         return 0.0, 0.0, 0.0
     beta = alpha - 1.0
     return alpha, beta * _LN2.value, beta

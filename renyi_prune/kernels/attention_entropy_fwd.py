@@ -17,7 +17,8 @@ row max, x_j = s_j − m ≤ 0, e_j = 2^{x_j}, l = Σ e_j. When the max moves fr
   each e^{αx} − e^{x} formed as e^x·expm1(βx) when |βx| is small, so nothing cancels; then
   Σ p^α = (l + u)/l^α and H_α = ln l − log1p(u/l)/β, exact in the limit β → 0. β comes from the host
   in double precision (α − 1 loses all digits of a small β once α is rounded to fp32).
-* Rényi, β ≥ 1/4: a = Σ e_j^α ← c^α·a + Σ e_j^α;  H_α = (ln a − α ln l)/(1 − α).
+* Rényi, β ≥ 1/4: a = Σ e_j^α ← c^α·a + Σ e_j^α ∈ [1, N];  H_α = (ln a − α ln l)/(1 − α), formed
+  as ln l + (ln l − ln a)/β so that α·ln l never overflows (orders with β ≥ 2^23 run as α = ∞).
 
 The running max starts at a finite −1e30 instead of −inf, so a key tile that is fully masked or
 the first rescale never evaluates 0·(−inf) or (−inf) − (−inf). Non-finite inputs follow SDPA: a
@@ -117,7 +118,7 @@ def _attn_entropy_fwd_kernel(
     elif MODE == 4:
         ent = log2_l * _LN2 - _log1p(r_i / l_i) / beta
     else:
-        ent = (tl.log2(r_i) - alpha * log2_l) * _LN2 / (-beta)
+        ent = (log2_l + (log2_l - tl.log2(r_i)) / beta) * _LN2
     # no distribution (NaN or +inf logits, or no attendable key) → no entropy: NaN iff lse not finite
     finite = (lse2 == lse2) & (tl.abs(lse2) < float("inf"))
     tl.store(Ent + row, tl.where(finite, ent, float("nan")), mask=mask_m)
