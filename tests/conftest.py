@@ -1,5 +1,7 @@
 """Shared test helpers (the interpreter switch itself is in the root ``conftest.py``)."""
 
+import math
+
 import pytest
 import torch
 
@@ -46,3 +48,50 @@ def timm_qkv(
     g = torch.Generator().manual_seed(seed)
     qkv = (torch.randn(B, N, 3, H, D, generator=g) * scale).to(device=device, dtype=dtype)
     return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def _ranked(score: torch.Tensor, keep: str, prefix: int) -> torch.Tensor:
+    """Patch scores of each row (B, n − prefix) sorted best first (``keep``: "lowest" or "highest")."""
+    s = score[:, prefix:].double()
+    return s.sort(dim=1, descending=keep == "highest").values
+
+
+def cut_gap(score: torch.Tensor, k: int, keep: str, prefix: int = 1) -> float:
+    """Smallest gap, over the batch, between the k-th and the (k+1)-th best patch score: how far the
+    scores are from a near-tie at the cut. Kept sets from two code paths must be equal when this
+    exceeds the paths' rounding difference (then a test of equal kept sets holds on any hardware)."""
+    ranked = _ranked(score, keep, prefix)
+    if k >= ranked.shape[1]:
+        return math.inf
+    return (ranked[:, k - 1] - ranked[:, k]).abs().min().item()
+
+
+def assert_same_choices(kept_a: dict, kept_b: dict, scores: dict, keep: str, prefix: int = 1,
+                        atol: float = 1e-5) -> bool:  # fmt: skip
+    """Kept tokens of two runs (``{block: (B, prefix + k)}`` original positions, no fused tokens)
+    agree up to near-ties: a patch may be kept by one run only if its score in ``scores`` (run a's
+    :func:`renyi_prune.token_scores`) lies within ``atol`` of the cut. Floating point differs between
+    code paths, BLAS kernels and batch sizes, so only choices with a margin are compared. Blocks after
+    one that chose differently saw other tokens and are not compared. Returns whether all blocks
+    chose the same tokens."""
+    prev = None  # original positions of the tokens entering the block (None: all, in order)
+    for i in sorted(kept_a):
+        a, b, score = kept_a[i].cpu(), kept_b[i].cpu(), scores[i].cpu()
+        assert a.shape == b.shape, (i, a.shape, b.shape)
+        k = a.shape[1] - prefix
+        ranked = _ranked(score, keep, prefix)
+        same = True
+        for row in range(a.shape[0]):
+            diff = set(a[row, prefix:].tolist()) ^ set(b[row, prefix:].tolist())
+            if not diff:
+                continue
+            same = False
+            cut = ranked[row, k - 1].item()
+            inputs = list(range(score.shape[1])) if prev is None else prev[row].tolist()
+            for p in diff:
+                s = score[row, inputs.index(p)].item()
+                assert abs(s - cut) <= atol * max(1.0, abs(cut)), f"block {i}, row {row}: {p}: {s} vs {cut}"
+        if not same:
+            return False
+        prev = a
+    return True

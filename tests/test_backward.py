@@ -7,7 +7,7 @@ import timm
 import torch
 
 import renyi_prune
-from conftest import DEVICE
+from conftest import DEVICE, assert_same_choices, cut_gap
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference
 
 # gradient tolerance per input dtype, relative to the largest reference gradient (GPU half paths round
@@ -131,7 +131,11 @@ def train_step(model, x, y):
 def tiny_vit():
     torch.manual_seed(0)
     # DeiT-tiny layout (3 heads, D = 64) at 64 px: 16 patches, so the interpreter stays quick
-    return timm.create_model("deit_tiny_patch16_224", img_size=64, num_classes=10).to(DEVICE).train()
+    model = timm.create_model("deit_tiny_patch16_224", img_size=64, num_classes=10)
+    with torch.no_grad():  # peaked attention, as a trained ViT has: entropies far apart, no near-ties
+        for blk in model.blocks:
+            blk.attn.qkv.weight.mul_(4.0)
+    return model.to(DEVICE).train()
 
 
 def test_pruned_training_step_matches_eager(tiny_vit, monkeypatch):
@@ -141,13 +145,18 @@ def test_pruned_training_step_matches_eager(tiny_vit, monkeypatch):
     try:
         loss, g = train_step(tiny_vit, x, y)  # Triton forward + backward (interpreter on CPU)
         kept = renyi_prune.kept_token_indices(tiny_vit)
+        scores = renyi_prune.token_scores(tiny_vit)
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         model_cpu = tiny_vit.cpu()
         loss_ref, g_ref = train_step(model_cpu, x.cpu(), y.cpu())  # eager reference path
         kept_ref = renyi_prune.kept_token_indices(model_cpu)
     finally:
         renyi_prune.unpatch(tiny_vit.to(DEVICE))
-    assert all(torch.equal(kept[i].cpu(), kept_ref[i]) for i in kept)
+    # the paths round differently, so equal kept sets are asserted only where the scores leave a margin
+    # at the cut far above fp32 rounding (a property of this input, the same on every machine)
+    for i in kept:
+        assert cut_gap(scores[i], kept[i].shape[1] - 1, "lowest") > 1e-4, f"near-tie at block {i}: new seed"
+    assert assert_same_choices(kept, kept_ref, scores, "lowest")
     torch.testing.assert_close(loss.cpu(), loss_ref, atol=1e-5, rtol=1e-5)
     assert g.keys() == g_ref.keys() and len(g) > 0
     for name in g:

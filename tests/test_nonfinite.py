@@ -10,8 +10,10 @@ from timm.models.vision_transformer import VisionTransformer
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import renyi_prune
+from conftest import assert_same_choices
 from renyi_prune import attention_column_norm, attention_with_entropy, attention_with_entropy_reference
 from renyi_prune.column_norm import attention_column_norm_reference
+from renyi_prune.criteria import get_criterion
 from renyi_prune.patch import select_tokens
 
 # the interpreter (NumPy) warns about the inf − inf and 0/0 these tests provoke on purpose
@@ -143,12 +145,14 @@ def test_kept_indices_are_deterministic_and_batch_independent(vit, criterion):
             assert torch.equal(full[i], again[i])
             assert torch.equal(full_scores[i].isnan(), again_scores[i].isnan())
             assert torch.equal(full_scores[i].nan_to_num(), again_scores[i].nan_to_num())
+        # other batch sizes run other BLAS kernels: the same choices up to near-ties at the cut
+        keep = get_criterion(criterion).keep
         perm = torch.tensor([4, 0, 2, 1])  # without the poisoned sample, in another order
         part, _ = kept(images[perm])
-        for i in full:
-            assert torch.equal(part[i], full[i][perm]), i
+        by_sample = {i: full[i][perm] for i in full}
+        assert_same_choices(by_sample, part, {i: s[perm] for i, s in full_scores.items()}, keep)
         alone, _ = kept(images[2:3])
-        for i in full:
-            assert torch.equal(alone[i], full[i][2:3])
+        alone_scores = {i: s[2:3] for i, s in full_scores.items()}
+        assert_same_choices({i: full[i][2:3] for i in full}, alone, alone_scores, keep)
     finally:
         renyi_prune.unpatch(vit)
