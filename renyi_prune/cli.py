@@ -4,10 +4,12 @@ Commands are registered in :data:`COMMANDS` (name → :class:`Command`: a functi
 subparser's options and a function that runs it), so adding a command is one entry.
 
 Exit codes: 0 success; 1 the command failed at run time (one line ``renyi-prune <command> failed:
-<what failed>`` on stderr, no traceback unless ``--traceback``); 2 bad command-line arguments (one line
-``renyi-prune <command>: error: <the bad value and why>``); 130 interrupted. Every output file is written
-to a temporary name and renamed when complete (:mod:`renyi_prune._io`), so a failed or interrupted run
-never leaves a partial file that looks complete.
+<what failed>`` on stderr, no traceback unless ``--traceback``); 2 bad command-line arguments or a start-up
+problem (one line ``renyi-prune <command>: error: <the bad value and why>``: options that do not fit, an
+input file that is empty or truncated, an output folder that cannot be written or that another run holds);
+130 interrupted (``renyi-prune <command>: interrupted``, then what the output holds). Every output file is
+written to a temporary name and renamed when complete (:mod:`renyi_prune._io`), so a failed or interrupted
+run never leaves a partial file that looks complete.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ._argtypes import (
     positive_int,
     print_error,
 )
+from ._io import BadFileError, OutputFolderError
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "describe_failure", "main"]
 
@@ -208,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Exceptions whose message says what failed by itself; others are shown as ``TypeName: message``.
 _SELF_EXPLAINING = (OSError, ValueError, RuntimeError, ArithmeticError)
+#: Problems found before a command does its work, reported like bad arguments (exit code 2).
+_STARTUP_ERRORS = (UsageError, BadFileError, OutputFolderError)
+
+
+def _notes(err: BaseException) -> list[str]:
+    """``err``'s notes (``add_note``), each on one line."""
+    return [" ".join(str(n).split()) for n in getattr(err, "__notes__", ())]
 
 
 def describe_failure(err: BaseException) -> str:
@@ -227,8 +237,7 @@ def describe_failure(err: BaseException) -> str:
     message = " ".join(str(err).split())
     if not message or not isinstance(err, _SELF_EXPLAINING):
         message = f"{type(err).__name__}: {message}" if message else type(err).__name__
-    notes = [" ".join(str(n).split()) for n in getattr(err, "__notes__", ())]
-    return "; ".join([message, *notes])
+    return "; ".join([message, *_notes(err)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,11 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = args.command_parser.prog
     try:
         return COMMANDS[args.command].run(args)
-    except UsageError as err:
+    except _STARTUP_ERRORS as err:
         print_error(prog, err)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # the notes say what the output holds, e.g. which epoch
+        print("; ".join([f"{prog}: interrupted", *_notes(err)]), file=sys.stderr)
         return 130
     except Exception as err:
         if args.traceback:

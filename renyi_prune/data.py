@@ -312,9 +312,11 @@ def image_folder(
     """``torchvision.datasets.ImageFolder(root/split)`` with a clear error when the folder is missing.
 
     Item ``i`` is ``(transform(PIL image), class index)``; class indices follow the sorted folder names.
+    Images are decoded to RGB by :func:`renyi_prune.images.open_rgb` when an item is read.
 
     Raises:
         DatasetNotFoundError: ``root/split`` is not a folder, or it holds no class folders with images.
+        OSError: (reading an item) its image cannot be decoded; the message names the file.
 
     Example:
         >>> import tempfile
@@ -333,6 +335,8 @@ def image_folder(
     """
     from torchvision.datasets import ImageFolder
 
+    from .images import open_rgb
+
     folder = Path(root).expanduser() / split
     if not folder.is_dir():
         raise DatasetNotFoundError(
@@ -340,7 +344,7 @@ def image_folder(
             "and DIR/val/<class>/<images> (or use the offline Fashion-MNIST: --dataset fashion-mnist)"
         )
     try:
-        return ImageFolder(str(folder), transform=transform)
+        return ImageFolder(str(folder), transform=transform, loader=open_rgb)
     except FileNotFoundError as err:  # no class folder / no valid image
         raise DatasetNotFoundError(f"ImageFolder dataset {folder}: {err}") from err
 

@@ -22,7 +22,8 @@ are 1-based as in the paper; the ``prune_blocks`` field of the JSON report holds
 :func:`renyi_prune.patch`.
 
 Every output file is written atomically (temporary file in ``out_dir`` + :func:`os.replace`), so an
-interrupted run never leaves a truncated file behind.
+interrupted run never leaves a truncated file behind; the output folder is locked while the demo runs
+(:func:`renyi_prune._io.locked_folder`), and a run that fails before writing leaves no empty folder.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
-from ._io import atomic_write_bytes
+from ._io import atomic_write_bytes, locked_folder
 from .flops import count_flops
 from .ops import eager_on_cpu
 from .patch import DEFAULT_PRUNE_BLOCKS, kept_token_indices, patch, token_scores, unpatch
@@ -771,7 +772,8 @@ def run_demo(
     """Run the demo and write ``entropy_heatmaps.png``, ``kept_patches.png``, ``report.md``, ``report.json``.
 
     Args:
-        out_dir: output folder (created if needed).
+        out_dir: output folder, created if needed and locked while the demo runs (a second run into it is
+            refused); removed again if the run fails and leaves it empty.
         images_dir: folder of images; ``None`` uses the bundled sample photos
             (:func:`renyi_prune.images.sample_images`).
         model_name, checkpoint, img_size: passed to :func:`renyi_prune.pretrained.load_model`
@@ -796,6 +798,10 @@ def run_demo(
         ValueError: bad keep rate, α, criterion, ``max_images`` or ``repeats`` (or from model / image
             loading).
         FileNotFoundError: ``images_dir`` or ``checkpoint`` does not exist.
+        OSError: an image cannot be decoded (the message names the file).
+        renyi_prune._io.OutputFolderError: ``out_dir`` cannot be created or written, or another run uses it.
+        renyi_prune._io.BadFileError: ``checkpoint`` is empty, truncated, or holds Python objects besides
+            tensors.
 
     Example (arguments are checked before anything is loaded; a real run takes tens of seconds on a
     CPU, so it is skipped here; ``tests/test_demo.py`` runs it):
@@ -820,71 +826,72 @@ def run_demo(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output path exists and is not a folder: {out}")
-    out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device) if device is not None else _default_device()
 
-    model, names, x, (mean, std) = _prepare(model_name, checkpoint, img_size, images_dir, max_images, dev)
-    figure_configs = _kept_figure_configs(configs, alphas)
-    with torch.inference_mode():
-        ref = cls_embedding(model, x)
-        maps = entropy_maps(model, x)
-        rows, kept = compare(model, x, configs, ref, img_size, prune_blocks, repeats, progress)
+    with locked_folder(out, "renyi-prune demo"):  # removed again if the run fails before writing
+        model, names, x, (mean, std) = _prepare(model_name, checkpoint, img_size, images_dir, max_images, dev)
+        figure_configs = _kept_figure_configs(configs, alphas)
+        with torch.inference_mode():
+            ref = cls_embedding(model, x)
+            maps = entropy_maps(model, x)
+            rows, kept = compare(model, x, configs, ref, img_size, prune_blocks, repeats, progress)
 
-    shown = _display_images(x, mean, std)
-    npt, grid = model.num_prefix_tokens, tuple(model.patch_embed.grid_size)
-    heat_blocks = sorted({0, *prune_blocks, len(model.blocks) - 1})  # paper's blocks 1, 4, 7, 10, 12
-    kept_shown = {_figure_label(c): kept[c] for c in figure_configs}
-    fused = [_figure_label(c) for c in figure_configs if c.spec.fuse_pruned]
-    kept_title = (
-        f"Patches kept by the pruning blocks at keep rate {figure_configs[0].keep_rate:g} (pruned patches "
-        f"greyed out{'; +fused: and one fused token' if fused else ''})"
-    )
-    _save_figure(plot_entropy_heatmaps(shown, names[:HEATMAP_IMAGES], maps, heat_blocks), out / ENTROPY_PNG)
-    _save_figure(
-        plot_kept_patches(shown, names[:KEPT_IMAGES], kept_shown, npt, grid, fused, kept_title),
-        out / KEPT_PNG,
-    )
+        shown = _display_images(x, mean, std)
+        npt, grid = model.num_prefix_tokens, tuple(model.patch_embed.grid_size)
+        heat_blocks = sorted({0, *prune_blocks, len(model.blocks) - 1})  # paper's blocks 1, 4, 7, 10, 12
+        kept_shown = {_figure_label(c): kept[c] for c in figure_configs}
+        fused = [_figure_label(c) for c in figure_configs if c.spec.fuse_pruned]
+        kept_title = (
+            f"Patches kept by the pruning blocks at keep rate {figure_configs[0].keep_rate:g} (pruned "
+            f"patches greyed out{'; +fused: and one fused token' if fused else ''})"
+        )
+        _save_figure(
+            plot_entropy_heatmaps(shown, names[:HEATMAP_IMAGES], maps, heat_blocks), out / ENTROPY_PNG
+        )
+        _save_figure(
+            plot_kept_patches(shown, names[:KEPT_IMAGES], kept_shown, npt, grid, fused, kept_title),
+            out / KEPT_PNG,
+        )
 
-    device_desc, timing_mode, attention_path = _device_info(dev)
-    report = {
-        "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-        "model": _model_info(model, model_name, checkpoint, img_size),
-        "device": device_desc,
-        "renyi_attention_path": attention_path,
-        "versions": _versions(),
-        "images": names,
-        "prune_blocks": list(prune_blocks),
-        "timing": {
-            "batch_size": len(names),
-            "repeats": repeats,
-            "warmup": 1,
-            "order": "round-robin",
-            "mode": timing_mode,
-        },
-        "gflops_counting": "fvcore (one multiply-add = one FLOP, per image) on the eager CPU path, once per "
-        "criterion and keep rate (a CPU copy of the model when it runs elsewhere)",
-        "results": rows,
-        "entropy_blocks": heat_blocks,
-        "mean_entropy_per_block": maps.mean(dim=(1, 2, 3)).tolist(),
-        "criteria": {
-            name: {
-                "patch_criterion": spec.criterion,
-                "criterion_params": dict(spec.params),
-                "fuse_pruned": spec.fuse_pruned,
-                "description": spec.description,
-            }
-            for name, spec in DEMO_CRITERIA.items()
-            if name in criteria
-        },
-        "kept_figure_configs": [c.label for c in figure_configs],
-        "figures": {"entropy_heatmaps": ENTROPY_PNG, "kept_patches": KEPT_PNG},
-    }
-    report["wall_time_s"] = time.perf_counter() - t_start
-    atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
-    atomic_write_bytes(out / REPORT_MD, render_markdown(report).encode())
-    return report
+        device_desc, timing_mode, attention_path = _device_info(dev)
+        report = {
+            "created": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "model": _model_info(model, model_name, checkpoint, img_size),
+            "device": device_desc,
+            "renyi_attention_path": attention_path,
+            "versions": _versions(),
+            "images": names,
+            "prune_blocks": list(prune_blocks),
+            "timing": {
+                "batch_size": len(names),
+                "repeats": repeats,
+                "warmup": 1,
+                "order": "round-robin",
+                "mode": timing_mode,
+            },
+            "gflops_counting": "fvcore (one multiply-add = one FLOP, per image) on the eager CPU path, once "
+            "per criterion and keep rate (a CPU copy of the model when it runs elsewhere)",
+            "results": rows,
+            "entropy_blocks": heat_blocks,
+            "mean_entropy_per_block": maps.mean(dim=(1, 2, 3)).tolist(),
+            "criteria": {
+                name: {
+                    "patch_criterion": spec.criterion,
+                    "criterion_params": dict(spec.params),
+                    "fuse_pruned": spec.fuse_pruned,
+                    "description": spec.description,
+                }
+                for name, spec in DEMO_CRITERIA.items()
+                if name in criteria
+            },
+            "kept_figure_configs": [c.label for c in figure_configs],
+            "figures": {"entropy_heatmaps": ENTROPY_PNG, "kept_patches": KEPT_PNG},
+        }
+        report["wall_time_s"] = time.perf_counter() - t_start
+        report_json = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        atomic_write_bytes(out / REPORT_JSON, report_json.encode())
+        atomic_write_bytes(out / REPORT_MD, render_markdown(report).encode())
+        return report
 
 
 def _prepare(

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-__all__ = ["IMAGE_EXTENSIONS", "load_image_dir", "preprocess", "sample_images"]
+__all__ = ["IMAGE_EXTENSIONS", "load_image_dir", "open_rgb", "preprocess", "sample_images"]
 
 #: File extensions (lower case) picked up by :func:`load_image_dir`.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -86,6 +86,34 @@ def sample_images() -> list[tuple[str, Image.Image]]:
     return out
 
 
+def open_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """The image file ``path``, fully decoded and converted to RGB (grayscale, palette and RGBA images
+    included; alpha is dropped).
+
+    Raises:
+        OSError: the file cannot be read or decoded (missing, not an image, truncated, ...); the message
+            names the file, whatever PIL's own error says.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> Image.new("L", (40, 30)).save(folder / "gray.png")
+        >>> image = open_rgb(folder / "gray.png")
+        >>> image.mode, image.size
+        ('RGB', (40, 30))
+        >>> _ = (folder / "cut.png").write_bytes((folder / "gray.png").read_bytes()[:40])
+        >>> open_rgb(folder / "cut.png")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        OSError: cannot read image .../cut.png: ...
+    """
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # what PIL raises
+        raise OSError(f"cannot read image {path}: {err}") from err
+
+
 def load_image_dir(path: str | os.PathLike[str]) -> list[tuple[str, Image.Image]]:
     """Load every image file directly inside a folder (not recursive).
 
@@ -104,7 +132,8 @@ def load_image_dir(path: str | os.PathLike[str]) -> list[tuple[str, Image.Image]
         FileNotFoundError: ``path`` does not exist.
         NotADirectoryError: ``path`` exists but is not a folder.
         ValueError: the folder holds no file with an image extension.
-        PIL.UnidentifiedImageError / OSError: a file with an image extension cannot be decoded.
+        OSError: a file with an image extension cannot be decoded (the message names it, see
+            :func:`open_rgb`).
 
     Example:
         >>> import tempfile
@@ -131,11 +160,7 @@ def load_image_dir(path: str | os.PathLike[str]) -> list[tuple[str, Image.Image]
     )
     if not files:
         raise ValueError(f"no images found in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    out: list[tuple[str, Image.Image]] = []
-    for file in files:
-        with Image.open(file) as img:
-            out.append((file.name, img.convert("RGB")))
-    return out
+    return [(file.name, open_rgb(file)) for file in files]
 
 
 def preprocess(

