@@ -93,7 +93,9 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
     Raises:
         ImportError: fvcore is not installed.
         TypeError: ``model`` is not an ``nn.Module``.
-        ValueError: ``img_size`` or ``batch_size`` is not a positive int.
+        ValueError: ``img_size`` or ``batch_size`` is not a positive int, or the model fails on an
+            input of that size (an ``AssertionError``/``RuntimeError`` of the forward, e.g. timm's for
+            a model with a fixed input size, or a side that is not a multiple of the patch size).
 
     Example:
         >>> import timm, renyi_prune
@@ -125,6 +127,14 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
             analysis.set_op_handle(FUSED_OP_NAME, attention_flop_handle)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             total = analysis.total()
+    except (AssertionError, RuntimeError) as e:
+        if isinstance(e, (NotImplementedError, torch.OutOfMemoryError)):
+            raise
+        # e.g. timm: a fixed input size, or a side that is not a multiple of the patch size
+        raise ValueError(
+            f"count_flops: the model cannot take img_size={img_size!r} (a {(batch_size, 3, *sizes)} batch): "
+            f"{type(e).__name__}: {e}"
+        ) from e
     finally:
         model.train(was_training)
     return total / 1e9

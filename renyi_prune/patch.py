@@ -14,17 +14,32 @@ any token (it can be pruned and fused again). A block that prunes nothing (keep 
 fused token, so ``keep_rate=1.0`` gives the unpatched model with or without fusion.
 
 Only the pruning blocks are touched (their ``forward`` is replaced on the instance); every other
-block keeps timm's own code path. :func:`unpatch` deletes what :func:`patch` added, so the model is
-exactly the original again (same modules, parameters, buffers and methods).
+block keeps timm's own code path. The model's ``forward_intermediates`` (and with it timm's
+``get_intermediate_layers``) is wrapped on the instance so that intermediates after a pruning block
+come back on the full patch grid (see :func:`patch`). :func:`unpatch` deletes what :func:`patch`
+added and puts back any instance attribute it hid (e.g. a ``forward`` the user had set on a block),
+so the model is exactly the original again (same modules, parameters, buffers and methods).
+
+A patched model can be deep-copied, pickled and ``torch.save``-d whole (e.g. by timm's
+``ModelEmaV3``); the copy prunes like the original (the generators of ``random`` continue from the
+same state) and starts with no record of a forward. What :func:`kept_token_indices` and
+:func:`token_scores` report is recorded per thread, so threads sharing one model each read their own
+last forward. Under gradient checkpointing (``torch.utils.checkpoint``, timm's
+``set_grad_checkpointing``) a recomputed pruning block reuses the decision of its forward, so
+backward runs through the tokens the forward kept (see :func:`patch`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import math
-import types
+import numbers
+import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +47,7 @@ import torch
 from torch import nn
 
 from ._validate import check_alpha, check_int, check_keep_rate
-from .criteria import Criterion, get_criterion, run_attention
+from .criteria import AttentionPass, Criterion, get_criterion, run_attention
 
 __all__ = [
     "patch",
@@ -48,28 +63,101 @@ __all__ = [
 
 _STATE = "_renyi_prune"
 DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
+_SIGNIFICANT_DIGITS = 9  # num_kept: r · (n − prefix) is rounded to these before the ceiling
+
+
+@dataclass
+class _Record:
+    """What one pruning block did in one forward, in block-input positions."""
+
+    keep_index: torch.Tensor  # (B, prefix + k) kept tokens
+    score: torch.Tensor  # (B, n) criterion score of every token that entered
+    fused: bool  # whether a fused token was appended after the kept ones
+
+
+class _ForwardLog:
+    """The records of the last forward through a patched model, one per pruning block, per thread.
+
+    The first pruning block of a forward starts a new record set, so a thread always reads the blocks
+    of one forward; threads sharing the model do not see each other's forwards. A copy or a pickle
+    of the log is empty (the records belong to the forwards of the original).
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return _ForwardLog, ()
+
+    def write(self, block: int, record: _Record, first: bool) -> None:
+        if first or not hasattr(self._local, "records"):
+            self._local.records = {}
+        self._local.records[block] = record
+
+    def read(self) -> dict[int, _Record]:
+        """This thread's records of its last forward, by block index (empty before any forward)."""
+        return dict(sorted(getattr(self._local, "records", {}).items()))
+
+
+@dataclass
+class _Overrides:
+    """Instance attributes a patch set on a module, and those they hid (set on the instance before)."""
+
+    names: tuple[str, ...]
+    hidden: dict[str, Any]
+
+    @classmethod
+    def install(cls, module: nn.Module, attributes: dict[str, Any]) -> _Overrides:
+        hidden = {name: module.__dict__[name] for name in attributes if name in module.__dict__}
+        module.__dict__.update(attributes)
+        return cls(tuple(attributes), hidden)
+
+    def remove(self, module: nn.Module) -> None:
+        for name in self.names:
+            module.__dict__.pop(name, None)
+        module.__dict__.update(self.hidden)
+
+    def original(self, module: nn.Module, name: str) -> Callable[..., Any]:
+        """The method ``name`` of ``module`` as it was before the patch (bound)."""
+        if name in self.hidden:
+            return self.hidden[name]
+        return getattr(type(module), name).__get__(module, type(module))
 
 
 @dataclass
 class _BlockState:
+    index: int
+    first: bool  # the first pruning block: starts the record of a forward
     criterion: Criterion
     keep_rate: float
     params: dict[str, Any]  # the criterion's parameters for this block (alpha, order, generator, ...)
     num_prefix_tokens: int
     fuse_pruned: bool
     needs: frozenset[str]
-    # what the last forward did: kept tokens (B, prefix + k) and scores (B, n), in block-input
-    # positions, and whether a fused token was appended
-    keep_index: torch.Tensor | None = field(default=None, repr=False)
-    score: torch.Tensor | None = field(default=None, repr=False)
-    fused: bool = False
+    log: _ForwardLog  # shared by the pruning blocks of one model
+    overrides: _Overrides | None = field(default=None, repr=False)
+    # (keep, pruned) decided by forwards whose input is still alive, for a checkpoint's recomputation
+    decisions: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "decisions": {}}  # decisions belong to the original's live forwards
+
+
+@dataclass
+class _ModelState:
+    log: _ForwardLog
+    overrides: _Overrides
 
 
 def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
     """Patch tokens kept by a pruning block: ceil(r · (n − prefix)).
 
-    The product is rounded to 1e-9 before the ceiling so that e.g. r = 0.7, n − prefix = 140 keeps
-    98 tokens, not 99 through the binary representation of 0.7.
+    The product is rounded to 9 significant digits before the ceiling, so that e.g. r = 0.7,
+    n − prefix = 140 keeps 98 tokens, not 99 through the binary representation of 0.7 (0.7 · 140 =
+    98.00000000000001), while a tiny product stays positive (ceil(1e-10 · 1) = 1). Hence at least one
+    patch survives whenever there is one (r > 0), also on models without prefix tokens.
 
     Raises:
         TypeError / ValueError: ``keep_rate`` outside (0, 1], counts that are not ints, or
@@ -79,6 +167,8 @@ def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
         >>> from renyi_prune import num_kept
         >>> [num_kept(197, 1, r) for r in (1.0, 0.7, 0.5, 0.3)]  # DeiT at 224 px: CLS + 196 patches
         [196, 138, 98, 59]
+        >>> num_kept(141, 1, 0.7), num_kept(1, 0, 1e-10), num_kept(1, 1, 0.5)  # 140, 1 and 0 patches
+        (98, 1, 0)
     """
     keep_rate = check_keep_rate(keep_rate)
     if isinstance(num_tokens, (torch.SymInt, torch.Tensor)):  # traced by torch.compile / jit.trace
@@ -87,7 +177,10 @@ def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
     check_int("num_prefix_tokens", num_prefix_tokens, 0)
     if num_tokens < num_prefix_tokens:
         raise ValueError(f"num_tokens={num_tokens} is smaller than num_prefix_tokens={num_prefix_tokens}")
-    return math.ceil(round(keep_rate * (num_tokens - num_prefix_tokens), 9))
+    product = keep_rate * (num_tokens - num_prefix_tokens)
+    if product == 0:
+        return 0
+    return math.ceil(round(product, _SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(product))))
 
 
 def select_tokens(
@@ -151,10 +244,14 @@ def _gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def _pruning_block_forward(
     self: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
 ) -> torch.Tensor:
-    """Forward of a timm ``Block`` that prunes tokens after its attention residual."""
+    """Forward of a timm ``Block`` that prunes tokens after its attention residual.
+
+    Installed on the block instance as ``functools.partial(_pruning_block_forward, block)``, which,
+    unlike a bound method of a function the class does not have, copies and pickles with the block.
+    """
     if attn_mask is not None or is_causal:
         raise NotImplementedError("renyi_prune: pruning blocks do not support attn_mask or is_causal")
-    state: _BlockState = getattr(self, _STATE)
+    state: _BlockState = self.__dict__[_STATE]
     attn = self.attn
     B, N, _ = x.shape
     qkv = attn.qkv(self.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
@@ -166,23 +263,82 @@ def _pruning_block_forward(
     )
     out = attention.out.transpose(1, 2).reshape(B, N, attn.attn_dim)
     out = attn.proj_drop(attn.proj(attn.norm(out)))
-    x = x + self.drop_path1(self.ls1(out))
+    h = x + self.drop_path1(self.ls1(out))
 
-    score = state.criterion.score(attention, params)
-    k_keep = num_kept(N, state.num_prefix_tokens, state.keep_rate)
-    keep, pruned = select_tokens(
-        score, state.num_prefix_tokens, k_keep, state.criterion.keep, return_pruned=True
-    )
-    state.keep_index, state.score = keep, score.detach()
-    state.fused = state.fuse_pruned and pruned.shape[1] > 0  # nothing pruned → nothing to fuse
-    if state.fused:
+    keep, pruned = _decide(state, attention, x)
+    if state.fuse_pruned and pruned.shape[1] > 0:  # nothing pruned → nothing to fuse
         # EViT's inattentive-token fusion: Σ over pruned tokens of (head-mean CLS attention) · token
-        weight = attention.cls_attn.mean(dim=1).gather(1, pruned).to(x.dtype)
-        fused = (_gather_tokens(x, pruned) * weight.unsqueeze(-1)).sum(dim=1, keepdim=True)
-        x = torch.cat([_gather_tokens(x, keep), fused], dim=1)
+        weight = attention.cls_attn.mean(dim=1).gather(1, pruned).to(h.dtype)
+        fused = (_gather_tokens(h, pruned) * weight.unsqueeze(-1)).sum(dim=1, keepdim=True)
+        h = torch.cat([_gather_tokens(h, keep), fused], dim=1)
     elif keep.shape[1] < N:
-        x = _gather_tokens(x, keep)
-    return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        h = _gather_tokens(h, keep)
+    return h + self.drop_path2(self.ls2(self.mlp(self.norm2(h))))
+
+
+def _decide(
+    state: _BlockState, attention: AttentionPass, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's kept (B, prefix + k) and pruned (B, n − prefix − k) token indices for input ``x``.
+
+    A forward scores, selects, records (for :func:`kept_token_indices`) and remembers its decision
+    while ``x`` lives. A checkpoint's recomputation of that forward (same input) reuses the decision
+    instead: it records nothing and draws nothing, so backward runs through the forward's tokens.
+
+    Raises:
+        RuntimeError: a recomputation of a ``random`` block whose input the forward did not see (a
+            checkpointed region that starts before the block), where the draw cannot be repeated.
+    """
+    recomputing = _recomputing()
+    if recomputing:
+        decision = state.decisions.get(_input_key(x))
+        if decision is not None:
+            return decision
+        if "generator" in state.params:
+            raise RuntimeError(
+                f"renyi_prune: pruning block {state.index} (criterion={state.criterion.name!r}) is "
+                "recomputed by a gradient checkpoint whose region starts before the block, so its random "
+                "draw cannot be repeated; checkpoint each block on its own (timm's "
+                "set_grad_checkpointing does) or use a deterministic criterion"
+            )
+    score = state.criterion.score(attention, state.params)
+    k = num_kept(x.shape[1], state.num_prefix_tokens, state.keep_rate)
+    keep, pruned = select_tokens(
+        score, state.num_prefix_tokens, k, state.criterion.keep, return_pruned=True
+    )
+    if not recomputing:
+        fused = state.fuse_pruned and pruned.shape[1] > 0
+        state.log.write(state.index, _Record(keep, score.detach(), fused), first=state.first)
+        _remember(state.decisions, x, (keep, pruned))
+    return keep, pruned
+
+
+def _recomputing() -> bool:
+    """Whether this forward runs inside a backward pass: a gradient checkpoint recomputing a forward
+    (``torch.utils.checkpoint``, reentrant or not; timm's ``set_grad_checkpointing``)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return torch._C._current_graph_task_id() != -1
+
+
+def _input_key(x: torch.Tensor) -> tuple[Any, ...]:
+    """Identifies a block input while it lives; a checkpoint recomputes from the same tensor (or, when
+    reentrant, a detached alias sharing storage and version counter)."""
+    storage = x.untyped_storage().data_ptr()
+    return (x.device, x.dtype, storage, x.storage_offset(), tuple(x.shape), x.stride(), x._version)
+
+
+def _remember(
+    decisions: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    decision: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    """Keep ``decision`` for a recomputation from input ``x``, until ``x`` is freed."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or x.is_inference():
+        return  # compiled graphs recompute by themselves; inference tensors have no backward
+    key = _input_key(x)
+    decisions[key] = decision
+    weakref.finalize(x, decisions.pop, key, None)
 
 
 def _check_supported(blocks: list[nn.Module], prune_blocks: list[int]) -> None:
@@ -237,7 +393,7 @@ def patch(
             log N (softmax attention has full support), so all tokens tie and the first patches by
             position are kept; a warning says so.
         prune_blocks: 0-based indices of the pruning blocks (default 3, 6, 9 = the paper's blocks
-            4, 7, 10).
+            4, 7, 10): an iterable of ints (Python or NumPy integers).
         criterion: a registered criterion (:func:`renyi_prune.criteria.available_criteria`):
             ``renyi`` (default), ``shannon``, ``evit``, ``colln``, ``headvar``, ``headmad``, ``random``.
         fuse_pruned: merge the pruned patches of each pruning block into one extra token, weighted
@@ -251,8 +407,30 @@ def patch(
         patch. After a forward, :func:`kept_token_indices` and :func:`token_scores` give what each
         pruning block kept and why; :func:`set_keep_rate` changes the keep rate in place.
 
+    The patched model in the rest of timm and PyTorch:
+
+    * ``forward_features`` returns the pruned sequence (prefix, kept tokens, a fused token) and
+      ``forward_head`` pools it, as ``model(x)`` does. ``forward_intermediates`` (and timm's
+      ``get_intermediate_layers``) returns the patch tokens after a pruning block on the full grid:
+      each kept token at its patch's cell, **zeros** at pruned patches, a fused token left out, in
+      ``(B, C, H, W)`` for ``output_fmt="NCHW"`` and ``(B, H·W, C)`` for ``"NLC"``; prefix tokens and
+      every intermediate before the first pruning block are timm's own.
+    * Gradient checkpointing (timm's ``set_grad_checkpointing``, ``torch.utils.checkpoint`` reentrant
+      or not): a recomputed pruning block reuses the kept set of its forward (found by its input
+      tensor) instead of choosing again, so gradients are those of the forward's tokens and ``random``
+      draws once per forward. A checkpointed region must start at a ``random`` block (one region
+      per block, as timm makes them), else its backward raises ``RuntimeError``; deterministic
+      criteria recompute the same choice anyway.
+    * ``copy.deepcopy``, ``pickle``, ``torch.save`` of the whole model, timm's ``ModelEmaV3``: the copy
+      prunes like the original (``random`` generators continue from the same state) and records
+      nothing until its own forward; pickles name the criterion, which must be registered on load.
+    * Threads may share a patched model; each reads its own last forward.
+    * A ``forward`` the user had set on a pruning block instance is set aside while patched and put
+      back by :func:`unpatch`.
+
     Raises:
-        TypeError: the model or a pruning block is not supported (named in the message).
+        TypeError: the model or a pruning block is not supported (named in the message), or a
+            ``prune_blocks`` entry is not an int (e.g. the string ``"3,6"``).
         ValueError: keep_rate outside (0, 1], α < 0 or NaN, a schedule whose length is not the
             number of pruning blocks, bad or repeated block index, unknown criterion or criterion
             parameter, fusion without a CLS token.
@@ -276,9 +454,7 @@ def patch(
             f"renyi_prune.patch: unsupported model {type(model).__name__}; expected a timm VisionTransformer "
             "with .blocks (nn.Sequential) and an int .num_prefix_tokens"
         )
-    if not isinstance(prune_blocks, Iterable):
-        raise TypeError(f"prune_blocks must be an iterable of block indices, got {prune_blocks!r}")
-    prune_blocks = sorted(_check_prune_blocks(list(prune_blocks), len(blocks)))
+    prune_blocks = _check_prune_blocks(prune_blocks, len(blocks))
     keep_rates = _per_block("keep_rate", keep_rate, len(prune_blocks), check_keep_rate)
     crit = get_criterion(criterion)
     params = dict(crit.params)
@@ -316,6 +492,7 @@ def patch(
 
     unpatch(model)
     device = next(model.parameters()).device
+    log = _ForwardLog()
     for i, rate, a in zip(prune_blocks, keep_rates, alphas, strict=True):
         block_params = dict(params)
         if uses_alpha:
@@ -325,9 +502,123 @@ def patch(
                 int(block_params["seed"]) + i
             )
         blk = blocks[i]
-        setattr(blk, _STATE, _BlockState(crit, rate, block_params, npt, fuse_pruned, frozenset(needs)))
-        blk.forward = types.MethodType(_pruning_block_forward, blk)
+        state = _BlockState(
+            i, i == prune_blocks[0], crit, rate, block_params, npt, fuse_pruned, frozenset(needs), log
+        )
+        state.overrides = _Overrides.install(blk, {"forward": functools.partial(_pruning_block_forward, blk)})
+        blk.__dict__[_STATE] = state
+    overrides = _Overrides.install(model, _model_methods(model))
+    model.__dict__[_STATE] = _ModelState(log, overrides)
     return model
+
+
+_INTERMEDIATES_ARGS = frozenset({"indices", "output_fmt", "intermediates_only"})
+
+
+def _model_methods(model: nn.Module) -> dict[str, Callable[..., Any]]:
+    """The instance methods :func:`patch` puts on the model: ``forward_intermediates`` on the patch grid
+    (timm's ``get_intermediate_layers`` calls it), or one that refuses for a signature it does not know."""
+    method = getattr(type(model), "forward_intermediates", None)
+    if method is None:
+        return {}
+    if _INTERMEDIATES_ARGS <= set(inspect.signature(method).parameters):
+        wrapper = functools.partial(_pruned_forward_intermediates, model)
+    else:
+        wrapper = functools.partial(_refuse_intermediates, type(model).__name__)
+    return {"forward_intermediates": wrapper}
+
+
+def _refuse_intermediates(model_name: str, *args: Any, **kwargs: Any) -> Any:
+    raise NotImplementedError(
+        f"renyi_prune: {model_name}.forward_intermediates is not timm VisionTransformer's, so a patched "
+        "model cannot put its pruned intermediates back on the patch grid; renyi_prune.unpatch(model) first"
+    )
+
+
+def _pruned_forward_intermediates(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """timm's ``VisionTransformer.forward_intermediates`` on a patched model (same arguments, same output
+    structure); see :func:`patch`.
+
+    Patch-token intermediates of a block at or after a pruning block come back on the full grid in
+    raster order: (B, C, H, W) for ``output_fmt="NCHW"``, (B, H·W, C) for ``"NLC"``, each kept token at
+    its patch's cell, zeros at pruned patches, a fused token (``fuse_pruned``) left out. Prefix tokens
+    are returned as timm returns them; the final features are the pruned sequence, as
+    ``forward_features`` returns it.
+
+    Raises:
+        ValueError: ``output_fmt`` not ``"NCHW"``/``"NLC"``, or the tokens entering the first pruning
+            block are not the image's patch grid (e.g. timm's patch dropout in training).
+    """
+    overrides: _Overrides = model.__dict__[_STATE].overrides
+    original = overrides.original(model, "forward_intermediates")
+    bound = inspect.signature(original).bind(*args, **kwargs)
+    bound.apply_defaults()
+    arguments = bound.arguments
+    output_fmt = arguments["output_fmt"]
+    if output_fmt not in ("NCHW", "NLC"):
+        raise ValueError(f"forward_intermediates: output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+    arguments["output_fmt"] = "NLC"  # the grid is made here, from the tokens and the record
+    result = original(*bound.args, **bound.kwargs)
+    image = next(iter(arguments.values()))
+
+    def to_grids(spatial: list[torch.Tensor]) -> list[torch.Tensor]:
+        return _patch_grids(model, spatial, image, arguments["indices"], output_fmt)
+
+    if arguments.get("output_dict", False):
+        return {**result, "image_intermediates": to_grids(result["image_intermediates"])}
+    items = result if arguments["intermediates_only"] else result[1]
+    grids = to_grids([item[0] if isinstance(item, tuple) else item for item in items])
+    items = [(g, item[1]) if isinstance(item, tuple) else g for item, g in zip(items, grids, strict=True)]
+    return items if arguments["intermediates_only"] else (result[0], items)
+
+
+def _patch_grids(
+    model: nn.Module, spatial: list[torch.Tensor], image: torch.Tensor, indices: Any, output_fmt: str
+) -> list[torch.Tensor]:
+    """Patch tokens (B, L, C) after each intermediate block (ascending, as timm takes them) → the grid."""
+    from timm.models._features import feature_take_indices
+
+    blocks = sorted(set(feature_take_indices(len(model.blocks), indices)[0]))
+    pe = model.patch_embed
+    H, W = pe.dynamic_feat_size(tuple(image.shape[-2:])) if hasattr(pe, "dynamic_feat_size") else pe.grid_size
+    prune_blocks = list(_pruning_states(model))
+    grids = []
+    for i, tokens in zip(blocks, spatial, strict=True):
+        if i >= prune_blocks[0]:  # this forward ran the pruning blocks up to i: read its record
+            tokens = _scatter_patches(tokens, _patch_cells(model, i, H * W), H * W)
+        if output_fmt == "NCHW":
+            tokens = tokens.reshape(tokens.shape[0], H, W, -1).permute(0, 3, 1, 2).contiguous()
+        grids.append(tokens)
+    return grids
+
+
+def _patch_cells(model: nn.Module, block: int, num_cells: int) -> torch.Tensor:
+    """(B, L) grid cell of each patch token after ``block`` in this thread's last forward (< 0: fused).
+
+    Raises:
+        ValueError: the first pruning block's input was not prefix + the ``num_cells`` patches.
+    """
+    records = _last_records(model)
+    npt = model.num_prefix_tokens
+    first = next(iter(records))
+    entered = records[first].score.shape[1] - npt
+    if entered != num_cells:
+        raise ValueError(
+            f"forward_intermediates: {entered} patch tokens entered pruning block {first}, not the "
+            f"{num_cells} of the image's patch grid (patch dropout?): the grid positions are unknown"
+        )
+    cells = next(iter(records.values())).keep_index
+    for i, _, origin in _composed(records):
+        if i <= block:
+            cells = origin
+    return cells[:, npt:] - npt
+
+
+def _scatter_patches(tokens: torch.Tensor, cells: torch.Tensor, num_cells: int) -> torch.Tensor:
+    """(B, L, C) tokens at their (B, L) cells of a zero (B, num_cells, C) grid; cells < 0 are dropped."""
+    B, _, C = tokens.shape
+    index = torch.where(cells >= 0, cells, num_cells).unsqueeze(-1).expand(-1, -1, C)
+    return tokens.new_zeros(B, num_cells + 1, C).scatter(1, index, tokens)[:, :num_cells]
 
 
 def set_keep_rate(model: nn.Module, keep_rate: float | Sequence[float]) -> None:
@@ -356,15 +647,22 @@ def set_keep_rate(model: nn.Module, keep_rate: float | Sequence[float]) -> None:
         state.keep_rate = rate
 
 
-def _check_prune_blocks(prune_blocks: list[Any], depth: int) -> list[int]:
+def _check_prune_blocks(prune_blocks: Any, depth: int) -> list[int]:
+    """Sorted block indices: ints (Python or NumPy) in [0, depth), at least one, none repeated."""
+    if isinstance(prune_blocks, (str, bytes)) or not isinstance(prune_blocks, Iterable):
+        raise TypeError(f"prune_blocks must be an iterable of int block indices, got {prune_blocks!r}")
+    indices = []
     for i in prune_blocks:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < depth:
-            raise ValueError(f"prune block index {i!r} is out of range for a model with {depth} blocks")
-    if not prune_blocks:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"prune block index {i!r} is not an int (it is a {type(i).__name__})")
+        if not 0 <= i < depth:
+            raise ValueError(f"prune block index {int(i)} is out of range for a model with {depth} blocks")
+        indices.append(int(i))
+    if not indices:
         raise ValueError("prune_blocks is empty: name at least one block (or do not patch the model)")
-    if len(set(prune_blocks)) != len(prune_blocks):
-        raise ValueError(f"prune_blocks has repeated indices: {prune_blocks}")
-    return prune_blocks
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"prune_blocks has repeated indices: {indices}")
+    return sorted(indices)
 
 
 def _per_block(name: str, value: Any, n: int, check: Any) -> list[Any]:
@@ -386,7 +684,10 @@ def _blocks(model: nn.Module) -> Iterable[nn.Module]:
 def unpatch(model: nn.Module) -> nn.Module:
     """Undo :func:`patch`: every block gets timm's own ``forward`` back. Returns ``model``.
 
-    A model that was never patched is returned unchanged.
+    The instance attributes :func:`patch` set (block ``forward``, the model's
+    ``forward_intermediates``) are deleted, and any the user had set on the instance before patching
+    (e.g. a wrapper assigned to ``model.blocks[3].forward``) is back. A model that was never patched
+    is returned unchanged.
 
     Example:
         >>> import renyi_prune
@@ -397,10 +698,10 @@ def unpatch(model: nn.Module) -> nn.Module:
         >>> renyi_prune.is_patched(vit), vit.blocks[1].forward == before
         (False, True)
     """
-    for blk in _blocks(model):
-        if _STATE in blk.__dict__:
-            del blk.__dict__[_STATE]
-            del blk.__dict__["forward"]
+    for module in [*_blocks(model), model]:
+        state = module.__dict__.pop(_STATE, None)
+        if state is not None:
+            state.overrides.remove(module)
     return model
 
 
@@ -484,15 +785,20 @@ def preserved_rng(model: nn.Module) -> Iterator[None]:
 def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:
     """Tokens kept by each pruning block in the last forward, in the model's original token positions.
 
+    "The last forward" is this thread's: threads sharing a model each read their own. A gradient
+    checkpoint's recomputation during backward does not count (it reuses the forward's decision).
+
     Returns:
-        ``{block_index: (B, prefix + k) int64}``: positions in the token sequence that entered the
-        first block (prefix tokens first, then patch ``j`` at position ``prefix + j``), ascending
-        after the prefix. A fused token (``fuse_pruned=True``) stands for several patches and has no
-        position: it appears as −1, and the fused token a block creates is not listed (it follows
-        the kept tokens).
+        ``{block_index: (B, prefix + k) int64}`` for the pruning blocks the last forward ran (all of
+        them unless it stopped early, e.g. ``forward_intermediates(..., stop_early=True)``):
+        positions in the token sequence that entered the first block (prefix tokens first, then
+        patch ``j`` at position ``prefix + j``), ascending after the prefix. A fused token
+        (``fuse_pruned=True``) stands for several patches and has no position: it appears as −1, and
+        the fused token a block creates is not listed (it follows the kept tokens).
 
     Raises:
-        ValueError: the model is not patched, or no forward has run since it was patched.
+        ValueError: the model is not patched, or no forward has run in this thread since it was
+            patched (a copy or pickle of a patched model starts with none).
 
     Example:
         >>> import torch, renyi_prune
@@ -506,19 +812,37 @@ def kept_token_indices(model: nn.Module) -> dict[int, torch.Tensor]:
         >>> bool((kept[2][:, 0] == 0).all()), bool((kept[2] >= -1).all())  # CLS first; −1 = the fused token
         (True, True)
     """
-    result: dict[int, torch.Tensor] = {}
+    return {i: kept for i, kept, _ in _composed(_last_records(model))}
+
+
+def _last_records(model: nn.Module) -> dict[int, _Record]:
+    """This thread's records of its last forward through ``model``, by block (ascending).
+
+    Raises:
+        ValueError: the model is not patched, or no forward has run in this thread since patching.
+    """
+    states = _pruning_states(model)
+    first = next(iter(states))
+    records = states[first].log.read()
+    if not records:
+        raise ValueError(f"pruning block {first} has not run yet: call the model on a batch first")
+    return records
+
+
+def _composed(records: dict[int, _Record]) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """(block, original positions of the kept tokens (B, prefix + k), original positions of the tokens
+    the block outputs (the kept ones, then −1 for a fused token)) for each recorded block in order."""
     origin = None  # original position of each current token (−1: a fused token)
-    for i, state in _pruning_states(model).items():
-        if state.keep_index is None:
-            raise ValueError(f"pruning block {i} has not run yet: call the model on a batch first")
-        idx = state.keep_index if origin is None else origin.gather(1, state.keep_index)
-        result[i] = idx
-        origin = torch.cat([idx, torch.full_like(idx[:, :1], -1)], dim=1) if state.fused else idx
-    return result
+    for i, record in records.items():
+        kept = record.keep_index if origin is None else origin.gather(1, record.keep_index)
+        origin = torch.cat([kept, torch.full_like(kept[:, :1], -1)], dim=1) if record.fused else kept
+        yield i, kept, origin
 
 
 def token_scores(model: nn.Module) -> dict[int, torch.Tensor]:
     """Criterion score of every token that entered each pruning block in the last forward.
+
+    The last forward is this thread's, as in :func:`kept_token_indices`.
 
     Returns:
         ``{block_index: (B, n_block)}`` with ``n_block`` the tokens entering that block, in the
@@ -526,7 +850,8 @@ def token_scores(model: nn.Module) -> dict[int, torch.Tensor]:
         first). For ``renyi`` the unit is nats.
 
     Raises:
-        ValueError: the model is not patched.
+        ValueError: the model is not patched, or no forward has run in this thread since it was
+            patched.
 
     Example:
         >>> import math, torch, renyi_prune
@@ -540,4 +865,4 @@ def token_scores(model: nn.Module) -> dict[int, torch.Tensor]:
         >>> bool(((0 <= scores[1]) & (scores[1] <= math.log(17))).all())  # H_α in [0, log n] nats
         True
     """
-    return {i: s.score for i, s in _pruning_states(model).items()}
+    return {i: record.score for i, record in _last_records(model).items()}

@@ -7,6 +7,7 @@ into one number per token, and :attr:`Criterion.keep` says which end survives.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -77,6 +78,9 @@ class Criterion:
             parameter values, so that :func:`renyi_prune.patch` fails at patch time, not in the
             first forward.
 
+    A criterion is immutable; copies of a patched model share it, and pickles refer to it by name
+    (so a pickled model needs the criterion registered where it is unpickled).
+
     Example:
         >>> from renyi_prune import Criterion
         >>> c = Criterion("cls_max", keep="highest", needs={"cls_attn"},
@@ -108,6 +112,25 @@ class Criterion:
         if not callable(self.needs):
             object.__setattr__(self, "needs", frozenset(self.needs))
         self.required(self.params)
+
+    def __reduce__(self) -> tuple[Callable[[str], Criterion], tuple[str]]:
+        """Pickled by its registry name (its ``score`` may be a lambda): unpickling looks the name up.
+
+        Raises:
+            pickle.PicklingError: this object is not the one registered under its name.
+        """
+        if _REGISTRY.get(self.name) is not self:
+            raise pickle.PicklingError(
+                f"criterion {self.name!r} is not the registered one; register it (register_criterion) "
+                "before pickling a model patched with it"
+            )
+        return get_criterion, (self.name,)
+
+    def __copy__(self) -> Criterion:
+        return self  # immutable: copies (copy.deepcopy of a patched model, timm's ModelEma) share it
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Criterion:
+        return self
 
     def required(self, params: Mapping[str, Any]) -> frozenset[str]:
         """The statistics the attention pass must compute for these params (checked first).
