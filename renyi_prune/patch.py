@@ -135,7 +135,7 @@ class _BlockState:
     fuse_pruned: bool
     needs: frozenset[str]
     log: _ForwardLog  # shared by the pruning blocks of one model
-    overrides: _Overrides | None = field(default=None, repr=False)
+    overrides: _Overrides = field(repr=False)  # the block's ``forward``, and a user's it hides
     # (keep, pruned) decided by forwards whose input is still alive, for a checkpoint's recomputation
     decisions: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False
@@ -303,9 +303,7 @@ def _decide(
             )
     score = state.criterion.score(attention, state.params)
     k = num_kept(x.shape[1], state.num_prefix_tokens, state.keep_rate)
-    keep, pruned = select_tokens(
-        score, state.num_prefix_tokens, k, state.criterion.keep, return_pruned=True
-    )
+    keep, pruned = select_tokens(score, state.num_prefix_tokens, k, state.criterion.keep, return_pruned=True)
     if not recomputing:
         fused = state.fuse_pruned and pruned.shape[1] > 0
         state.log.write(state.index, _Record(keep, score.detach(), fused), first=state.first)
@@ -502,13 +500,13 @@ def patch(
                 int(block_params["seed"]) + i
             )
         blk = blocks[i]
-        state = _BlockState(
-            i, i == prune_blocks[0], crit, rate, block_params, npt, fuse_pruned, frozenset(needs), log
-        )
-        state.overrides = _Overrides.install(blk, {"forward": functools.partial(_pruning_block_forward, blk)})
-        blk.__dict__[_STATE] = state
-    overrides = _Overrides.install(model, _model_methods(model))
-    model.__dict__[_STATE] = _ModelState(log, overrides)
+        overrides = _Overrides.install(blk, {"forward": functools.partial(_pruning_block_forward, blk)})
+        blk.__dict__[_STATE] = _BlockState(
+            index=i, first=i == prune_blocks[0], criterion=crit, keep_rate=rate, params=block_params,
+            num_prefix_tokens=npt, fuse_pruned=fuse_pruned, needs=frozenset(needs), log=log,
+            overrides=overrides,
+        )  # fmt: skip
+    model.__dict__[_STATE] = _ModelState(log, _Overrides.install(model, _model_methods(model)))
     return model
 
 

@@ -282,3 +282,15 @@ def test_cls_attention_is_fp32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         p = run_attention(q, k, v, 0.25, frozenset({"cls_attn"}))
     assert p.cls_attn.dtype == torch.float32
+
+
+def test_criteria_are_copied_and_pickled_by_name():
+    import copy
+    import pickle
+
+    crit = get_criterion("colln")
+    assert copy.copy(crit) is crit and copy.deepcopy(crit) is crit  # immutable: shared
+    assert pickle.loads(pickle.dumps(crit)) is crit  # by registry name: lambdas need not pickle
+    stray = Criterion("stray_test", "highest", frozenset(), lambda p, params: p.out.sum(-1).mean(1))
+    with pytest.raises(pickle.PicklingError, match="'stray_test' is not the registered one"):
+        pickle.dumps(stray)
