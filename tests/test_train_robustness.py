@@ -185,6 +185,11 @@ def test_output_lock_api(tmp_path):
                 pass
         (folder / "report.json").write_text("{}")
     assert sorted(p.name for p in folder.iterdir()) == ["report.json"]
+    # a lock that cannot be read (e.g. a crash while writing it) is respected, with the way out
+    (folder / LOCK).write_text("")
+    with pytest.raises(_io.OutputFolderError, match=f"an unknown run .*delete {folder / LOCK}"):
+        with _io.locked_folder(folder, "renyi-prune train"):
+            pass
     # a folder the run created and left empty is removed again, with the parents it created
     with pytest.raises(ValueError, match="boom"):
         with _io.locked_folder(tmp_path / "c" / "d", "renyi-prune demo"):
@@ -370,7 +375,12 @@ def test_resume_from_another_folder_reads_the_checkpoints_data(finished, tmp_pat
     shutil.copytree(finished / "run", run)
     monkeypatch.chdir(tmp_path)
     argv = _argv(None, run, "--epochs", "2", "--resume", str(run / "checkpoint.pth"))
-    assert main(argv) == 0, capsys.readouterr().err
+    with pytest.warns(UserWarning, match="options differ") as warned:
+        assert main(argv) == 0, capsys.readouterr().err
+    # the data options come from the checkpoint: only the one option changed on purpose differs
+    assert [str(w.message).rsplit(": ", 1)[-1] for w in warned if "options differ" in str(w.message)] == [
+        "epochs 1 -> 2"
+    ]
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == [1, 2]
     config = json.loads((run / "config.json").read_text())
