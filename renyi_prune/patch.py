@@ -144,6 +144,10 @@ class _BlockState:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "decisions": {}}  # decisions belong to the original's live forwards
 
+    def fuses(self, pruned: torch.Tensor) -> bool:
+        """Whether the block appends a fused token, given its (B, n_pruned) pruned tokens."""
+        return self.fuse_pruned and pruned.shape[1] > 0  # nothing pruned → nothing to fuse
+
 
 @dataclass
 class _ModelState:
@@ -266,7 +270,7 @@ def _pruning_block_forward(
     h = x + self.drop_path1(self.ls1(out))
 
     keep, pruned = _decide(state, attention, x)
-    if state.fuse_pruned and pruned.shape[1] > 0:  # nothing pruned → nothing to fuse
+    if state.fuses(pruned):
         # EViT's inattentive-token fusion: Σ over pruned tokens of (head-mean CLS attention) · token
         weight = attention.cls_attn.mean(dim=1).gather(1, pruned).to(h.dtype)
         fused = (_gather_tokens(h, pruned) * weight.unsqueeze(-1)).sum(dim=1, keepdim=True)
@@ -305,8 +309,7 @@ def _decide(
     k = num_kept(x.shape[1], state.num_prefix_tokens, state.keep_rate)
     keep, pruned = select_tokens(score, state.num_prefix_tokens, k, state.criterion.keep, return_pruned=True)
     if not recomputing:
-        fused = state.fuse_pruned and pruned.shape[1] > 0
-        state.log.write(state.index, _Record(keep, score.detach(), fused), first=state.first)
+        state.log.write(state.index, _Record(keep, score.detach(), state.fuses(pruned)), first=state.first)
         _remember(state.decisions, x, (keep, pruned))
     return keep, pruned
 
@@ -579,22 +582,26 @@ def _patch_grids(
     blocks = sorted(set(feature_take_indices(len(model.blocks), indices)[0]))
     pe = model.patch_embed
     H, W = pe.dynamic_feat_size(tuple(image.shape[-2:])) if hasattr(pe, "dynamic_feat_size") else pe.grid_size
-    prune_blocks = list(_pruning_states(model))
+    first = next(iter(_pruning_states(model)))
+    # this forward ran the pruning blocks up to the last intermediate: read its record only then
+    cells = _patch_cells(model, H * W) if blocks and blocks[-1] >= first else {}
     grids = []
     for i, tokens in zip(blocks, spatial, strict=True):
-        if i >= prune_blocks[0]:  # this forward ran the pruning blocks up to i: read its record
-            tokens = _scatter_patches(tokens, _patch_cells(model, i, H * W), H * W)
+        before = [p for p in cells if p <= i]
+        if before:
+            tokens = _scatter_patches(tokens, cells[before[-1]], H * W)
         if output_fmt == "NCHW":
             tokens = tokens.reshape(tokens.shape[0], H, W, -1).permute(0, 3, 1, 2).contiguous()
         grids.append(tokens)
     return grids
 
 
-def _patch_cells(model: nn.Module, block: int, num_cells: int) -> torch.Tensor:
-    """(B, L) grid cell of each patch token after ``block`` in this thread's last forward (< 0: fused).
+def _patch_cells(model: nn.Module, num_cells: int) -> dict[int, torch.Tensor]:
+    """``{pruning block: (B, L) grid cell of each patch token it outputs (< 0: a fused token)}`` in this
+    thread's last forward.
 
     Raises:
-        ValueError: the first pruning block's input was not prefix + the ``num_cells`` patches.
+        ValueError: the first pruning block's input was not the prefix + ``num_cells`` patch tokens.
     """
     records = _last_records(model)
     npt = model.num_prefix_tokens
@@ -605,11 +612,7 @@ def _patch_cells(model: nn.Module, block: int, num_cells: int) -> torch.Tensor:
             f"forward_intermediates: {entered} patch tokens entered pruning block {first}, not the "
             f"{num_cells} of the image's patch grid (patch dropout?): the grid positions are unknown"
         )
-    cells = next(iter(records.values())).keep_index
-    for i, _, origin in _composed(records):
-        if i <= block:
-            cells = origin
-    return cells[:, npt:] - npt
+    return {i: origin[:, npt:] - npt for i, _, origin in _composed(records)}
 
 
 def _scatter_patches(tokens: torch.Tensor, cells: torch.Tensor, num_cells: int) -> torch.Tensor:

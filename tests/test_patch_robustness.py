@@ -339,6 +339,24 @@ def test_every_intermediates_format_and_get_intermediate_layers():
         model.forward_intermediates(x, output_fmt="NHWC")
 
 
+def test_intermediates_that_cannot_be_placed_on_the_grid_raise():
+    model = renyi_prune.patch(vit(patch_drop_rate=0.5).train(), keep_rate=0.5, prune_blocks=PRUNE)
+    with pytest.raises(ValueError, match="8 patch tokens entered pruning block 1, not the 16"):
+        model.forward_intermediates(images(), indices=[2])
+
+    class OtherSignature(VisionTransformer):
+        def forward_intermediates(self, x, layers=None):
+            return super().forward_intermediates(x, indices=layers)
+
+    torch.manual_seed(0)
+    other = OtherSignature(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2).to(DEVICE)
+    renyi_prune.patch(other, prune_blocks=PRUNE)
+    with pytest.raises(NotImplementedError, match="OtherSignature.forward_intermediates"):
+        other.forward_intermediates(images(), layers=[2])
+    renyi_prune.unpatch(other)
+    assert other.forward_intermediates(images(), layers=[0])[1][0].shape == (2, 64, 4, 4)
+
+
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_forward_features_and_forward_head_run_on_the_kept_tokens(kind):
     model = _patched(kind)
