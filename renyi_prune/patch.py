@@ -151,8 +151,7 @@ class _BlockState:
 
 @dataclass
 class _ModelState:
-    log: _ForwardLog
-    overrides: _Overrides
+    overrides: _Overrides  # the model's ``forward_intermediates``, and a user's it hides
 
 
 def num_kept(num_tokens: int, num_prefix_tokens: int, keep_rate: float) -> int:
@@ -419,9 +418,9 @@ def patch(
     * Gradient checkpointing (timm's ``set_grad_checkpointing``, ``torch.utils.checkpoint`` reentrant
       or not): a recomputed pruning block reuses the kept set of its forward (found by its input
       tensor) instead of choosing again, so gradients are those of the forward's tokens and ``random``
-      draws once per forward. A checkpointed region must start at a ``random`` block (one region
-      per block, as timm makes them), else its backward raises ``RuntimeError``; deterministic
-      criteria recompute the same choice anyway.
+      draws once per forward. With ``random`` a checkpointed region must begin at the pruning block
+      (timm's regions are one block each); one that begins earlier makes backward raise
+      ``RuntimeError`` rather than draw again. Deterministic criteria recompute the same choice.
     * ``copy.deepcopy``, ``pickle``, ``torch.save`` of the whole model, timm's ``ModelEmaV3``: the copy
       prunes like the original (``random`` generators continue from the same state) and records
       nothing until its own forward; pickles name the criterion, which must be registered on load.
@@ -509,7 +508,7 @@ def patch(
             num_prefix_tokens=npt, fuse_pruned=fuse_pruned, needs=frozenset(needs), log=log,
             overrides=overrides,
         )  # fmt: skip
-    model.__dict__[_STATE] = _ModelState(log, _Overrides.install(model, _model_methods(model)))
+    model.__dict__[_STATE] = _ModelState(_Overrides.install(model, _model_methods(model)))
     return model
 
 

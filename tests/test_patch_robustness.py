@@ -157,6 +157,8 @@ def test_a_copy_prunes_like_the_original(how, criterion, fuse_pruned):
     assert kept.keys() == kept_clone.keys()
     assert all(torch.equal(kept[i], kept_clone[i]) for i in kept)
     torch.testing.assert_close(out_clone, out, atol=1e-6, rtol=1e-6)
+    # the copy's patched methods run the copy, not the original
+    assert clone.blocks[1].forward.args[0] is clone.blocks[1] and clone.forward_intermediates.args[0] is clone
     renyi_prune.unpatch(clone)
     assert not renyi_prune.is_patched(clone) and renyi_prune.is_patched(model)
     assert all("forward" not in blk.__dict__ for blk in clone.blocks)
