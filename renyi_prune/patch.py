@@ -142,7 +142,19 @@ class _BlockState:
     )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "decisions": {}}  # decisions belong to the original's live forwards
+        state = {**self.__dict__, "decisions": {}}  # decisions belong to the original's live forwards
+        generator = self.params.get("generator")
+        if isinstance(generator, torch.Generator):  # as its device and state: older torch cannot pickle it
+            state["params"] = {**self.params, "generator": (str(generator.device), generator.get_state())}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["params"].get("generator"), tuple):
+            device, rng_state = state["params"]["generator"]
+            generator = torch.Generator(device=device)
+            generator.set_state(rng_state)
+            state["params"] = {**state["params"], "generator": generator}
+        self.__dict__.update(state)
 
     def fuses(self, pruned: torch.Tensor) -> bool:
         """Whether the block appends a fused token, given its (B, n_pruned) pruned tokens."""
