@@ -1,9 +1,17 @@
 """Shared test helpers (the interpreter switch itself is in the root ``conftest.py``)."""
 
 import math
+import os
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Property tests draw the same examples on every run and machine (derandomize, no example database),
+# so a green run stays green on rerun; HYPOTHESIS_PROFILE=explore draws new, more examples locally.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

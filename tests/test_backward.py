@@ -164,8 +164,8 @@ def test_pruned_training_step_matches_eager(tiny_vit, monkeypatch):
 
 
 def test_pruned_training_lowers_the_loss(tiny_vit):
-    x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(3)).to(DEVICE)
-    y = torch.arange(8, device=DEVICE) % 10
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    y = torch.arange(4, device=DEVICE)
     renyi_prune.patch(tiny_vit, keep_rate=0.5)
     opt = torch.optim.SGD(tiny_vit.parameters(), lr=0.05)
     losses = []
