@@ -12,3 +12,8 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: each does its tensor math on one thread, so that the
+    # workers' thread pools do not spin against each other on the same cores
+    torch.set_num_threads(1)
