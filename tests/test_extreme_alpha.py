@@ -11,8 +11,10 @@ import math
 import mpmath
 import pytest
 import torch
+from timm.models.vision_transformer import VisionTransformer
 
-from conftest import timm_qkv
+import renyi_prune
+from conftest import assert_same_choices, timm_qkv
 from renyi_prune import attention_with_entropy, renyi_entropy
 from renyi_prune.reference import attention_with_entropy_reference
 
@@ -89,3 +91,27 @@ def test_entropy_gradient_near_one_is_finite(case):
     assert all(torch.isfinite(g).all() for g in grads)
     torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(grads[2], grads[0], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [60.0, 1 + 1e-9])
+def test_eager_and_triton_paths_prune_alike_at_extreme_orders(alpha):
+    """A patched ViT keeps the same patches on the eager path as on the kernel (up to near-ties):
+    before the log-domain entropy, α = 60 gave +inf scores in fp32 on the eager path (every patch
+    tied, so the first ones were kept) and α = 1 + 1e-9 gave entropies of ±200 nats."""
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=2).eval()
+    with torch.no_grad():  # peaked attention, as a trained ViT has
+        for blk in vit.blocks:
+            blk.attn.qkv.weight.mul_(4.0)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for backend in ("triton", "eager"):
+        renyi_prune.patch(vit, keep_rate=0.5, alpha=alpha, prune_blocks=(1, 2), backend=backend)
+        with torch.no_grad():
+            vit(x)
+        runs[backend] = renyi_prune.kept_token_indices(vit), renyi_prune.token_scores(vit)
+    renyi_prune.unpatch(vit)
+    (kept, scores), (kept_eager, scores_eager) = runs["triton"], runs["eager"]
+    torch.testing.assert_close(scores_eager[1], scores[1], atol=2e-5, rtol=0)
+    assert ((scores[1] >= 0) & (scores[1] <= math.log(65))).all()
+    assert_same_choices(kept, kept_eager, scores, "lowest")
