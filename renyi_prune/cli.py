@@ -148,6 +148,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 _BENCHMARKS = {
     "kernel": "fused attention+entropy kernel vs SDPA vs eager (ms, TFLOP/s, memory; fwd or fwd+bwd)",
     "e2e": "images/s and GFLOPs of pruned timm models: unpruned, EViT (+fusion), Rényi fused/eager",
+    "static": "static kernel report (no GPU): registers, spills, shared memory, main-loop instructions, "
+    "ptxas warnings of every kernel, tile, entropy mode and arch; the issue-12 gates",
 }
 
 
@@ -166,7 +168,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 _HELP = {
     "demo": "prune a pretrained ViT on real photos: entropy maps, Rényi vs other criteria: fidelity, FLOPs, "
     "speed",
-    "bench": "benchmarks: 'bench kernel' (fused op vs SDPA/eager) and 'bench e2e' (pruned models, images/s)",
+    "bench": "benchmarks: 'bench kernel' (fused op vs SDPA/eager), 'bench e2e' (pruned models, images/s) and "
+    "'bench static' (compiled kernels, no GPU)",
     "train": "fine-tune a timm model with pruning (Fashion-MNIST built in, or --data DIR ImageFolder)",
     "eval": "evaluate a checkpoint with pruning: top-1/top-5, GFLOPs, images/s",
 }

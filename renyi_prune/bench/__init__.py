@@ -5,13 +5,17 @@
 * :mod:`renyi_prune.bench.e2e`: end-to-end images/s and GFLOPs of timm DeiTs, unpruned and pruned
   with EViT, EViT + token fusion, and Rényi entropy (fused Triton kernel, or the paper's eager code)
   ("Rényi Attention Entropy for Patch Pruning", arXiv 2604.03803, Table 3).
+* :mod:`renyi_prune.bench.static`: the static kernel report, no GPU needed: every kernel × autotune tile ×
+  entropy mode × arch (sm_90, sm_80, sm_86) compiled as a launch compiles it; registers, spills, shared
+  memory, main-loop instruction count and mix, ptxas warnings, and the issue-12 gates.
 
 Each module has ``main(argv=None) -> int`` (and ``build_parser``/``add_arguments``/``run``);
-``benchmarks/bench_kernel.py`` and ``benchmarks/bench_e2e.py`` are thin scripts calling them.
-Outputs (CSV, PNG) go to ``benchmarks/results/<device-slug>/`` by default, or a temp folder with
-``--smoke``. See ``benchmarks/README.md``.
+``benchmarks/bench_kernel.py``, ``benchmarks/bench_e2e.py`` and ``benchmarks/static_report.py`` are thin
+scripts calling them. Outputs (CSV, PNG) go to ``benchmarks/results/<device-slug>/`` by default, or a temp
+folder with ``--smoke`` (the static report: ``benchmarks/results/static/``, or a temp folder with
+``--quick``). See ``benchmarks/README.md``.
 
-Importing this package imports neither submodule.
+Importing this package imports none of the submodules.
 """
 
-__all__ = ["e2e", "kernel"]
+__all__ = ["e2e", "kernel", "static"]
