@@ -35,9 +35,19 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def rows() -> list[dict]:
-    return static.compile_cases(static.gate_cases(), jobs=2)
+@pytest.fixture(scope="session")
+def rows(tmp_path_factory, worker_id) -> list[dict]:
+    """The gate compiles, done once per test session: pytest-xdist workers share them through a file
+    (the first to take the lock compiles, the others read)."""
+    if worker_id == "master":
+        return static.compile_cases(static.gate_cases(), jobs=2)
+    from filelock import FileLock  # a dependency of torch
+
+    path = tmp_path_factory.getbasetemp().parent / "static-report-gate-rows.json"
+    with FileLock(f"{path}.lock"):
+        if not path.is_file():
+            path.write_text(json.dumps(static.compile_cases(static.gate_cases(), jobs=2)))
+        return json.loads(path.read_text())
 
 
 def _row(rows: list[dict], kernel: str, mode: str = "none", alpha: float | None = None) -> dict:

@@ -241,7 +241,8 @@ def enumerate_cases(
 
     Forward: its tiles × modes ``none``, Shannon, min, support, Rényi α = 0.5, 2, 3. Backward dk/dv and
     dq: their tiles × (``none`` without entropy gradient, and every order with it). Column norms: tiles ×
-    orders 2 and ∞. The δ preprocess: one launch. The tutorial's forward: the forward's tiles.
+    orders 2 and ∞. The δ preprocess: one launch. The tutorial's forward: the forward's tiles (head dims
+    that are powers of two only).
 
     Example:
         >>> cases = enumerate_cases(["sm_90"], ["bf16"], ["fwd"])
@@ -254,6 +255,8 @@ def enumerate_cases(
     for arch in archs:
         for dtype in dtypes:
             for kernel in kernels:
+                if kernel == "tutorial_fwd" and head_dim & (head_dim - 1):
+                    continue  # the tutorial's blocks span the head dim: powers of two only
                 if kernel == "bwd_preprocess":
                     cases.append(Case(kernel, arch, dtype, "none", None, None, None, head_dim))
                     continue
@@ -1012,10 +1015,13 @@ def _head_dim(text: str) -> int:
 
 def _options() -> list:
     return [
-        option("--arch", "GPU architectures (default: all)", nargs="+", choices=list(ARCHS)),
-        option("--dtype", "input dtypes (default: bf16)", nargs="+", choices=list(_DTYPES)),
-        option("--kernels", "kernels (default: all; tutorial_fwd is the Triton tutorial's forward, the "
-               "reference of the gates)", nargs="+", choices=list(KERNELS)),
+        option("--arch", f"GPU architectures among {', '.join(ARCHS)} (default: all)", metavar="ARCH",
+               nargs="+", choices=list(ARCHS)),
+        option("--dtype", f"input dtypes among {', '.join(_DTYPES)} (default: bf16)", metavar="DTYPE",
+               nargs="+", choices=list(_DTYPES)),
+        option("--kernels", f"kernels among {', '.join(KERNELS)} (default: all; tutorial_fwd is the Triton "
+               "tutorial's forward, the reference of the gates)", metavar="KERNEL", nargs="+",
+               choices=list(KERNELS)),
         option("--head-dim", "head dim D of the stand-in inputs, 16 to 128 (default: 64, DeiT-S)", _head_dim,
                metavar="D"),
         option("--quick", "only the compiles the gate tests need (sm_90, bf16, forward at 128x128 with 8 "
