@@ -103,3 +103,12 @@ def assert_same_choices(kept_a: dict, kept_b: dict, scores: dict, keep: str, pre
             return False
         prev = a
     return True
+
+
+def cli_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The CLI's stderr, which must be exactly one line and no traceback; returns that line."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import cli_error_line
 from renyi_prune.cli import COMMANDS, main
 from renyi_prune.data import write_fake_fashion_mnist
 
@@ -47,15 +48,6 @@ def _tiny(data: Path) -> list[str]:
 def _train_argv(data: Path, out: Path, *extra: str) -> list[str]:
     plain = ["--mixup", "0", "--cutmix", "0", "--reprob", "0", "--drop-path", "0", "--warmup-epochs", "0"]
     return ["train", *_tiny(data), *plain, "--output", str(out), *extra]
-
-
-def _error_line(capsys) -> str:
-    """stderr, which must be exactly one line and no traceback."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _left_behind(folder: Path) -> list[str]:
@@ -143,7 +135,7 @@ def test_bench_needs_a_benchmark_name(capsys):
 )
 def test_bad_values_are_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     command = " ".join(argv[:2] if argv[0] == "bench" else argv[:1])
     assert line.startswith(f"renyi-prune {command}: error: "), line
     assert message in line
@@ -167,7 +159,7 @@ def test_train_options_that_do_not_fit(extra, message, data, tmp_path, capsys, e
     out = tmp_path / "run"
     argv = ["train", *_tiny(data), "--output", str(out), *extra]
     assert main(argv) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     assert line.startswith("renyi-prune train: error: ") and message in line, line
     assert not out.exists() or _left_behind(out) == []
 
@@ -176,10 +168,10 @@ def test_missing_or_empty_data_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     argv = ["train", *_tiny(tmp_path / "empty"), "--output", str(tmp_path / "run")]
     assert main(argv) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     assert line.startswith(f"renyi-prune train: error: argument --data {tmp_path / 'empty'}: Fashion-MNIST")
     assert main(["train", "--dataset", "imagefolder", "--output", str(tmp_path / "run")]) == 2
-    assert "--dataset imagefolder needs --data DIR" in _error_line(capsys)
+    assert "--dataset imagefolder needs --data DIR" in cli_error_line(capsys)
     assert not (tmp_path / "run").exists()
 
 
@@ -187,20 +179,20 @@ def test_output_paths_must_fit(data, tmp_path, capsys, eager):
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a folder")
     assert main(_train_argv(data, a_file)) == 2
-    assert f"argument --output: exists and is not a folder: {a_file}" in _error_line(capsys)
+    assert f"argument --output: exists and is not a folder: {a_file}" in cli_error_line(capsys)
     assert main(["demo", "--out", str(a_file)]) == 2
-    assert "argument --out: exists and is not a folder" in _error_line(capsys)
+    assert "argument --out: exists and is not a folder" in cli_error_line(capsys)
     assert main(["eval", "--checkpoint", __file__, "--output", str(tmp_path)]) == 2
-    assert f"argument --output: is a folder, not a file: {tmp_path}" in _error_line(capsys)
+    assert f"argument --output: is a folder, not a file: {tmp_path}" in cli_error_line(capsys)
     assert main(["bench", "kernel", "--out", str(a_file / "k.csv")]) == 2
-    assert "a parent of" in _error_line(capsys)
+    assert "a parent of" in cli_error_line(capsys)
     # a new run must not mix its files with an earlier run's checkpoint (continue that one with --resume)
     out = tmp_path / "run"
     assert main(_train_argv(data, out, "--epochs", "1")) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
     assert main(_train_argv(data, out, "--epochs", "1", "--lr", "1e-2")) == 2
-    assert "already holds a run (checkpoint.pth, metrics.jsonl); continue it with --resume" in _error_line(
+    assert "already holds a run (checkpoint.pth, metrics.jsonl); continue it with --resume" in cli_error_line(
         capsys
     )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
@@ -209,22 +201,21 @@ def test_output_paths_must_fit(data, tmp_path, capsys, eager):
 def test_bench_options_that_do_not_fit(tmp_path, capsys):
     out = tmp_path / "x.csv"
     assert main(["bench", "kernel", "--smoke", "--batch", "1", "2", "--seq", "17", "--out", str(out)]) == 2
-    assert _error_line(capsys).startswith(
+    assert cli_error_line(capsys).startswith(
         "renyi-prune bench kernel: error: argument --batch: takes 1 value or one per --seq value (1), got 2"
     )
     assert main(["bench", "e2e", "--smoke", "--models", "deit_nano", "--out", str(out)]) == 2
-    assert "renyi-prune bench e2e: error: argument --models: unknown timm model(s) deit_nano" in _error_line(
-        capsys
-    )
+    line = cli_error_line(capsys)
+    assert "renyi-prune bench e2e: error: argument --models: unknown timm model(s) deit_nano" in line
     assert main(["bench", "e2e", "--smoke", "--prune-blocks", "3", "20", "--out", str(out)]) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     assert "argument --prune-blocks: block 20 is beyond deit_tiny_patch16_224's 12 blocks" in line
     assert main(["bench", "e2e", "--smoke", "--prune-blocks", "3", "3", "--out", str(out)]) == 2
-    assert "repeated block indices [3, 3]" in _error_line(capsys)
+    assert "repeated block indices [3, 3]" in cli_error_line(capsys)
     if not torch.cuda.is_available():
         for bench in ("kernel", "e2e"):
             assert main(["bench", bench, "--device", "cuda", "--out", str(out)]) == 2
-            assert "argument --device: cuda, but CUDA is not available" in _error_line(capsys)
+            assert "argument --device: cuda, but CUDA is not available" in cli_error_line(capsys)
     assert not out.exists() and _left_behind(tmp_path) == []
 
 
@@ -232,9 +223,9 @@ def test_bench_scripts_report_bad_values_in_one_line(capsys):
     from renyi_prune.bench import e2e, kernel
 
     assert kernel.main(["--batch", "-1"]) == 2
-    assert "error: argument --batch: must be >= 1, got -1" in _error_line(capsys)
+    assert "error: argument --batch: must be >= 1, got -1" in cli_error_line(capsys)
     assert e2e.main(["--smoke", "--models", "deit_nano"]) == 2
-    assert "error: argument --models: unknown timm model(s) deit_nano" in _error_line(capsys)
+    assert "error: argument --models: unknown timm model(s) deit_nano" in cli_error_line(capsys)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -287,7 +278,7 @@ def test_torn_checkpoint_write_leaves_no_checkpoint(failure, data, tmp_path, mon
     monkeypatch.setattr(torch, "save", save_half)
     out = tmp_path / "run"
     code = main(_train_argv(data, out, "--epochs", "1"))
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     if failure == "interrupt":
         assert code == 130
         assert line == "renyi-prune train: interrupted; epoch 1/1 did not complete; no checkpoint was written"
@@ -314,7 +305,7 @@ def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eage
 
     monkeypatch.setattr(train_mod, "_count_gflops", broken_counter)
     assert main(argv) == 1
-    assert _error_line(capsys) == "renyi-prune eval failed: KeyError: 'aten::scaled_dot_product_attention'"
+    assert cli_error_line(capsys) == "renyi-prune eval failed: KeyError: 'aten::scaled_dot_product_attention'"
     assert not (tmp_path / "eval").exists() or _left_behind(tmp_path / "eval") == []
     monkeypatch.undo()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -335,11 +326,11 @@ def test_benchmark_failures_write_no_csv(tmp_path, monkeypatch, capsys, eager):
     monkeypatch.setattr(kernel, "time_cpu", fail)
     argv = ["bench", "kernel", "--smoke", "--providers", "sdpa", "--device=cpu", "--quiet", "--out", str(out)]
     assert main(argv) == 1
-    assert _error_line(capsys) == (
+    assert cli_error_line(capsys) == (
         "renyi-prune bench kernel failed: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"
     )
     monkeypatch.setattr(e2e, "_bench_rate", fail)
     argv = ["bench", "e2e", "--smoke", "--configs", "evit", "--no-gflops", "--quiet", "--out", str(out)]
     assert main(argv) == 1
-    assert _error_line(capsys).startswith("renyi-prune bench e2e failed: cuDNN error")
+    assert cli_error_line(capsys).startswith("renyi-prune bench e2e failed: cuDNN error")
     assert _left_behind(tmp_path) == []

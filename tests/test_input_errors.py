@@ -15,6 +15,7 @@ import timm
 import torch
 from PIL import Image
 
+from conftest import cli_error_line
 from renyi_prune.cli import main
 from renyi_prune.data import image_folder
 from renyi_prune.images import load_image_dir
@@ -30,14 +31,6 @@ def _truncated_png(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     return path
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture
@@ -102,7 +95,7 @@ def test_demo_with_an_empty_checkpoint_says_so(photos, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["demo", "--model", MODEL, "--checkpoint", str(empty), "--images", str(photos), "--out", str(out)]
     assert main([*argv, "--no-progress"]) == 2
-    assert _error_line(capsys) == f"renyi-prune demo: error: empty file (0 bytes): {empty}"
+    assert cli_error_line(capsys) == f"renyi-prune demo: error: empty file (0 bytes): {empty}"
     assert not out.exists()
 
 
@@ -115,7 +108,7 @@ def test_a_failed_demo_leaves_no_output_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "new" / "out"
     assert main(["demo", "--out", str(out), "--images", str(tmp_path / "empty"), "--no-progress"]) == 1
-    assert _error_line(capsys).startswith("renyi-prune demo failed: no images found")
+    assert cli_error_line(capsys).startswith("renyi-prune demo failed: no images found")
     assert not (tmp_path / "new").exists()
     # an existing folder stays, with what it held
     kept = tmp_path / "kept"
@@ -129,5 +122,5 @@ def test_demo_output_under_a_file_fails_at_start(photos, tmp_path, capsys):
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a folder")
     assert main(["demo", "--out", str(a_file / "out"), "--images", str(photos), "--no-progress"]) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     assert line.startswith("renyi-prune demo: error: ") and f"{a_file} is a file, not a folder" in line, line

@@ -19,6 +19,7 @@ import timm
 import torch
 
 import renyi_prune.train as train_mod
+from conftest import cli_error_line
 from renyi_prune import _io
 from renyi_prune.cli import main
 from renyi_prune.data import FASHION_MNIST_ENV, write_fake_fashion_mnist
@@ -53,14 +54,6 @@ def data(tmp_path_factory) -> Path:
 def _argv(data: Path | None, out: Path, *extra: str) -> list[str]:
     source = [] if data is None else ["--dataset", "fashion-mnist", "--data", str(data)]
     return ["train", *source, *TINY_MODEL, *RUNTIME, *PLAIN, "--output", str(out), *extra]
-
-
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +98,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(data, tmp_path, monkeypatch,
         assert inside.wait(60), first
         capsys.readouterr()
         code = main(_argv(data, out, "--epochs", "1", "--lr", "5e-3"))
-        line = _error_line(capsys)
+        line = cli_error_line(capsys)
     finally:
         release.set()
         worker.join(60)
@@ -147,7 +140,7 @@ def test_a_lock_of_another_host_or_a_live_process_is_respected(data, tmp_path, c
         lock = _write_lock(out, pid, host)
         before = lock.read_bytes()
         assert main(_argv(data, out, "--epochs", "1")) == 2
-        line = _error_line(capsys)
+        line = cli_error_line(capsys)
         assert f"output folder {out} is in use by renyi-prune train (pid {pid} on {host}" in line, line
         assert f"delete {lock}" in line
         assert lock.read_bytes() == before and sorted(p.name for p in out.iterdir()) == [LOCK]
@@ -204,7 +197,7 @@ def test_resume_into_a_folder_of_another_run_is_refused(finished, data, tmp_path
     capsys.readouterr()
     ckpt = finished / "run" / "checkpoint.pth"
     assert main(_argv(data, other, "--epochs", "2", "--resume", str(ckpt))) == 2
-    assert f"argument --output: {other} already holds a run" in _error_line(capsys)
+    assert f"argument --output: {other} already holds a run" in cli_error_line(capsys)
     assert {p.name: p.read_bytes() for p in other.iterdir()} == before
 
 
@@ -249,7 +242,7 @@ def test_output_parent_that_is_a_file_fails_before_the_data(tmp_path, capsys, no
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a folder")
     assert main(_argv(tmp_path, a_file / "run", "--epochs", "1")) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     assert line.startswith("renyi-prune train: error: ") and f"{a_file} is a file, not a folder" in line, line
 
 
@@ -259,11 +252,11 @@ def test_read_only_output_fails_before_the_data(tmp_path, monkeypatch, capsys, n
     _read_only(monkeypatch, folder)
     for out in (folder, folder / "run"):
         assert main(_argv(tmp_path, out, "--epochs", "1")) == 2
-        line = _error_line(capsys)
+        line = cli_error_line(capsys)
         assert line.startswith("renyi-prune train: error: ") and f"cannot write in {folder}" in line, line
     argv = ["eval", "--checkpoint", __file__, *TINY_MODEL, "--output", str(folder / "eval.json")]
     assert main(argv) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     assert line.startswith("renyi-prune eval: error: ") and f"cannot write in {folder}" in line, line
     assert list(folder.iterdir()) == []
 
@@ -288,7 +281,7 @@ def test_a_truncated_checkpoint_is_reported_as_truncated(option, finished, data,
     cut = tmp_path / "cut.pth"
     cut.write_bytes(whole[: len(whole) // 2])
     assert main(_options_with(option, cut, data, tmp_path / "run")) == 2
-    line = _error_line(capsys)
+    line = cli_error_line(capsys)
     assert f"corrupt or truncated file: {cut}" in line, line
     assert "not from renyi-prune train" not in line and "not a checkpoint written" not in line
     assert not (tmp_path / "run").exists()
@@ -299,7 +292,7 @@ def test_an_empty_weights_file_is_reported_as_empty(option, data, tmp_path, caps
     empty = tmp_path / "empty.pth"
     empty.touch()
     assert main(_options_with(option, empty, data, tmp_path / "run")) == 2
-    assert f"empty file (0 bytes): {empty}" in _error_line(capsys)
+    assert f"empty file (0 bytes): {empty}" in cli_error_line(capsys)
 
 
 def test_weights_with_python_objects_get_advice_the_user_can_follow(data, tmp_path, capsys):
@@ -311,7 +304,7 @@ def test_weights_with_python_objects_get_advice_the_user_can_follow(data, tmp_pa
     evaluating = ["eval", "--checkpoint", str(path), *TINY_MODEL, *source]
     for argv in (evaluating, _argv(data, tmp_path / "run", "--checkpoint", str(path))):
         assert main(argv) == 2
-        line = _error_line(capsys)
+        line = cli_error_line(capsys)
         assert "weights_only" not in line, line  # no torch.load option: the command has none to set
         assert f"{path} holds Python objects besides tensors (pathlib.PurePosixPath)" in line, line
         assert "torch.save" in line and "state dict" in line
@@ -349,7 +342,7 @@ def test_ctrl_c_says_which_epoch_the_checkpoint_holds(data, tmp_path, monkeypatc
     out = tmp_path / "run"
     assert main(_argv(data, out, "--epochs", "3")) == 130
     ckpt = out / "checkpoint.pth"
-    assert _error_line(capsys) == (
+    assert cli_error_line(capsys) == (
         f"renyi-prune train: interrupted; epoch 2/3 did not complete; {ckpt} holds epoch 1 (continue with "
         f"--resume {ckpt})"
     )
