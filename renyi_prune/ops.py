@@ -53,13 +53,15 @@ def _fused_fwd(
     alpha: float,
     entropy_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """out (B, H, N, D), lse (B, H, N), per-head entropy (B, H, N), argmax (B, H, N) int32 or (0,)."""
-    return attention_entropy_fwd(q, k, v, scale, alpha)
+    """out (B, H, N, D), lse (B, H, N), per-head entropy (B, H, N), argmax (B, H, N) int32 (min-entropy
+    with ``entropy_grad``: what its gradient needs) or (0,)."""
+    return attention_entropy_fwd(q, k, v, scale, alpha, entropy_grad)
 
 
 @_fused_fwd.register_fake
 def _fused_fwd_fake(q, k, v, scale, alpha, entropy_grad):
-    return alloc_fwd_outputs(q, alpha)  # the launcher's own allocation: one place for shapes and layout
+    # the launcher's own allocation: one place for shapes and layout
+    return alloc_fwd_outputs(q, alpha, entropy_grad)
 
 
 _Tensor = torch.Tensor

@@ -157,8 +157,49 @@ def test_min_entropy_argmax_is_first_max():
     q, k = (torch.randint(-3, 4, (2, 2, 150, 16), generator=g).float().to(DEVICE) for _ in range(2))
     k[:, :, 140] = k[:, :, 3]  # an exact tie besides the many among integer logits: the first index wins
     v = torch.randn(2, 2, 150, 16, generator=g).to(DEVICE)
-    _, _, _, argmax = attention_entropy_fwd(q, k, v, 0.25, math.inf)
+    _, _, _, argmax = attention_entropy_fwd(q, k, v, 0.25, math.inf, entropy_grad=True)
     logits = q.double() @ k.double().transpose(-2, -1)
     first = (logits == logits.amax(-1, keepdim=True)).int().argmax(-1)  # first index of the row max
     assert torch.equal(argmax.long(), first)
     assert argmax.dtype == torch.int32
+
+
+@pytest.mark.parametrize("logit_scale", [1.0, 5.0])
+@pytest.mark.parametrize("alpha", [0.25, 0.5, 0.75, 0.9, 0.99, 1.0 - 1e-6, 1.0 + 1e-6])
+def test_orders_below_one_direct_and_series(alpha, logit_scale):
+    """0 < α < 1: the direct power sum (α ≤ 0.75) and the series near α = 1 both match the fp64
+    reference. Measured (fp32, interpreter; max abs error in nats): ~7e-7 at logit scale 1 and ~7e-6
+    on peaked rows (scale 5, logits ~100) for every order here; the direct sum forced at α = 0.99
+    would give 4e-5 and at 1 ± 1e-6 0.4, which is why the series keeps 0.75 < α < 1.25."""
+    from renyi_prune.kernels import ENT_RENYI_DIRECT, ENT_RENYI_LOG1P, entropy_mode
+
+    assert entropy_mode(alpha) == (ENT_RENYI_DIRECT if alpha <= 0.75 else ENT_RENYI_LOG1P)
+    q, k, v = timm_qkv(2, 3, 197, 64, scale=logit_scale)
+    check_against_reference(q, k, v, alpha, tol_factor=1.0 if logit_scale == 1.0 else 20)
+
+
+@pytest.mark.parametrize("N", [128, 256])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0, 3.0, 4.0, 4.5, math.inf])
+def test_full_key_tiles_only(N, alpha):
+    """Key counts that are multiples of every key tile: no partial (masked) tile at all."""
+    q, k, v = timm_qkv(1, 2, N, 32, seed=N)
+    check_against_reference(q, k, v, alpha)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 0.5, math.inf])
+def test_negative_and_zero_scale(alpha):
+    """The kernel scales the row max of q·kᵀ; a negative scale is moved into q on the host."""
+    q, k, v = timm_qkv(1, 2, 150, 32)
+    check_against_reference(q, k, v, alpha, scale=-0.3)
+    check_against_reference(q, k, v, alpha, scale=0.0)
+
+
+def test_min_entropy_argmax_only_with_its_gradient():
+    """Without entropy_grad the min-entropy forward computes no argmax (an empty tensor) and gives the
+    same out, lse and entropy bits as with it."""
+    q, k, v = timm_qkv(1, 2, 150, 32)
+    a = attention_entropy_fwd(q, k, v, 0.25, math.inf)
+    b = attention_entropy_fwd(q, k, v, 0.25, math.inf, entropy_grad=True)
+    assert a[3].numel() == 0 and b[3].shape == (1, 2, 150)
+    for x, y in zip(a[:3], b[:3], strict=True):
+        assert torch.equal(x, y)

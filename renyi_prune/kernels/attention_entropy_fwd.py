@@ -11,14 +11,21 @@ row max, x_j = s_j − m ≤ 0, e_j = 2^{x_j}, l = Σ e_j. When the max moves fr
 
 * ``l``: l ← c·l + Σ e_j;  log-sum-exp = (m + log2 l)·ln 2.
 * Shannon (α = 1): t = Σ e_j x_j ← c·(t + δ·l_old) + Σ e_j x_j;  H_1 = ln 2 · (log2 l − t / l).
-* min-entropy (α = ∞): H_∞ = −ln max_j p_j = ln l.
+* min-entropy (α = ∞): H_∞ = −ln max_j p_j = ln l: no running sum beyond l; the row argmax (what its
+  gradient needs) only with NEED_ARGMAX.
 * α = 0: every key has p_j > 0 in exact arithmetic, so H_0 = ln N_kv.
-* Rényi, α = 1 + β near 1 (−1 < β < 1/4): u = Σ (e_j^α − e_j) ← c^α·u + (c^α − c)·l_old + Σ(e_j^α − e_j),
+* Rényi, α = 1 + β near 1 (|β| < 1/4): u = Σ (e_j^α − e_j) ← c^α·u + (c^α − c)·l_old + Σ(e_j^α − e_j),
   each e^{αx} − e^{x} formed as e^x·expm1(βx) when |βx| is small, so nothing cancels; then
   Σ p^α = (l + u)/l^α and H_α = ln l − log1p(u/l)/β, exact in the limit β → 0. β comes from the host
   in double precision (α − 1 loses all digits of a small β once α is rounded to fp32).
-* Rényi, β ≥ 1/4: a = Σ e_j^α ← c^α·a + Σ e_j^α ∈ [1, N];  H_α = (ln a − α ln l)/(1 − α), formed
-  as ln l + (ln l − ln a)/β so that α·ln l never overflows (orders with β ≥ 2^23 run as α = ∞).
+* Rényi, |β| ≥ 1/4 (0 < α ≤ 0.75 or α ≥ 1.25): a = Σ e_j^α ← c^α·a + Σ e_j^α ∈ [1, N];
+  H_α = (ln a − α ln l)/(1 − α), formed as ln l + (ln l − ln a)/β so that α·ln l never overflows
+  (orders with β ≥ 2^23 run as α = ∞). α = 2, 3, 4 (POW) form e^α and c^α by multiplication, no
+  second exp2 per element.
+
+Cost (issue 12): full key tiles run unmasked, only the last, partial one is masked; the logit scale
+and the max shift are one FMA, x = (q·k)·scale − m (the max of the raw products, scaled: scale ≥ 0,
+the host moves a negative scale's sign into q), so x may exceed 0 by an ulp of m.
 
 The running max starts at a finite −1e30 instead of −inf, so a key tile that is fully masked or
 the first rescale never evaluates 0·(−inf) or (−inf) − (−inf). Non-finite inputs follow SDPA: a
@@ -34,15 +41,15 @@ import triton.language as tl
 
 from ._common import (
     _LN2,
+    AUTOTUNE_KEY,
     ENT_MIN,
+    ENT_RENYI_DIRECT,
     LOG2E,
     TiledKernel,
     _exp_alpha_minus_exp,
     _load_tile,
     _log1p,
-    _logits,
     _program_tile,
-    _span,
     _store_tile,
     alpha_args,
     empty_bnhd,
@@ -53,12 +60,75 @@ __all__ = ["attention_entropy_fwd"]
 
 
 @triton.jit
+def _fwd_tile(
+    acc, m_i, l_i, r_i, a_i, q, K, V, stride_k, stride_v, b, h, start_n,
+    N_KV, HEAD_DIM, qk_scale_log2, alpha, beta_ln2,
+    MODE: tl.constexpr, POW: tl.constexpr, NEED_ARGMAX: tl.constexpr, MASKED: tl.constexpr,
+    UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """One key tile of the online softmax and the entropy's running sums (see the module doc).
+
+    Full tiles (MASKED false) take no key mask; only the last, partial tile does. The logit scale is
+    folded into the shift, x = dot·scale − m (one FMA; the host passes scale ≥ 0, so the row max of
+    the raw products scales to the max of the logits); x may then exceed 0 by an ulp of m."""
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    if MASKED:
+        mask_n = offs_n < N_KV
+    else:
+        mask_n = tl.full([BLOCK_N], 1, tl.int1)
+    kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
+    qk = tl.dot(q, kt, input_precision=INPUT_PRECISION)
+    if MODE == 2 and NEED_ARGMAX:  # first index of the row max, on the scaled logits
+        s = tl.where(mask_n[None, :], qk * qk_scale_log2, float("-inf"))
+        tile_max = tl.max(s, 1)  # = max(qk)·scale, bit for bit (scale ≥ 0, rounding is monotone)
+        a_i = tl.where(tile_max > m_i, tl.argmax(s, 1).to(tl.int32) + start_n, a_i)
+    elif MASKED:
+        tile_max = tl.max(tl.where(mask_n[None, :], qk, float("-inf")), 1) * qk_scale_log2
+    else:
+        tile_max = tl.max(qk, 1) * qk_scale_log2
+    m_new = tl.maximum(m_i, tile_max)
+    x = qk * qk_scale_log2 - m_new[:, None]  # one FMA; the same bits with or without the argmax
+    if MASKED:
+        x = tl.where(mask_n[None, :], x, float("-inf"))
+    delta = m_i - m_new
+    c = tl.exp2(delta)
+    p = tl.exp2(x)
+    if MODE == 1:  # Shannon
+        # p·x with p = 0 where x = −inf (masked keys, −inf logits): max(x, −FLT_MAX) makes it 0, not NaN
+        r_i = c * (r_i + delta * l_i) + tl.sum(p * tl.maximum(x, -3.4028234663852886e38), 1)
+    elif MODE == 4:  # Rényi near α = 1
+        r_i = (
+            tl.exp2(delta * alpha) * r_i
+            + _exp_alpha_minus_exp(delta, alpha, beta_ln2) * l_i
+            + tl.sum(_exp_alpha_minus_exp(x, alpha, beta_ln2), 1)
+        )
+    elif MODE == 5:  # Rényi, direct power sum
+        if POW == 2:  # integer orders: p^α and c^α by multiplication, no second exp
+            r_i = (c * c) * r_i + tl.sum(p * p, 1)
+        elif POW == 3:
+            r_i = (c * c * c) * r_i + tl.sum(p * p * p, 1)
+        elif POW == 4:
+            c2 = c * c
+            r_i = (c2 * c2) * r_i + tl.sum((p * p) * (p * p), 1)
+        elif POW == -1:  # 0 < α < 1: α·x ≤ x, nothing to clamp
+            r_i = tl.exp2(delta * alpha) * r_i + tl.sum(tl.exp2(x * alpha), 1)
+        else:  # α > 1: x ≤ 0 clamped, α·(an ulp-sized positive x) must not overflow at α up to 2^23
+            r_i = tl.exp2(delta * alpha) * r_i + tl.sum(tl.exp2(tl.minimum(x, 0.0) * alpha), 1)
+    l_i = c * l_i + tl.sum(p, 1)
+
+    v = _load_tile(V, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
+    acc = acc * c[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
+    return acc, m_new, l_i, r_i, a_i
+
+
+@triton.jit
 def _attn_entropy_fwd_kernel(
     Q, K, V, Out, Lse, Ent, Argmax,
     stride_q, stride_k, stride_v, stride_o,  # (b, h, n, d) element strides of Q, K, V and Out
     H, N_Q, N_KV, HEAD_DIM, qk_scale_log2, alpha, beta_ln2, beta,
     N_BUCKET,  # autotune key: next power of two of N_KV
-    MODE: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    MODE: tl.constexpr, POW: tl.constexpr, NEED_ARGMAX: tl.constexpr,
+    UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     offs_m, mask_m, b, h = _program_tile(N_Q, BLOCK_M, H)
@@ -70,53 +140,39 @@ def _attn_entropy_fwd_kernel(
     a_i = tl.zeros([BLOCK_M], dtype=tl.int32)  # row argmax (min-entropy mode, for its gradient)
     acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
-    for start_n in range(0, N_KV, BLOCK_N):
-        offs_n, mask_n = _span(start_n, N_KV, BLOCK_N)
-        kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
-        s = _logits(q, kt, mask_n[None, :], qk_scale_log2, INPUT_PRECISION)
-
-        tile_max = tl.max(s, 1)
-        if MODE == 2:  # first index of the row max
-            a_i = tl.where(tile_max > m_i, tl.argmax(s, 1).to(tl.int32) + start_n, a_i)
-        m_new = tl.maximum(m_i, tile_max)
-        delta = m_i - m_new
-        c = tl.exp2(delta)
-        x = s - m_new[:, None]
-        p = tl.exp2(x)
-        if MODE == 1:  # Shannon
-            # p·x with p = 0 where x = −inf (masked keys, −inf logits): 0, never 0·(−inf)
-            r_i = c * (r_i + delta * l_i) + tl.sum(p * tl.where(p > 0.0, x, 0.0), 1)
-        elif MODE == 4:  # Rényi near α = 1
-            r_i = (
-                tl.exp2(delta * alpha) * r_i
-                + _exp_alpha_minus_exp(delta, alpha, beta_ln2) * l_i
-                + tl.sum(_exp_alpha_minus_exp(x, alpha, beta_ln2), 1)
-            )
-        elif MODE == 5:  # Rényi, direct power sum
-            r_i = tl.exp2(delta * alpha) * r_i + tl.sum(tl.exp2(x * alpha), 1)
-        l_i = c * l_i + tl.sum(p, 1)
-
-        v = _load_tile(V, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
-        acc = acc * c[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
-        m_i = m_new
+    n_full = (N_KV // BLOCK_N) * BLOCK_N  # full key tiles: no mask
+    for start_n in range(0, n_full, BLOCK_N):
+        acc, m_i, l_i, r_i, a_i = _fwd_tile(
+            acc, m_i, l_i, r_i, a_i, q, K, V, stride_k, stride_v, b, h, start_n,
+            N_KV, HEAD_DIM, qk_scale_log2, alpha, beta_ln2,
+            MODE, POW, NEED_ARGMAX, False, UPCAST, INPUT_PRECISION, BLOCK_N, BLOCK_D,
+        )  # fmt: skip
+    if n_full < N_KV:  # the last, partial key tile
+        acc, m_i, l_i, r_i, a_i = _fwd_tile(
+            acc, m_i, l_i, r_i, a_i, q, K, V, stride_k, stride_v, b, h, n_full,
+            N_KV, HEAD_DIM, qk_scale_log2, alpha, beta_ln2,
+            MODE, POW, NEED_ARGMAX, True, UPCAST, INPUT_PRECISION, BLOCK_N, BLOCK_D,
+        )  # fmt: skip
 
     log2_l = tl.log2(l_i)
     # l = 0 only for a row with no attendable key (all logits −inf): out = 0 there, as in SDPA
-    out = tl.where(l_i[:, None] == 0.0, 0.0, acc / l_i[:, None])
+    inv_l = 1.0 / l_i
+    out = tl.where(l_i[:, None] == 0.0, 0.0, acc * inv_l[:, None])
     _store_tile(Out, stride_o, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, out)
 
     row = (b * H + h) * N_Q + offs_m  # Lse and Ent are contiguous (B, H, N_Q)
     lse2 = m_i + log2_l
     tl.store(Lse + row, lse2 * _LN2, mask=mask_m)
     if MODE == 1:
-        ent = (log2_l - r_i / l_i) * _LN2
+        ent = (log2_l - r_i * inv_l) * _LN2
     elif MODE == 2:
         ent = log2_l * _LN2
-        tl.store(Argmax + row, a_i, mask=mask_m)
+        if NEED_ARGMAX:
+            tl.store(Argmax + row, a_i, mask=mask_m)
     elif MODE == 3:
         ent = tl.log(tl.zeros([BLOCK_M], dtype=tl.float32) + N_KV)
     elif MODE == 4:
-        ent = log2_l * _LN2 - _log1p(r_i / l_i) / beta
+        ent = log2_l * _LN2 - _log1p(r_i * inv_l) / beta
     else:
         ent = (log2_l + (log2_l - tl.log2(r_i)) / beta) * _LN2
     # no distribution (NaN or +inf logits, or no attendable key) → no entropy: NaN iff lse not finite
@@ -125,19 +181,22 @@ def _attn_entropy_fwd_kernel(
 
 
 # (BLOCK_M, BLOCK_N, warps, stages)
-_FWD_TILES = [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3),
+_FWD_TILES = [(64, 128, 4, 2), (128, 64, 8, 3), (64, 64, 4, 3),
               (128, 128, 8, 2), (64, 32, 4, 4), (128, 32, 4, 4)]  # fmt: skip
-_fwd_launch = TiledKernel(_attn_entropy_fwd_kernel, _FWD_TILES, grid_block="BLOCK_M")
+_fwd_launch = TiledKernel(
+    _attn_entropy_fwd_kernel, _FWD_TILES, grid_block="BLOCK_M", key=(*AUTOTUNE_KEY, "POW", "NEED_ARGMAX")
+)
+_INT_POWERS = (2.0, 3.0, 4.0)  # orders summed as p·p·… (no second exp per element)
 
 
 def alloc_fwd_outputs(
-    q: torch.Tensor, alpha: float
+    q: torch.Tensor, alpha: float, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The uninitialized ``(out, lse, entropy, argmax)`` the forward kernel writes (shapes, dtypes and
     layout as :func:`attention_entropy_fwd` returns them); also the custom op's fake implementation."""
     B, H, N, _ = q.shape
     stats = dict(dtype=torch.float32, device=q.device)
-    argmax_shape = (B, H, N) if entropy_mode(alpha) == ENT_MIN else (0,)
+    argmax_shape = (B, H, N) if entropy_grad and entropy_mode(alpha) == ENT_MIN else (0,)
     return (
         empty_bnhd(q),
         torch.empty((B, H, N), **stats),
@@ -147,7 +206,7 @@ def alloc_fwd_outputs(
 
 
 def attention_entropy_fwd(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, alpha: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, alpha: float, entropy_grad: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the fused forward kernel (no input checks: the op layer validates).
 
@@ -158,13 +217,16 @@ def attention_entropy_fwd(
         scale: logit scale (usually D ** -0.5).
         alpha: Rényi order α ≥ 0 or ``math.inf`` (validated by the caller); it picks the kernel's
             entropy mode (:func:`entropy_mode`).
+        entropy_grad: whether the entropy's gradient will be needed; only the min-entropy mode's
+            (its argmax) costs the forward anything, so only then is the argmax computed.
 
     Returns:
         ``(out, lse, entropy, argmax)``: out (B, H, N, D) in the input dtype, laid out as
         (B, N, H, D) in memory so that ``out.transpose(1, 2).reshape(B, N, H * D)`` is free; lse
         (B, H, N) fp32 natural log-sum-exp of the scaled logits, in nats; entropy (B, H, N) fp32
         H_α of every attention row, in nats; argmax (B, H, N) int32, the first key of each row's
-        largest logit, for ``ENT_MIN`` (whose gradient needs it), else an empty int32 tensor.
+        largest logit, for ``ENT_MIN`` with ``entropy_grad`` (its gradient needs it), else an empty
+        int32 tensor.
 
     Example:
         >>> import torch
@@ -184,9 +246,11 @@ def attention_entropy_fwd(
     B, H, N, D = q.shape
     M = k.shape[2]
     mode = entropy_mode(alpha)
-    out, lse, ent, argmax = alloc_fwd_outputs(q, alpha)
+    out, lse, ent, argmax = alloc_fwd_outputs(q, alpha, entropy_grad)
     if B * H * N == 0:
         return out, lse, ent, argmax
+    if scale < 0:  # the kernel scales the row max of q·kᵀ: flip the sign into q (exact) instead
+        q, scale = -q, -scale
 
     args = (
         q, k, v, out, lse, ent, argmax,
@@ -194,5 +258,8 @@ def attention_entropy_fwd(
         H, N, M, D, scale * LOG2E, *alpha_args(alpha),
         triton.next_power_of_2(M),
     )  # fmt: skip
-    _fwd_launch(q, N, args, MODE=mode)
+    pow_ = 0  # POW: 2, 3, 4 integer orders; -1 the direct sum at 0 < α < 1; 0 otherwise
+    if mode == ENT_RENYI_DIRECT:
+        pow_ = int(alpha) if alpha in _INT_POWERS else (-1 if alpha < 1.0 else 0)
+    _fwd_launch(q, N, args, MODE=mode, POW=pow_, NEED_ARGMAX=bool(entropy_grad and mode == ENT_MIN))
     return out, lse, ent, argmax
