@@ -203,11 +203,16 @@ class Case:
         return ARCHS[self.arch]
 
 
-def _tiles(kernel: str) -> list[tuple[int, int, int, int]]:
-    """The autotune tiles of ``kernel`` as its launcher declares them (the tutorial: the forward's)."""
-    launcher = _launcher(kernel if kernel != "tutorial_fwd" else "fwd")
-    configs = launcher.autotuned.configs
+def _tiles(kernel: str, arch: str | None = None) -> list[tuple[int, int, int, int]]:
+    """The autotune tiles of ``kernel`` on ``arch`` (e.g. ``"sm_90"``; None: the default list) as its
+    launcher declares them (the tutorial: the forward's)."""
+    configs = _tuner(kernel if kernel != "tutorial_fwd" else "fwd", arch).configs
     return [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in configs]
+
+
+def _tuner(kernel: str, arch: str | None) -> Any:
+    """The autotuner a launch of ``kernel`` goes through on ``arch`` (None: the default tile list)."""
+    return _launcher(kernel).tuner(None if arch is None else ARCHS[arch])
 
 
 def _launcher(kernel: str) -> Any:
@@ -261,7 +266,7 @@ def enumerate_cases(
                     cases.append(Case(kernel, arch, dtype, "none", None, None, None, head_dim))
                     continue
                 grads = (0, 1) if kernel in ("dkdv", "dq") else (None,)
-                for tile in _tiles(kernel):
+                for tile in _tiles(kernel, arch):
                     for ent_grad in grads:
                         for mode, alpha in _orders(kernel, ent_grad):
                             cases.append(Case(kernel, arch, dtype, mode, alpha, ent_grad, tile, head_dim))
@@ -289,7 +294,7 @@ def gate_cases(tile: tuple[int, int, int, int] | None = None) -> list[Case]:
         tile = GATE_TILE if GATE_TILE in _tiles("fwd") else _tiles("fwd")[0]
     orders = [(mode, alpha) for mode, alpha in FWD_ORDERS if mode != "support"]
     fwd = [Case("fwd", "sm_90", "bf16", mode, alpha, None, tile) for mode, alpha in orders]
-    dkdv_tile = max(_tiles("dkdv"), key=lambda t: (t[1], t[0]))
+    dkdv_tile = max(_tiles("dkdv", "sm_90"), key=lambda t: (t[1], t[0]))
     return [
         *fwd,
         Case("tutorial_fwd", "sm_90", "bf16", "none", None, None, tile),
@@ -517,14 +522,18 @@ def _stand_in_gpu(arch: int, records: list | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _one_tile(kernels: Sequence[str], tile: tuple[int, int, int, int] | None) -> Iterator[None]:
-    """Within: the autotuners of ``kernels`` hold only ``tile`` (their first tile if None), so that a
-    launch compiles that one config instead of benchmarking all of them."""
+def _one_tile(
+    kernels: Sequence[str], tile: tuple[int, int, int, int] | None, arch: str | None = None
+) -> Iterator[None]:
+    """Within: the autotuners of ``kernels`` on ``arch`` (None: their default tile lists) hold only
+    ``tile`` (their first tile if None), so that a launch compiles that one config instead of
+    benchmarking all of them."""
     saved = []
     for kernel in kernels:
-        tuner = _launcher(kernel).autotuned
+        tuner = _tuner(kernel, arch)
         saved.append((tuner, tuner.configs))
-        tuner.configs = [tuner.configs[_tiles(kernel).index(tile) if tile is not None else 0]]
+        tiles = _tiles(kernel, arch)  # a tile of dk/dv that dq lacks: dq (launched too) at its first
+        tuner.configs = [tuner.configs[tiles.index(tile) if tile in tiles else 0]]
     try:
         yield
     finally:
@@ -585,7 +594,7 @@ def _specialization(case: Case) -> tuple[Any, str]:
     """(JITFunction, specialization data) of ``case``'s kernel as its launch specializes it; for mode
     ``none`` with the constant MODE set to ENT_NONE."""
     records: list = []
-    with _stand_in_gpu(case.arch_number, records), _one_tile(_tuned_by(case), case.tile):
+    with _stand_in_gpu(case.arch_number, records), _one_tile(_tuned_by(case), case.tile, case.arch):
         _launch(case)
     fn, data = next((fn, d) for fn, d in records if fn.fn.__name__ == _JIT_NAMES[case.kernel])
     if case.mode == "none" and "MODE" in fn.arg_names:

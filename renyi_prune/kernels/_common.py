@@ -165,7 +165,9 @@ class TiledKernel:
     Under the interpreter it launches the plain kernel with one fixed tile (INTERPRET_BLOCK_M/N);
     on a GPU, its ``triton.autotune`` twin over ``tiles``, (BLOCK_M, BLOCK_N, num_warps, num_stages)
     each, keyed on ``key``. ``grid_block`` names the tile size that splits ``n`` ("BLOCK_M": one
-    program per query tile, "BLOCK_N": one per key tile).
+    program per query tile, "BLOCK_N": one per key tile). ``arch_tiles`` maps compute capabilities
+    (90 for sm_90) to their own tile lists; a GPU of the target Triton compiles for takes its list
+    (:meth:`tuner`), any other ``tiles``.
     """
 
     def __init__(
@@ -174,12 +176,22 @@ class TiledKernel:
         tiles: list[tuple[int, int, int, int]],
         grid_block: str,
         key: tuple[str, ...] = AUTOTUNE_KEY,
+        arch_tiles: dict[int, list[tuple[int, int, int, int]]] | None = None,
     ) -> None:
-        configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
-                   for bm, bn, w, st in tiles]  # fmt: skip
+        def autotuned(tiles: list[tuple[int, int, int, int]]) -> Any:
+            configs = [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=st)
+                       for bm, bn, w, st in tiles]  # fmt: skip
+            return triton.autotune(configs=configs, key=list(key))(kernel)
+
         self.kernel = kernel
-        self.autotuned = triton.autotune(configs=configs, key=list(key))(kernel)
+        self.autotuned = autotuned(tiles)
+        self.autotuned_for = {arch: autotuned(t) for arch, t in (arch_tiles or {}).items()}
         self.grid_block = grid_block
+
+    def tuner(self, arch: int | None = None) -> Any:
+        """The autotuned kernel for compute capability ``arch`` (e.g. 86): over its own tile list if
+        it has one, else (and for ``None``) over the default ``tiles``."""
+        return self.autotuned_for.get(arch, self.autotuned)
 
     def __call__(self, q: torch.Tensor, n: int, args: tuple, **consts: object) -> None:
         """Launch over ``n`` query rows or keys of each of the B·H heads of ``q`` (B, H, N, D), with
@@ -192,7 +204,9 @@ class TiledKernel:
             with single_threaded_blas():
                 self.kernel[(triton.cdiv(n, blocks[self.grid_block]) * B * H,)](*args, **blocks, **consts)
         else:
-            self.autotuned[lambda meta: (triton.cdiv(n, meta[self.grid_block]) * B * H,)](*args, **consts)
+            arch = triton.runtime.driver.active.get_current_target().arch if self.autotuned_for else None
+            tuner = self.tuner(arch)
+            tuner[lambda meta: (triton.cdiv(n, meta[self.grid_block]) * B * H,)](*args, **consts)
 
 
 @triton.jit

@@ -69,33 +69,58 @@ def _row_stats(Lse, Delta, Ent, GEnt, Argmax, rows, mask, BLOCK_M: tl.constexpr,
 
 
 @triton.jit
-def _dscores(q, kt, vt, do, stats, offs_n, mask_mn, qk_scale_log2, alpha, beta,
-             MODE: tl.constexpr, ENT_GRAD: tl.constexpr, INPUT_PRECISION: tl.constexpr):  # fmt: skip
-    """P and dS for one (query tile, key tile) pair; q, do (BM, D); kt, vt (D, BN) transposed;
-    ``stats`` the query rows' :func:`_row_stats`."""
-    lse2, delta, ent, gent, amax = stats
-    x = _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION)
-    p = tl.where(mask_mn, tl.exp2(x), 0.0)
-    dp = tl.dot(do, vt, input_precision=INPUT_PRECISION)
-    ds = p * (dp - delta[:, None])
+def _dscores_from(x, dp, delta, ent, gent, is_max, mask, alpha, beta, MODE: tl.constexpr,
+                  ENT_GRAD: tl.constexpr):  # fmt: skip
+    """P and dS of one tile from x = log2 p and dp = dO·v, in either layout: ``delta``, ``ent``,
+    ``gent`` the query rows' stats and ``is_max`` (1 at the row's argmax) broadcast to the tile's
+    layout, ``mask`` the tile's mask."""
+    p = tl.where(mask, tl.exp2(x), 0.0)
+    ds = p * (dp - delta)
     if ENT_GRAD:
-        lp = tl.where(mask_mn, x * _LN2, 0.0)  # log p in nats
-        is_max = (offs_n[None, :] == amax[:, None]).to(tl.float32)
-        dh = _entropy_dlogits(p, lp, ent[:, None], is_max, alpha, beta, MODE)
-        ds += tl.where(mask_mn, gent[:, None] * dh, 0.0)
+        lp = tl.where(mask, x * _LN2, 0.0)  # log p in nats
+        dh = _entropy_dlogits(p, lp, ent, is_max, alpha, beta, MODE)
+        ds += tl.where(mask, gent * dh, 0.0)
     return p, ds
 
 
 @triton.jit
+def _dscores(q, kt, vt, do, stats, offs_n, mask_mn, qk_scale_log2, alpha, beta,
+             MODE: tl.constexpr, ENT_GRAD: tl.constexpr, INPUT_PRECISION: tl.constexpr):  # fmt: skip
+    """P and dS (BM, BN) for one (query tile, key tile) pair; q, do (BM, D); kt, vt (D, BN) transposed;
+    ``stats`` the query rows' :func:`_row_stats`."""
+    lse2, delta, ent, gent, amax = stats
+    x = _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION)
+    dp = tl.dot(do, vt, input_precision=INPUT_PRECISION)
+    is_max = (offs_n[None, :] == amax[:, None]).to(tl.float32)
+    return _dscores_from(x, dp, delta[:, None], ent[:, None], gent[:, None], is_max, mask_mn, alpha,
+                         beta, MODE, ENT_GRAD)  # fmt: skip
+
+
+@triton.jit
+def _dscores_t(k, v, qt, do, stats, offs_n, mask_nm, qk_scale_log2, alpha, beta,
+               MODE: tl.constexpr, ENT_GRAD: tl.constexpr, INPUT_PRECISION: tl.constexpr):  # fmt: skip
+    """Pᵀ and dSᵀ (BN, BM), :func:`_dscores` transposed (as the Triton tutorial's backward): Sᵀ = k·qᵀ
+    and dPᵀ = v·dOᵀ, so that dv += Pᵀ·dO and dk += dSᵀ·q need no transpose of a tile in registers;
+    k, v (BN, D); qt (D, BM) transposed; do (BM, D)."""
+    lse2, delta, ent, gent, amax = stats
+    x = tl.dot(k, qt, input_precision=INPUT_PRECISION) * qk_scale_log2 - lse2[None, :]
+    dpt = tl.dot(v, tl.trans(do), input_precision=INPUT_PRECISION)
+    is_max = (offs_n[:, None] == amax[None, :]).to(tl.float32)
+    return _dscores_from(x, dpt, delta[None, :], ent[None, :], gent[None, :], is_max, mask_nm, alpha,
+                         beta, MODE, ENT_GRAD)  # fmt: skip
+
+
+@triton.jit
 def _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D: tl.constexpr,
-             UPCAST: tl.constexpr):  # fmt: skip
-    """k and v of keys ``offs_n`` as (D, BN) tiles, so that s = q·kᵀ and dp = dO·vᵀ are plain dots."""
-    kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
-    vt = _load_tile(V, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
-    return kt, vt
+             UPCAST: tl.constexpr, TRANS: tl.constexpr):  # fmt: skip
+    """k and v of keys ``offs_n``: (BN, D) tiles, (D, BN) if TRANS (so that s = q·kᵀ and dp = dO·vᵀ
+    are plain dots)."""
+    k = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS)
+    v = _load_tile(V, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS)
+    return k, v
 
 
-# dk and dv of one key tile, looping over all query tiles
+# dk and dv of one key tile, looping over all query tiles; in the transposed layout (key rows)
 @triton.jit
 def _bwd_dkdv_kernel(
     Q, K, V, DOut, Lse, Delta, Ent, GEnt, Argmax, DK, DV,
@@ -105,20 +130,20 @@ def _bwd_dkdv_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     offs_n, mask_n, b, h = _program_tile(N_KV, BLOCK_N, H)
-    kt, vt = _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST)
+    k, v = _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, False)
     dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
 
     for start_m in range(0, N_Q, BLOCK_M):
         offs_m, mask_m = _span(start_m, N_Q, BLOCK_M)
-        q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
+        qt = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
         do = _load_tile(DOut, stride_do, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
         stats = _row_stats(Lse, Delta, Ent, GEnt, Argmax, (b * H + h) * N_Q + offs_m, mask_m,
                            BLOCK_M, MODE, ENT_GRAD)  # fmt: skip
-        p, ds = _dscores(q, kt, vt, do, stats, offs_n, mask_m[:, None] & mask_n[None, :],
-                         qk_scale_log2, alpha, beta, MODE, ENT_GRAD, INPUT_PRECISION)  # fmt: skip
-        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=INPUT_PRECISION)
-        dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=INPUT_PRECISION)
+        pt, dst = _dscores_t(k, v, qt, do, stats, offs_n, mask_m[None, :],
+                             qk_scale_log2, alpha, beta, MODE, ENT_GRAD, INPUT_PRECISION)  # fmt: skip
+        dv += tl.dot(pt.to(do.dtype), do, input_precision=INPUT_PRECISION)
+        dk += tl.dot(dst.to(qt.dtype), tl.trans(qt), input_precision=INPUT_PRECISION)
 
     _store_tile(DK, stride_dk, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, dk * scale)
     _store_tile(DV, stride_dk, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, dv)
@@ -142,7 +167,7 @@ def _bwd_dq_kernel(
 
     for start_n in range(0, N_KV, BLOCK_N):
         offs_n, mask_n = _span(start_n, N_KV, BLOCK_N)
-        kt, vt = _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST)
+        kt, vt = _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, True)
         p, ds = _dscores(q, kt, vt, do, stats, offs_n, mask_m[:, None] & mask_n[None, :],
                          qk_scale_log2, alpha, beta, MODE, ENT_GRAD, INPUT_PRECISION)  # fmt: skip
         dq += tl.dot(ds.to(kt.dtype), tl.trans(kt), input_precision=INPUT_PRECISION)
@@ -150,10 +175,18 @@ def _bwd_dq_kernel(
     _store_tile(DQ, stride_dq, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, dq * scale)
 
 
-_BWD_TILES = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3)]
+# Tiles (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages) per kernel: sm_90's own lists, and one for
+# every other GPU (mma.sync: sm_80, sm_86, sm_89, ...), each without a config that spills registers in
+# any entropy mode on its architecture (bf16, head dim 64; ``renyi-prune bench static``). On sm_80/sm_86
+# 64 × 64 tiles spill in both kernels; on sm_90, dk/dv at 128 × 64 with 8 warps (its 64-key Sᵀ rows
+# split 8 warps along 64 rows: every warpgroup computes Sᵀ and dPᵀ) and 4 warps with 64 × 128 spill.
+_DKDV_TILES_SM90 = [(64, 64, 4, 2), (64, 128, 8, 2), (64, 128, 8, 3), (32, 64, 4, 3), (32, 128, 8, 2)]
+_DKDV_TILES = [(64, 32, 4, 2), (128, 32, 8, 2), (64, 32, 4, 3), (16, 64, 4, 2)]
+_DQ_TILES_SM90 = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3)]
+_DQ_TILES = [(128, 32, 8, 2), (64, 32, 4, 2), (32, 64, 4, 2), (32, 64, 4, 3)]
 _KEY = (*AUTOTUNE_KEY, "ENT_GRAD")
-_dkdv_launch = TiledKernel(_bwd_dkdv_kernel, _BWD_TILES, grid_block="BLOCK_N", key=_KEY)
-_dq_launch = TiledKernel(_bwd_dq_kernel, _BWD_TILES, grid_block="BLOCK_M", key=_KEY)
+_dkdv_launch = TiledKernel(_bwd_dkdv_kernel, _DKDV_TILES, "BLOCK_N", _KEY, arch_tiles={90: _DKDV_TILES_SM90})
+_dq_launch = TiledKernel(_bwd_dq_kernel, _DQ_TILES, "BLOCK_M", _KEY, arch_tiles={90: _DQ_TILES_SM90})
 
 
 def attention_entropy_bwd(
