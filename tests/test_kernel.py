@@ -203,3 +203,24 @@ def test_min_entropy_argmax_only_with_its_gradient():
     assert a[3].numel() == 0 and b[3].shape == (1, 2, 150)
     for x, y in zip(a[:3], b[:3], strict=True):
         assert torch.equal(x, y)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy on the inf − inf provoked on purpose
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0, math.inf])
+def test_minus_inf_logits_in_full_key_tiles(alpha):
+    """A −inf logit (an infinite key coordinate) in a full key tile, where the Shannon sum runs without
+    its guard: those rows' sum is redone guarded, their entropy stays finite and matches the reference;
+    rows whose logit is +inf instead (no distribution) get NaN, as the lse."""
+    q, k, v = timm_qkv(1, 2, 300, 32, seed=3)
+    q, k, v = q.float().contiguous(), k.float().contiguous(), v.float().contiguous()
+    k[0, 0, 5, 0] = math.inf  # key 5 (first tile): logit −inf for rows with q_0 < 0, +inf for q_0 > 0
+    k[0, 1, 140, 3] = -math.inf  # key 140 (second tile on the interpreter)
+    out, lse, ent = fused(q, k, v, alpha)
+    r_out, r_ent, r_lse = attention_with_entropy_reference(
+        q.double(), k.double(), v.double(), alpha, None, "none"
+    )
+    assert torch.equal(ent.isnan(), ~torch.isfinite(lse))
+    ok = torch.isfinite(r_lse)
+    assert (~ok).any() and (ok.sum(-1) > 50).all()  # rows with a −inf logit, and rows with +inf
+    torch.testing.assert_close(ent.double()[ok], r_ent[ok], atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(lse.double()[ok], r_lse[ok], atol=2e-5, rtol=2e-5)

@@ -11,6 +11,8 @@ row max, x_j = s_j − m ≤ 0, e_j = 2^{x_j}, l = Σ e_j. When the max moves fr
 
 * ``l``: l ← c·l + Σ e_j;  log-sum-exp = (m + log2 l)·ln 2.
 * Shannon (α = 1): t = Σ e_j x_j ← c·(t + δ·l_old) + Σ e_j x_j;  H_1 = ln 2 · (log2 l − t / l).
+  Full key tiles add e_j x_j unguarded; a −inf logit there (infinite inputs only) makes t NaN, and
+  such rows (NaN t, finite lse) get t again from a guarded second pass at the end of the row.
 * min-entropy (α = ∞): H_∞ = −ln max_j p_j = ln l: no running sum beyond l; the row argmax (what its
   gradient needs) only with NEED_ARGMAX.
 * α = 0: every key has p_j > 0 in exact arithmetic, so H_0 = ln N_kv.
@@ -94,8 +96,12 @@ def _fwd_tile(
     c = tl.exp2(delta)
     p = tl.exp2(x)
     if MODE == 1:  # Shannon
-        # p·x with p = 0 where x = −inf (masked keys, −inf logits): max(x, −FLT_MAX) makes it 0, not NaN
-        r_i = c * (r_i + delta * l_i) + tl.sum(p * tl.maximum(x, -3.4028234663852886e38), 1)
+        if MASKED:  # p·x with p = 0 where x = −inf (masked keys): max(x, −FLT_MAX) makes it 0, not NaN
+            px = p * tl.maximum(x, -3.4028234663852886e38)
+        else:  # unguarded: a −inf logit (only from infinite inputs) makes the row's t NaN, and the
+            # kernel's epilogue recomputes t for exactly those rows (_shannon_t_guarded)
+            px = p * x
+        r_i = c * (r_i + delta * l_i) + tl.sum(px, 1)
     elif MODE == 4:  # Rényi near α = 1
         r_i = (
             tl.exp2(delta * alpha) * r_i
@@ -119,6 +125,24 @@ def _fwd_tile(
     v = _load_tile(V, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
     acc = acc * c[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
     return acc, m_new, l_i, r_i, a_i
+
+
+@triton.jit
+def _shannon_t_guarded(q, K, stride_k, b, h, m_i, N_KV, HEAD_DIM, qk_scale_log2,
+                       UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr, BLOCK_M: tl.constexpr,
+                       BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
+    """t = Σ_j e_j x_j of the Shannon mode, x_j = s_j − m with the row's final max ``m_i``, every
+    term guarded (0 where x = −inf): a second pass over the keys, for rows whose −inf logits made the
+    unguarded running t NaN."""
+    t = tl.zeros([BLOCK_M], dtype=tl.float32)
+    for start_n in range(0, N_KV, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < N_KV
+        kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
+        x = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2 - m_i[:, None]
+        x = tl.where(mask_n[None, :], x, float("-inf"))
+        t += tl.sum(tl.exp2(x) * tl.maximum(x, -3.4028234663852886e38), 1)
+    return t
 
 
 @triton.jit
@@ -162,6 +186,13 @@ def _attn_entropy_fwd_kernel(
 
     row = (b * H + h) * N_Q + offs_m  # Lse and Ent are contiguous (B, H, N_Q)
     lse2 = m_i + log2_l
+    finite = (lse2 == lse2) & (tl.abs(lse2) < float("inf"))
+    if MODE == 1:  # rows with a −inf logit in a full key tile (infinite inputs only): t once more, guarded
+        redo = (r_i != r_i) & finite
+        if tl.max(redo.to(tl.int32), 0) > 0:
+            t = _shannon_t_guarded(q, K, stride_k, b, h, m_i, N_KV, HEAD_DIM, qk_scale_log2,
+                                   UPCAST, INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_D)  # fmt: skip
+            r_i = tl.where(redo, t, r_i)
     tl.store(Lse + row, lse2 * _LN2, mask=mask_m)
     if MODE == 1:
         ent = (log2_l - r_i * inv_l) * _LN2
@@ -176,7 +207,6 @@ def _attn_entropy_fwd_kernel(
     else:
         ent = (log2_l + (log2_l - tl.log2(r_i)) / beta) * _LN2
     # no distribution (NaN or +inf logits, or no attendable key) → no entropy: NaN iff lse not finite
-    finite = (lse2 == lse2) & (tl.abs(lse2) < float("inf"))
     tl.store(Ent + row, tl.where(finite, ent, float("nan")), mask=mask_m)
 
 
