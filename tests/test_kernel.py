@@ -179,9 +179,10 @@ def test_orders_below_one_direct_and_series(alpha, logit_scale):
 
 
 @pytest.mark.parametrize("N", [128, 256])
-@pytest.mark.parametrize("alpha", [1.0, 0.5, 2.0, 3.0, 4.0, 4.5, math.inf])
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 1 / 3, 0.25, 0.3, 2.0, 3.0, 4.0, 4.5, math.inf])
 def test_full_key_tiles_only(N, alpha):
-    """Key counts that are multiples of every key tile: no partial (masked) tile at all."""
+    """Key counts that are multiples of every key tile: no partial (masked) tile at all. Every order
+    path of the kernel: α = 1/n (one exp2, p = e^n), other α < 1, α = 2, 3, 4 (p·p·…), other α > 1."""
     q, k, v = timm_qkv(1, 2, N, 32, seed=N)
     check_against_reference(q, k, v, alpha)
 

@@ -23,7 +23,7 @@ row max, x_j = s_j − m ≤ 0, e_j = 2^{x_j}, l = Σ e_j. When the max moves fr
 * Rényi, |β| ≥ 1/4 (0 < α ≤ 0.75 or α ≥ 1.25): a = Σ e_j^α ← c^α·a + Σ e_j^α ∈ [1, N];
   H_α = (ln a − α ln l)/(1 − α), formed as ln l + (ln l − ln a)/β so that α·ln l never overflows
   (orders with β ≥ 2^23 run as α = ∞). α = 2, 3, 4 (POW) form e^α and c^α by multiplication, no
-  second exp2 per element.
+  second exp2 per element; α = 1/2, 1/3, 1/4 take 2^{αx} as their one exp2 and form e = (2^{αx})^n.
 
 Cost (issue 12): full key tiles run unmasked, only the last, partial one is masked; the logit scale
 and the max shift are one FMA, x = (q·k)·scale − m (the max of the raw products, scaled: scale ≥ 0,
@@ -89,12 +89,30 @@ def _fwd_tile(
     else:
         tile_max = tl.max(qk, 1) * qk_scale_log2
     m_new = tl.maximum(m_i, tile_max)
-    x = qk * qk_scale_log2 - m_new[:, None]  # one FMA; the same bits with or without the argmax
-    if MASKED:
-        x = tl.where(mask_n[None, :], x, float("-inf"))
     delta = m_i - m_new
-    c = tl.exp2(delta)
-    p = tl.exp2(x)
+    if MODE == 5 and POW < -1:  # α = 1/n: e = 2^{αx} is the one exp2, p = e^n by multiplication
+        xa = qk * (qk_scale_log2 * alpha) - (m_new * alpha)[:, None]
+        if MASKED:
+            xa = tl.where(mask_n[None, :], xa, float("-inf"))
+        e = tl.exp2(xa)
+        ca = tl.exp2(delta * alpha)
+        if POW == -2:
+            p = e * e
+            c = ca * ca
+        elif POW == -3:
+            p = e * e * e
+            c = ca * ca * ca
+        else:
+            p = (e * e) * (e * e)
+            c = (ca * ca) * (ca * ca)
+        r_i = ca * r_i + tl.sum(e, 1)
+        x = xa  # unused
+    else:
+        x = qk * qk_scale_log2 - m_new[:, None]  # one FMA; the same bits with or without the argmax
+        if MASKED:
+            x = tl.where(mask_n[None, :], x, float("-inf"))
+        c = tl.exp2(delta)
+        p = tl.exp2(x)
     if MODE == 1:  # Shannon
         if MASKED:  # p·x with p = 0 where x = −inf (masked keys): max(x, −FLT_MAX) makes it 0, not NaN
             px = p * tl.maximum(x, -3.4028234663852886e38)
@@ -116,6 +134,8 @@ def _fwd_tile(
         elif POW == 4:
             c2 = c * c
             r_i = (c2 * c2) * r_i + tl.sum((p * p) * (p * p), 1)
+        elif POW < -1:  # α = 1/n: summed above
+            r_i = r_i
         elif POW == -1:  # 0 < α < 1: α·x ≤ x, nothing to clamp
             r_i = tl.exp2(delta * alpha) * r_i + tl.sum(tl.exp2(x * alpha), 1)
         else:  # α > 1: x ≤ 0 clamped, α·(an ulp-sized positive x) must not overflow at α up to 2^23
@@ -217,6 +237,7 @@ _fwd_launch = TiledKernel(
     _attn_entropy_fwd_kernel, _FWD_TILES, grid_block="BLOCK_M", key=(*AUTOTUNE_KEY, "POW", "NEED_ARGMAX")
 )
 _INT_POWERS = (2.0, 3.0, 4.0)  # orders summed as p·p·… (no second exp per element)
+_ROOTS = (1 / 2, 1 / 3, 1 / 4)  # orders 1/n: e = 2^{αx} the one exp2 per element, p = e^n
 
 
 def alloc_fwd_outputs(
@@ -288,8 +309,15 @@ def attention_entropy_fwd(
         H, N, M, D, scale * LOG2E, *alpha_args(alpha),
         triton.next_power_of_2(M),
     )  # fmt: skip
-    pow_ = 0  # POW: 2, 3, 4 integer orders; -1 the direct sum at 0 < α < 1; 0 otherwise
+    # POW: α = 2, 3, 4 (p^α = p·p·…); −n for α = 1/n, n = 2, 3, 4 (e = 2^{αx} the one exp2, p = e^n);
+    # −1 any other 0 < α < 1; 0 any other α > 1
+    pow_ = 0
     if mode == ENT_RENYI_DIRECT:
-        pow_ = int(alpha) if alpha in _INT_POWERS else (-1 if alpha < 1.0 else 0)
+        if alpha in _INT_POWERS:
+            pow_ = int(alpha)
+        elif alpha in _ROOTS:
+            pow_ = -_ROOTS.index(alpha) - 2
+        elif alpha < 1.0:
+            pow_ = -1
     _fwd_launch(q, N, args, MODE=mode, POW=pow_, NEED_ARGMAX=bool(entropy_grad and mode == ENT_MIN))
     return out, lse, ent, argmax
