@@ -23,6 +23,7 @@ import triton.language as tl
 from ._common import (
     _LN2,
     AUTOTUNE_KEY,
+    INTERPRET_BLOCK_M,
     LOG2E,
     TiledKernel,
     _entropy_dlogits,
@@ -42,21 +43,28 @@ __all__ = ["attention_entropy_bwd"]
 
 
 @triton.jit
-def _bwd_preprocess_kernel(Out, DOut, Delta, stride_o, stride_do, H, N, HEAD_DIM,
+def _bwd_preprocess_kernel(Out, DOut, Lse, Delta, Lse2, stride_o, stride_do, H, N, N_PAD, HEAD_DIM,
                            BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
-    """δ_i = Σ_d dO_id · O_id, fp32 (B, H, N) contiguous."""
-    offs_m, mask_m, b, h = _program_tile(N, BLOCK_M, H)
+    """δ_i = Σ_d dO_id · O_id and lse_i in log2 units (:func:`_load_lse2`), fp32 (B, H, N_PAD)
+    contiguous each; rows N … N_PAD − 1 hold δ = 0 and lse2 = +inf (p = 0 there), so that the
+    backward kernels load both unmasked."""
+    offs_m, _, b, h = _program_tile(N_PAD, BLOCK_M, H)
+    mask_m = offs_m < N
     o = _load_tile(Out, stride_o, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST=True, TRANS=False)
     do = _load_tile(DOut, stride_do, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST=True, TRANS=False)
-    tl.store(Delta + (b * H + h) * N + offs_m, tl.sum(o * do, 1), mask=mask_m)
+    tl.store(Delta + (b * H + h) * N_PAD + offs_m, tl.sum(o * do, 1))
+    lse2 = _load_lse2(Lse, (b * H + h) * N + offs_m, mask_m)
+    tl.store(Lse2 + (b * H + h) * N_PAD + offs_m, tl.where(mask_m, lse2, float("inf")))
 
 
 @triton.jit
-def _row_stats(Lse, Delta, Ent, GEnt, Argmax, rows, mask, BLOCK_M: tl.constexpr, MODE: tl.constexpr,
-               ENT_GRAD: tl.constexpr):  # fmt: skip
-    """Per-row inputs of dS: lse (log2 units), δ, and for the entropy gradient H, its gradient, argmax."""
-    lse2 = _load_lse2(Lse, rows, mask)
-    delta = tl.load(Delta + rows, mask=mask, other=0.0)
+def _row_stats(Lse2, Delta, Ent, GEnt, Argmax, b, h, H, N, N_PAD, offs_m, mask, BLOCK_M: tl.constexpr,
+               MODE: tl.constexpr, ENT_GRAD: tl.constexpr):  # fmt: skip
+    """Per-row inputs of dS of query rows ``offs_m`` of head (b, h): lse (log2 units) and δ (from the
+    preprocess, padded: loaded unmasked), and for the entropy gradient H, its gradient, argmax."""
+    lse2 = tl.load(Lse2 + (b * H + h) * N_PAD + offs_m)
+    delta = tl.load(Delta + (b * H + h) * N_PAD + offs_m)
+    rows = (b * H + h) * N + offs_m
     ent = tl.zeros([BLOCK_M], dtype=tl.float32)
     gent = tl.zeros([BLOCK_M], dtype=tl.float32)
     amax = tl.zeros([BLOCK_M], dtype=tl.int32)
@@ -125,7 +133,7 @@ def _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D: 
 def _bwd_dkdv_kernel(
     Q, K, V, DOut, Lse, Delta, Ent, GEnt, Argmax, DK, DV,
     stride_q, stride_k, stride_v, stride_do, stride_dk,  # (b, h, n, d) element strides; DV has DK's
-    H, N_Q, N_KV, HEAD_DIM, scale, qk_scale_log2, alpha, beta, N_BUCKET,
+    H, N_Q, N_KV, HEAD_DIM, scale, qk_scale_log2, alpha, beta, N_BUCKET, N_PAD,
     MODE: tl.constexpr, ENT_GRAD: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
@@ -138,8 +146,8 @@ def _bwd_dkdv_kernel(
         offs_m, mask_m = _span(start_m, N_Q, BLOCK_M)
         qt = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
         do = _load_tile(DOut, stride_do, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
-        stats = _row_stats(Lse, Delta, Ent, GEnt, Argmax, (b * H + h) * N_Q + offs_m, mask_m,
-                           BLOCK_M, MODE, ENT_GRAD)  # fmt: skip
+        stats = _row_stats(Lse, Delta, Ent, GEnt, Argmax, b, h, H, N_Q, N_PAD, offs_m, mask_m, BLOCK_M, MODE,
+                           ENT_GRAD)  # fmt: skip
         pt, dst = _dscores_t(k, v, qt, do, stats, offs_n, mask_m[None, :],
                              qk_scale_log2, alpha, beta, MODE, ENT_GRAD, INPUT_PRECISION)  # fmt: skip
         dv += tl.dot(pt.to(do.dtype), do, input_precision=INPUT_PRECISION)
@@ -154,15 +162,15 @@ def _bwd_dkdv_kernel(
 def _bwd_dq_kernel(
     Q, K, V, DOut, Lse, Delta, Ent, GEnt, Argmax, DQ,
     stride_q, stride_k, stride_v, stride_do, stride_dq,  # (b, h, n, d) element strides
-    H, N_Q, N_KV, HEAD_DIM, scale, qk_scale_log2, alpha, beta, N_BUCKET,
+    H, N_Q, N_KV, HEAD_DIM, scale, qk_scale_log2, alpha, beta, N_BUCKET, N_PAD,
     MODE: tl.constexpr, ENT_GRAD: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     offs_m, mask_m, b, h = _program_tile(N_Q, BLOCK_M, H)
     q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
     do = _load_tile(DOut, stride_do, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
-    stats = _row_stats(Lse, Delta, Ent, GEnt, Argmax, (b * H + h) * N_Q + offs_m, mask_m,
-                       BLOCK_M, MODE, ENT_GRAD)  # fmt: skip
+    stats = _row_stats(Lse, Delta, Ent, GEnt, Argmax, b, h, H, N_Q, N_PAD, offs_m, mask_m, BLOCK_M, MODE,
+                       ENT_GRAD)  # fmt: skip
     dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
 
     for start_n in range(0, N_KV, BLOCK_N):
@@ -185,6 +193,8 @@ _DKDV_TILES = [(64, 32, 4, 2), (128, 32, 8, 2), (64, 32, 4, 3), (16, 64, 4, 2)]
 _DQ_TILES_SM90 = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3)]
 _DQ_TILES = [(128, 32, 8, 2), (64, 32, 4, 2), (32, 64, 4, 2), (32, 64, 4, 3)]
 _KEY = (*AUTOTUNE_KEY, "ENT_GRAD")
+_ALL_TILES = (*_DKDV_TILES_SM90, *_DKDV_TILES, *_DQ_TILES_SM90, *_DQ_TILES)
+_MAX_BLOCK_M = max(INTERPRET_BLOCK_M, *(t[0] for t in _ALL_TILES))  # δ and lse2 are padded to it
 _dkdv_launch = TiledKernel(_bwd_dkdv_kernel, _DKDV_TILES, "BLOCK_N", _KEY, arch_tiles={90: _DKDV_TILES_SM90})
 _dq_launch = TiledKernel(_bwd_dq_kernel, _DQ_TILES, "BLOCK_M", _KEY, arch_tiles={90: _DQ_TILES_SM90})
 
@@ -242,16 +252,19 @@ def attention_entropy_bwd(
     if B * H * N == 0 or M == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
 
-    delta = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
+    n_pad = triton.cdiv(N, _MAX_BLOCK_M) * _MAX_BLOCK_M  # every BLOCK_M divides it
+    delta, lse2 = torch.empty((2, B, H, n_pad), dtype=torch.float32, device=q.device).unbind(0)
     pre_block = 64
-    _bwd_preprocess_kernel[(triton.cdiv(N, pre_block) * B * H,)](
-        out, dout, delta, out.stride(), dout.stride(), H, N, D, BLOCK_M=pre_block, BLOCK_D=block_d(D)
-    )
+    _bwd_preprocess_kernel[(n_pad // pre_block * B * H,)](
+        out, dout, lse, delta, lse2, out.stride(), dout.stride(), H, N, n_pad, D, BLOCK_M=pre_block,
+        BLOCK_D=block_d(D),
+    )  # fmt: skip
     g = grad_ent.contiguous() if grad_ent is not None else delta  # placeholder pointer when unused
     am = argmax if argmax.numel() else delta
-    inputs = (q, k, v, dout, lse, delta, ent, g, am)
+    inputs = (q, k, v, dout, lse2, delta, ent, g, am)
     strides = (q.stride(), k.stride(), v.stride(), dout.stride())
-    scalars = (H, N, M, D, scale, scale * LOG2E, *_alpha_beta(alpha), triton.next_power_of_2(max(N, M)))
+    n_bucket = triton.next_power_of_2(max(N, M))
+    scalars = (H, N, M, D, scale, scale * LOG2E, *_alpha_beta(alpha), n_bucket, n_pad)
     consts = dict(MODE=entropy_mode(alpha), ENT_GRAD=grad_ent is not None)
     _dkdv_launch(q, M, (*inputs, dk, dv, *strides, dk.stride(), *scalars), **consts)
     _dq_launch(q, N, (*inputs, dq, *strides, dq.stride(), *scalars), **consts)
