@@ -207,7 +207,8 @@ def test_default_output_names(tmp_path):
     parse = static.build_parser().parse_args
     assert static._selection(parse([]))[1] == f"triton-{triton.__version__}"
     assert static._selection(parse(["--arch", "sm_90", "--dtype", "fp16"]))[1].endswith("-sm_90-fp16")
-    assert len(static._selection(parse(["--kernels", "fwd", "--arch", "sm_90"]))[0]) == 42
+    forward_cases = len(static._tiles("fwd", "sm_90")) * len(static.FWD_ORDERS)  # each tile in each order
+    assert len(static._selection(parse(["--kernels", "fwd", "--arch", "sm_90"]))[0]) == forward_cases
 
 
 # --------------------------------------------------------------------------------------------------
