@@ -261,14 +261,6 @@ def _store_tile(X, strides, b, h, offs, mask, HEAD_DIM, BLOCK_D: tl.constexpr, v
 
 
 @triton.jit
-def _logits(q, kt, mask, qk_scale_log2, INPUT_PRECISION: tl.constexpr):
-    """Logits of a (BM, D) query tile and a (D, BN) key tile in log2 units, s = q·kᵀ·scale·log2 e,
-    −inf where ``mask`` (broadcast to BM × BN) is false."""
-    s = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2
-    return tl.where(mask, s, float("-inf"))
-
-
-@triton.jit
 def _load_lse2(Lse, rows, mask):
     """Log-sum-exp of flat ``rows`` of a contiguous (B, H, N) fp32 array, nats → log2 units.
 
@@ -281,7 +273,7 @@ def _load_lse2(Lse, rows, mask):
 @triton.jit
 def _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION: tl.constexpr):
     """log2 p = s − lse2 of a (BM, D) query tile and a (D, BN) key tile: P recomputed from the rows'
-    log-sum-exp in log2 units (s as in :func:`_logits`). Unmasked: callers mask what they reduce."""
+    log-sum-exp in log2 units (s = q·kᵀ·scale·log2 e). Unmasked: callers mask what they reduce."""
     return tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2 - lse2[:, None]
 
 

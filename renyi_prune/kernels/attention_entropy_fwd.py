@@ -52,6 +52,7 @@ from ._common import (
     _load_tile,
     _log1p,
     _program_tile,
+    _span,
     _store_tile,
     alpha_args,
     empty_bnhd,
@@ -59,6 +60,8 @@ from ._common import (
 )
 
 __all__ = ["attention_entropy_fwd"]
+
+_FLT_MAX = tl.constexpr(3.4028234663852886e38)  # Shannon guard: p·max(x, −FLT_MAX) is 0 at x = −inf
 
 
 @triton.jit
@@ -115,7 +118,7 @@ def _fwd_tile(
         p = tl.exp2(x)
     if MODE == 1:  # Shannon
         if MASKED:  # p·x with p = 0 where x = −inf (masked keys): max(x, −FLT_MAX) makes it 0, not NaN
-            px = p * tl.maximum(x, -3.4028234663852886e38)
+            px = p * tl.maximum(x, -_FLT_MAX)
         else:  # unguarded: a −inf logit (only from infinite inputs) makes the row's t NaN, and the
             # kernel's epilogue recomputes t for exactly those rows (_shannon_t_guarded)
             px = p * x
@@ -156,12 +159,11 @@ def _shannon_t_guarded(q, K, stride_k, b, h, m_i, N_KV, HEAD_DIM, qk_scale_log2,
     unguarded running t NaN."""
     t = tl.zeros([BLOCK_M], dtype=tl.float32)
     for start_n in range(0, N_KV, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)
-        mask_n = offs_n < N_KV
+        offs_n, mask_n = _span(start_n, N_KV, BLOCK_N)
         kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
         x = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2 - m_i[:, None]
         x = tl.where(mask_n[None, :], x, float("-inf"))
-        t += tl.sum(tl.exp2(x) * tl.maximum(x, -3.4028234663852886e38), 1)
+        t += tl.sum(tl.exp2(x) * tl.maximum(x, -_FLT_MAX), 1)
     return t
 
 
