@@ -444,7 +444,7 @@ def flops_table() -> dict[str, float | dict[float, float]]:
 
 def render_flops(table: dict[str, float | dict[float, float]] | None = None) -> str:
     """The FLOPs block (without its markers); ``table`` from :func:`flops_table` (computed if None)."""
-    from renyi_prune.patch import DEFAULT_PRUNE_BLOCKS
+    from renyi_prune.config import DEFAULT_PRUNE_BLOCKS
 
     table = flops_table() if table is None else table
     blocks = ", ".join(str(b + 1) for b in DEFAULT_PRUNE_BLOCKS)

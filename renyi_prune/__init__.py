@@ -6,6 +6,7 @@ as softmax attention, and a reversible one-call patch of timm Vision Transformer
 """
 
 from .column_norm import attention_column_norm
+from .config import PruneConfig
 from .criteria import (
     AttentionPass,
     Criterion,
@@ -16,7 +17,7 @@ from .criteria import (
 )
 from .flops import count_flops
 from .ops import attention_with_entropy
-from .patch import (
+from .pruning import (  # the module behind patch(): renyi_prune.pruning
     is_patched,
     kept_token_indices,
     num_kept,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttentionPass",
     "Criterion",
+    "PruneConfig",
     "attention_column_norm",
     "attention_probs",
     "attention_with_entropy",

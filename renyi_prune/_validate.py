@@ -7,6 +7,7 @@ range, and names the offending value in the message. No torch ops run here beyon
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -98,3 +99,21 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return value
+
+
+def check_schedule(name: str, value: Any, n: int, check: Callable[[Any], Any]) -> Any:
+    """A ``check``-ed scalar, or a tuple of ``n`` checked values (one per pruning block) from a list/tuple.
+
+    Raises:
+        ValueError: a list/tuple whose length is not ``n`` (and whatever ``check`` raises).
+    """
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} schedule {list(value)} has {len(value)} values for {n} pruning blocks")
+        return tuple(check(v) for v in value)
+    return check(value)
+
+
+def per_block(value: Any, n: int) -> tuple[Any, ...]:
+    """One value per pruning block: a tuple as it is, a scalar repeated ``n`` times."""
+    return tuple(value) if isinstance(value, tuple) else (value,) * n

@@ -51,9 +51,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from ._io import atomic_write_bytes, locked_folder
+from .config import DEFAULT_PRUNE_BLOCKS
 from .flops import count_flops
 from .ops import eager_on_cpu
-from .patch import DEFAULT_PRUNE_BLOCKS, kept_token_indices, patch, token_scores, unpatch
+from .pruning import kept_token_indices, patch, token_scores, unpatch
 
 __all__ = ["DEMO_CRITERIA", "DemoCriterion", "PruneConfig", "build_configs", "render_markdown", "run_demo"]
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
 from .ops import FUSED_OP_NAME
-from .patch import preserved_rng
+from .pruning import preserved_rng
 
 __all__ = ["count_flops", "attention_flop_handle"]
 

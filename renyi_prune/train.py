@@ -88,6 +88,7 @@ from ._io import (
     read_state_dict,
     write_json,
 )
+from .config import DEFAULT_PRUNE_BLOCKS
 from .data import (
     DATASETS,
     FASHION_MNIST_MEAN,
@@ -98,8 +99,8 @@ from .data import (
     build_transform,
     subset,
 )
-from .patch import DEFAULT_PRUNE_BLOCKS, patch, preserved_rng, pruning_generators, set_keep_rate
 from .pretrained import filter_state_dict
+from .pruning import patch, preserved_rng, pruning_generators, set_keep_rate
 from .schedule import keep_rate_warmup
 
 __all__ = [
@@ -455,7 +456,7 @@ class Pruning:
         """Patch ``model`` at the target keep rate."""
         return patch(
             model,
-            self.keep_rate,
+            keep_rate=self.keep_rate,
             alpha=self.alpha,
             prune_blocks=self.prune_blocks,
             criterion=self.criterion,

@@ -152,7 +152,7 @@ def test_wrong_attention_aborts_and_writes_nothing(tmp_path, monkeypatch, capsys
 
 def test_wrong_token_count_aborts(tmp_path, monkeypatch, capsys):
     """A patched model that keeps one token more than num_kept says is caught at the first keep rate."""
-    patch_mod = sys.modules["renyi_prune.patch"]  # renyi_prune.patch is the function
+    patch_mod = sys.modules["renyi_prune.pruning"]
     real = patch_mod.num_kept
     monkeypatch.setattr(patch_mod, "num_kept", lambda n, p, r: min(real(n, p, r) + 1, n - p))
     out = tmp_path / "e.csv"

@@ -10,7 +10,7 @@ import renyi_prune
 from conftest import DEVICE, assert_same_choices
 from renyi_prune import attention_probs, renyi_entropy
 from renyi_prune.criteria import AttentionPass, Criterion, get_criterion, run_attention
-from renyi_prune.patch import num_kept
+from renyi_prune.pruning import num_kept
 
 
 def make(name="deit_tiny_patch16_224", **kwargs):

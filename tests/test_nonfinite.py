@@ -14,7 +14,7 @@ from conftest import assert_same_choices
 from renyi_prune import attention_column_norm, attention_with_entropy, attention_with_entropy_reference
 from renyi_prune.column_norm import attention_column_norm_reference
 from renyi_prune.criteria import get_criterion
-from renyi_prune.patch import select_tokens
+from renyi_prune.pruning import select_tokens
 
 # the interpreter (NumPy) warns about the inf − inf and 0/0 these tests provoke on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")

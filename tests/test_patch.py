@@ -9,7 +9,7 @@ import torch
 import renyi_prune
 from conftest import DEVICE, assert_same_choices
 from renyi_prune import attention_with_entropy_reference
-from renyi_prune.patch import num_kept, select_tokens
+from renyi_prune.pruning import num_kept, select_tokens
 
 
 def make(name, **kwargs):

@@ -19,7 +19,7 @@ from timm.utils import ModelEmaV3
 import renyi_prune
 from conftest import DEVICE
 from renyi_prune.ops import eager_on_cpu
-from renyi_prune.patch import num_kept
+from renyi_prune.pruning import num_kept
 
 CRITERIA = ["renyi", "shannon", "evit", "colln", "headvar", "headmad", "random"]
 PRUNE = (1, 2)

@@ -25,7 +25,7 @@ from renyi_prune import (
 )
 from renyi_prune.column_norm import attention_column_norm_reference
 from renyi_prune.criteria import Criterion, register_criterion
-from renyi_prune.patch import select_tokens
+from renyi_prune.pruning import select_tokens
 
 
 def qkv(B=1, H=2, N=10, D=16, M=None, dtype=torch.float32):

@@ -68,6 +68,7 @@ from .._argtypes import (
     positive_int,
 )
 from .._argtypes import alpha as alpha_type
+from ..config import DEFAULT_PRUNE_BLOCKS
 from . import _common
 from ._common import RESULTS_DIR, device_name, device_slug  # noqa: F401  (re-exported)
 
@@ -121,7 +122,7 @@ CONFIGS: dict[str, Config] = {
 }
 DEFAULT_MODELS = ("deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224")
 DEFAULT_KEEP_RATES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
-DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
+
 DEFAULT_BATCH = 256
 DTYPES = _common.DTYPES
 SMOKE = dict(models=["deit_tiny_patch16_224"], img_size=64, batch=2, keep_rates=[0.7, 0.5], repeats=1)

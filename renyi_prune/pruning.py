@@ -32,10 +32,10 @@ backward runs through the tokens the forward kept (see :func:`patch`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import math
-import numbers
 import threading
 import warnings
 import weakref
@@ -46,7 +46,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._validate import check_alpha, check_int, check_keep_rate
+from ._validate import check_int, check_keep_rate, check_schedule, per_block
+from .config import PruneConfig
 from .criteria import AttentionPass, Criterion, get_criterion, run_attention
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
 ]
 
 _STATE = "_renyi_prune"
-DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
 _SIGNIFICANT_DIGITS = 9  # num_kept: r · (n − prefix) is rounded to these before the ceiling
 
 
@@ -222,7 +222,7 @@ def select_tokens(
 
     Example:
         >>> import math, torch
-        >>> from renyi_prune.patch import select_tokens
+        >>> from renyi_prune.pruning import select_tokens
         >>> score = torch.tensor([[9.0, 0.3, math.nan, 0.1, 0.2, 0.1]])  # token 0 = CLS
         >>> select_tokens(score, num_prefix_tokens=1, k=3, keep="lowest")  # NaN last, tie by position
         tensor([[0, 3, 4, 5]])
@@ -383,21 +383,20 @@ def _check_supported(blocks: list[nn.Module], prune_blocks: list[int]) -> None:
             )
 
 
-def patch(
-    model: nn.Module,
-    keep_rate: float | Sequence[float] = 0.7,
-    alpha: float | Sequence[float] | None = None,
-    prune_blocks: Iterable[int] = DEFAULT_PRUNE_BLOCKS,
-    criterion: str = "renyi",
-    fuse_pruned: bool = False,
-    **criterion_params: Any,
-) -> nn.Module:
+def patch(model: nn.Module, config: PruneConfig | None = None, /, **settings: Any) -> nn.Module:
     """Make a timm Vision Transformer prune patch tokens at ``prune_blocks``, in place.
+
+    Call it with a :class:`~renyi_prune.PruneConfig`, with the config's fields as keyword arguments
+    (``criterion``, ``keep_rate``, ``alpha``, ``prune_blocks``, ``fuse_pruned``; any other keyword is a
+    parameter of the criterion), or with both (the keywords replace the config's fields):
+    ``patch(model, PruneConfig(keep_rate=0.5))``, ``patch(model, keep_rate=0.5, alpha=2.0)``,
+    ``patch(model, config, keep_rate=0.9)``.
 
     Args:
         model: a timm ``VisionTransformer`` (or subclass, e.g. DeiT distilled) whose pruning blocks
             are timm ``Block`` with ``timm.layers.Attention``; LayerScale (``ls1/ls2``), ``q_norm/
             k_norm``, drop path and prefix tokens (``num_prefix_tokens``) are respected.
+        config: how to prune (default ``PruneConfig()``: Rényi α = 1, keep rate 0.7, blocks 3, 6, 9).
         keep_rate: r in (0, 1]: fraction of the current patch tokens each pruning block keeps; one
             value, or one per pruning block (in the order of ``sorted(prune_blocks)``).
         alpha: Rényi order α ≥ 0 (``math.inf`` allowed) for ``criterion="renyi"``; one value or one
@@ -459,6 +458,7 @@ def patch(
         >>> renyi_prune.unpatch(model)  # doctest: +ELLIPSIS
         VisionTransformer(...)
     """
+    config = _config(config, settings)
     blocks = getattr(model, "blocks", None)
     npt = getattr(model, "num_prefix_tokens", None)
     if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or not isinstance(npt, int):
@@ -466,33 +466,23 @@ def patch(
             f"renyi_prune.patch: unsupported model {type(model).__name__}; expected a timm VisionTransformer "
             "with .blocks (nn.Sequential) and an int .num_prefix_tokens"
         )
-    prune_blocks = _check_prune_blocks(prune_blocks, len(blocks))
-    keep_rates = _per_block("keep_rate", keep_rate, len(prune_blocks), check_keep_rate)
-    crit = get_criterion(criterion)
-    params = dict(crit.params)
-    unknown = set(criterion_params) - set(params)
-    if unknown:
+    prune_blocks = list(config.prune_blocks)
+    if prune_blocks[-1] >= len(blocks):
         raise ValueError(
-            f"criterion {crit.name!r} has no parameter(s) {sorted(unknown)}; its parameters: {sorted(params)}"
+            f"prune block index {prune_blocks[-1]} is out of range for a model with {len(blocks)} blocks"
         )
-    params.update(criterion_params)
-    if alpha is not None and "alpha" not in params:
-        raise ValueError(f"criterion {crit.name!r} takes no alpha (got alpha={alpha!r})")
+    keep_rates = config.keep_rates
+    crit = get_criterion(config.criterion)
+    params = dict(config.criterion_params)
     uses_alpha = "alpha" in params
-    alpha = params.get("alpha") if alpha is None else alpha
-    alphas = (
-        _per_block("alpha", alpha, len(prune_blocks), check_alpha)
-        if uses_alpha
-        else [None] * len(prune_blocks)
-    )
+    alphas = config.alphas
+    fuse_pruned = config.fuse_pruned
     if uses_alpha and 0.0 in alphas:
         warnings.warn(
             "renyi_prune.patch: alpha=0 gives every token the same Rényi entropy (log N), so pruning "
             "keeps the first patches by position",
             stacklevel=2,
         )
-    if not isinstance(fuse_pruned, bool):
-        raise TypeError(f"fuse_pruned must be a bool, got {fuse_pruned!r}")
     needs = crit.required(params) | ({"cls_attn"} if fuse_pruned else set())
     if "cls_attn" in needs and npt < 1:
         raise ValueError(
@@ -522,6 +512,30 @@ def patch(
         )  # fmt: skip
     model.__dict__[_STATE] = _ModelState(_Overrides.install(model, _model_methods(model)))
     return model
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(PruneConfig)) - {"params"}
+
+
+def _config(config: PruneConfig | None, settings: dict[str, Any]) -> PruneConfig:
+    """``config`` (default ``PruneConfig()``) with ``settings`` applied: config fields by name, any
+    other keyword a criterion parameter (merged into ``params``)."""
+    if config is None:
+        config = PruneConfig()
+    elif not isinstance(config, PruneConfig):
+        raise TypeError(
+            f"renyi_prune.patch: the second argument must be a PruneConfig, got {config!r}; "
+            f"pass a keep rate as keep_rate={config!r}"
+        )
+    if not settings:
+        return config
+    fields = {k: v for k, v in settings.items() if k in _CONFIG_FIELDS}
+    if "criterion" in fields and fields["criterion"] != config.criterion:
+        fields.setdefault("params", {})  # another criterion: the config's parameters do not carry over
+    params = {k: v for k, v in settings.items() if k not in _CONFIG_FIELDS}
+    if params:
+        fields["params"] = {**fields.get("params", config.params), **params}
+    return config.replace(**fields)
 
 
 _INTERMEDIATES_ARGS = frozenset({"indices", "output_fmt", "intermediates_only"})
@@ -654,36 +668,9 @@ def set_keep_rate(model: nn.Module, keep_rate: float | Sequence[float]) -> None:
         {1: 17, 2: 5}
     """
     states = _pruning_states(model)
-    for state, rate in zip(states.values(), _per_block("keep_rate", keep_rate, len(states), check_keep_rate),
-                           strict=True):  # fmt: skip
+    rates = check_schedule("keep_rate", keep_rate, len(states), check_keep_rate)
+    for state, rate in zip(states.values(), per_block(rates, len(states)), strict=True):
         state.keep_rate = rate
-
-
-def _check_prune_blocks(prune_blocks: Any, depth: int) -> list[int]:
-    """Sorted block indices: ints (Python or NumPy) in [0, depth), at least one, none repeated."""
-    if isinstance(prune_blocks, (str, bytes)) or not isinstance(prune_blocks, Iterable):
-        raise TypeError(f"prune_blocks must be an iterable of int block indices, got {prune_blocks!r}")
-    indices = []
-    for i in prune_blocks:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-            raise TypeError(f"prune block index {i!r} is not an int (it is a {type(i).__name__})")
-        if not 0 <= i < depth:
-            raise ValueError(f"prune block index {int(i)} is out of range for a model with {depth} blocks")
-        indices.append(int(i))
-    if not indices:
-        raise ValueError("prune_blocks is empty: name at least one block (or do not patch the model)")
-    if len(set(indices)) != len(indices):
-        raise ValueError(f"prune_blocks has repeated indices: {indices}")
-    return sorted(indices)
-
-
-def _per_block(name: str, value: Any, n: int, check: Any) -> list[Any]:
-    """One checked value per pruning block from a scalar or a sequence of length ``n``."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"{name} schedule {list(value)} has {len(value)} values for {n} pruning blocks")
-        return [check(v) for v in value]
-    return [check(value)] * n
 
 
 def _blocks(model: nn.Module) -> Iterable[nn.Module]:
@@ -774,7 +761,7 @@ def preserved_rng(model: nn.Module) -> Iterator[None]:
         >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=2)
         >>> _ = renyi_prune.patch(vit, prune_blocks=(1,), criterion="random")
         >>> before = [g.get_state() for g in renyi_prune.pruning_generators(vit)] + [torch.get_rng_state()]
-        >>> from renyi_prune.patch import preserved_rng
+        >>> from renyi_prune.pruning import preserved_rng
         >>> with preserved_rng(vit), torch.no_grad():
         ...     _ = vit(torch.randn(2, 3, 32, 32))
         >>> after = [g.get_state() for g in renyi_prune.pruning_generators(vit)] + [torch.get_rng_state()]
