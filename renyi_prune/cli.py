@@ -38,23 +38,19 @@ from ._argtypes import (
     print_error,
 )
 from ._io import BadFileError, OutputFolderError
+from .demo.config import check_criteria, criterion_names  # the registry's names; loads no timm
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "describe_failure", "main"]
 
 PROG = "renyi-prune"
 
-#: ``renyi-prune demo --criteria`` names: the keys of :data:`renyi_prune.demo.DEMO_CRITERIA`, repeated
-#: here so that parsing the command line does not import torch (a test checks they agree).
-DEMO_CRITERIA = ("renyi", "evit", "evit+fusion", "colln", "headvar", "headmad", "random")
-
 
 def demo_criterion(text: str) -> str:
-    """A ``renyi-prune demo`` criterion name (one of :data:`DEMO_CRITERIA`)."""
-    if text not in DEMO_CRITERIA:
-        raise argparse.ArgumentTypeError(
-            f"unknown criterion {text!r}; choose from {', '.join(DEMO_CRITERIA)}"
-        )
-    return text
+    """A ``renyi-prune demo`` criterion name (one of :func:`renyi_prune.demo.criterion_names`)."""
+    try:
+        return check_criteria([text])[0]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -107,9 +103,9 @@ _DEMO_OPTIONS = (
            nargs="+"),
     option("--alphas", "Rényi orders >= 0, 'inf' allowed, for the renyi criterion (default: 1 2 inf)",
            alpha, [1.0, 2.0, math.inf], "A", nargs="+"),
-    option("--criteria", f"criteria to compare with the unpruned model, among {', '.join(DEMO_CRITERIA)} "
-           "(default: all; evit+fusion = evit with EViT's token fusion, colln with order 2, headvar/headmad "
-           "with source cls, random with seed 0)", demo_criterion, list(DEMO_CRITERIA), "NAME", nargs="+"),
+    option("--criteria", f"criteria to compare with the unpruned model, among {', '.join(criterion_names())} "
+           "(default: all, each with its registered default parameters; evit+fusion = evit with EViT's token "
+           "fusion)", demo_criterion, criterion_names(), "NAME", nargs="+"),
     option("--device", "torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu)", device),
     option("--no-progress", "no progress bar", dest="progress", action="store_false"),
     option("--max-images", "use only the first N images", positive_int, metavar="N"),

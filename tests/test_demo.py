@@ -16,18 +16,22 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 
 import pytest
 import torch
 
-from renyi_prune import get_criterion
-from renyi_prune.cli import DEMO_CRITERIA, build_parser, main
+from renyi_prune import PruneConfig, get_criterion
+from renyi_prune.cli import build_parser, main
+from renyi_prune.demo import criterion_names
+
+DEMO_CRITERIA = criterion_names()
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUICK = ["--keep-rates", "0.5", "--alphas", "1", "--no-progress", "--max-images", "2", "--repeats", "1",
          "--img-size", "112"]  # fmt: skip
 ALL_LABELS = ["unpruned", "renyi α=1 r=0.5"] + [
-    f"{name} r=0.5" for name in ("evit", "evit+fusion", "colln", "headvar", "headmad", "random")
+    f"{name} r=0.5" for name in ("colln", "evit", "evit+fusion", "headmad", "headvar", "random")
 ]
 
 
@@ -56,7 +60,7 @@ def test_demo_writes_outputs(demo_run) -> None:
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC, name
         assert len(data) > 20_000, name  # a real figure, not an empty canvas
-    assert "| unpruned |" in (out / "report.md").read_text()
+    assert re.search(r"^\| unpruned +\|", (out / "report.md").read_text(), re.M)
     assert not list(out.glob("*.tmp")), "temporary files left behind"
 
 
@@ -65,7 +69,7 @@ def test_demo_report_values(demo_run) -> None:
     _, out = demo_run
     report = json.loads((out / "report.json").read_text())
     rows = {r["label"]: r for r in report["results"]}
-    assert list(rows) == ["unpruned", "renyi α=1 r=0.5", "evit r=0.5", "colln r=0.5"]
+    assert list(rows) == ["unpruned", "renyi α=1 r=0.5", "colln r=0.5", "evit r=0.5"]
     assert report["images"] == ["astronaut", "chelsea"]
     assert report["model"]["num_patches"] == 64 and report["model"]["num_prefix_tokens"] == 1
     assert [b + 1 for b in report["prune_blocks"]] == [4, 7, 10]
@@ -85,8 +89,9 @@ def test_demo_report_values(demo_run) -> None:
     assert all(0.0 < e < math.log(65) for e in report["mean_entropy_per_block"])
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") == "1":
         assert "CPU interpreter" in report["renyi_attention_path"]  # the kernel path ran end to end
-    assert report["kept_figure_configs"] == ["renyi α=1 r=0.5", "evit r=0.5", "colln r=0.5"]
-    assert list(report["criteria"]) == ["renyi", "evit", "colln"]
+    assert report["kept_figure_configs"] == ["renyi α=1 r=0.5", "colln r=0.5", "evit r=0.5"]
+    assert list(report["criteria"]) == ["renyi", "colln", "evit"]
+    assert rows["renyi α=1 r=0.5"]["prune_config"] == PruneConfig(keep_rate=0.5, alpha=1.0).to_dict()
 
 
 @pytest.mark.slow
@@ -124,7 +129,8 @@ def test_demo_all_criteria(demo_all_run) -> None:
     md = (out / "report.md").read_text()
     for name in DEMO_CRITERIA:
         assert get_criterion(name.split("+")[0]).description in md, name
-    assert "| 32+1/17+1/9+1 |" in md
+    assert re.search(r"\| 32\+1/17\+1/9\+1 +\|", md)
+    assert PruneConfig.from_dict(rows["evit+fusion r=0.5"]["prune_config"]).name == "evit+fusion"
     assert (out / "kept_patches.png").read_bytes()[:8] == PNG_MAGIC
 
 
@@ -136,8 +142,11 @@ def test_demo_all_criteria(demo_all_run) -> None:
         (["demo", "--alphas", "-1"], "alpha must be >= 0"),
         (["demo", "--alphas", "nan"], "alpha must be >= 0"),
         (["demo", "--alphas", "two"], "not a number"),
-        (["demo", "--criteria", "bogus"], "unknown criterion 'bogus'; choose from renyi, evit, evit+fusion"),
-        (["demo", "--criteria", "shannon"], "unknown criterion 'shannon'"),
+        (
+            ["demo", "--criteria", "bogus"],
+            "unknown criterion 'bogus'; choose from renyi, colln, evit, evit+fusion",
+        ),
+        (["demo", "--criteria", "shannon"], "unknown criterion 'shannon' (it is renyi at α = 1"),
         (["demo", "--criteria"], "expected at least one argument"),
         (["demo", "--images", "/nonexistent/renyi-prune-images"], "folder not found"),
         (["demo", "--model", "vit_small_patch16_224", "--checkpoint", "/nonexistent.pth"], "file not found"),
@@ -163,10 +172,10 @@ def test_runtime_failure_is_one_line(tmp_path, capsys: pytest.CaptureFixture[str
 
 
 def test_criteria_option() -> None:
-    from renyi_prune.demo import DEMO_CRITERIA as DEMO_SPECS
-    from renyi_prune.demo import build_configs
+    from renyi_prune import available_criteria
+    from renyi_prune.demo import build_configs, label
 
-    assert list(DEMO_CRITERIA) == list(DEMO_SPECS)  # the CLI's copy of the names
+    assert set(DEMO_CRITERIA) == {*available_criteria(), "evit+fusion"} - {"shannon"}  # from the registry
     parser = build_parser()
     assert parser.parse_args(["demo"]).criteria == list(DEMO_CRITERIA)
     assert parser.parse_args(["demo", "--criteria", "random", "evit+fusion"]).criteria == [
@@ -174,9 +183,9 @@ def test_criteria_option() -> None:
         "evit+fusion",
     ]
     # rows follow the demo's order, duplicates dropped; α only for renyi
-    labels = [c.label for c in build_configs([0.5], [1, 2], ["random", "evit+fusion", "renyi", "random"])]
+    labels = [label(c) for c in build_configs([0.5], [1, 2], ["random", "evit+fusion", "renyi", "random"])]
     assert labels == ["unpruned", "renyi α=1 r=0.5", "renyi α=2 r=0.5", "evit+fusion r=0.5", "random r=0.5"]
-    assert [c.label for c in build_configs([0.5], [], ["evit"])] == ["unpruned", "evit r=0.5"]
+    assert [label(c) for c in build_configs([0.5], [], ["evit"])] == ["unpruned", "evit r=0.5"]
     with pytest.raises(ValueError, match="unknown criterion 'bogus'"):
         build_configs([0.5], [1], ["bogus"])
     with pytest.raises(ValueError, match="at least one alpha"):
@@ -184,7 +193,7 @@ def test_criteria_option() -> None:
 
 
 def test_kept_mask_skips_fused_token() -> None:
-    from renyi_prune.demo import _kept_mask
+    from renyi_prune.demo.plots import _kept_mask
 
     mask = _kept_mask(torch.tensor([0, 1, -1, 4]), 1, (2, 2))  # CLS, patches 0 and 3, a fused token
     assert mask.tolist() == [[True, False], [False, True]]

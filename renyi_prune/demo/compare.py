@@ -1,0 +1,226 @@
+"""Model runs of the demo: the unpruned reference, each configuration's fidelity, GFLOPs, kept tokens
+and speed, and the per-patch entropy maps.
+
+Units: GFLOPs per image in fvcore's convention (one multiply-add = one FLOP), images/s of the whole
+batch on this machine (wall clock), entropies in nats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
+from ..flops import count_flops
+from ..ops import eager_on_cpu
+from ..pruning import kept_token_indices, patch, token_scores, unpatch
+from .config import json_alpha, label
+
+#: Nothing here is in ``__all__`` (each function needs a model to run; ``tests/test_demo.py`` runs them);
+#: :mod:`renyi_prune.demo` re-exports them by name.
+__all__: list[str] = []
+
+#: Kept token indices of one configuration: ``kept_token_indices(model)`` on the CPU (``None``: unpruned).
+Kept = dict[int, torch.Tensor] | None
+
+
+def cls_embedding(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's final image embedding (B, D): ``forward_head(forward_features(x), pre_logits=True)``.
+
+    For timm ViTs with token pooling, e.g. the default DINOv2 (``num_classes=0``), this is the CLS token
+    after the final norm, i.e. exactly ``model(x)``.
+    """
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+@contextlib.contextmanager
+def applied(model: nn.Module, config: PruneConfig | None) -> Iterator[nn.Module]:
+    """Context manager: ``model`` patched with ``config`` (left as is for ``None``), unpatched on exit."""
+    if config is not None:
+        patch(model, config)
+    try:
+        yield model
+    finally:
+        unpatch(model)
+
+
+def flops_model(model: nn.Module) -> nn.Module:
+    """The model to count FLOPs on: ``model`` itself if it is on the CPU, else a CPU copy of it."""
+    param = next(model.parameters(), None)
+    if param is None or param.device.type == "cpu":
+        return model
+    return copy.deepcopy(model).cpu()
+
+
+def count_config_gflops(model: nn.Module, config: PruneConfig | None, img_size: int) -> float:
+    """GFLOPs per image of ``config`` (fvcore convention), counted by fvcore on the eager CPU path.
+
+    ``model`` must be on the CPU (:func:`flops_model`). On the eager path every attention statistic is
+    plain PyTorch that fvcore's tracer can follow; the Triton column-norm pass of ``colln`` (and of
+    ``headvar``/``headmad`` with ``source="column"``) cannot be traced by fvcore. The count is the same
+    as on the Triton path wherever both can be counted (fvcore counts the matrix products; the fused
+    Rényi op is counted as the two matmuls of attention), and for ``colln`` it includes the
+    column pass's q·kᵀ (the eager pass materializes P; the Triton pass recomputes the same logits).
+    """
+    with eager_on_cpu(), applied(model, config):
+        return count_flops(model, img_size)
+
+
+def forward_seconds(model: nn.Module, x: torch.Tensor) -> float:
+    """Wall-clock seconds of one forward pass of the batch ``x`` (CUDA synchronized)."""
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    start = time.perf_counter()
+    model(x)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - start
+
+
+def evaluate_config(
+    model: nn.Module,
+    x: torch.Tensor,
+    config: PruneConfig | None,
+    ref: torch.Tensor,
+    img_size: int,
+    gflops: float | None = None,
+    prune_blocks: Sequence[int] = DEFAULT_PRUNE_BLOCKS,
+) -> tuple[dict[str, Any], Kept]:
+    """Fidelity, GFLOPs and kept tokens of one configuration (its forward also warms it up for timing).
+
+    ``gflops``, when given, is used instead of counting them again with :func:`count_config_gflops`
+    (fvcore counts the matrix products, which depend on the criterion and keep rate, not on α).
+
+    ``patch_tokens_kept`` are the patch tokens each pruning block keeps (``k``; with token fusion a
+    fused token kept from an earlier block counts as one of them, and the new fused token the block
+    appends is not counted: ``fused_token`` says that there is one). For the unpruned row they are the
+    model's patches at each of ``prune_blocks`` (the pruning blocks of the other rows).
+
+    Returns:
+        ``(row, kept)``: the report row (JSON-ready, without ``images_per_s``) and, for a pruned config,
+        the :func:`renyi_prune.kept_token_indices` of the batch on the CPU (``None`` when unpruned).
+    """
+    with applied(model, config):
+        feat = cls_embedding(model, x)
+        kept = None if config is None else {b: i.cpu() for b, i in kept_token_indices(model).items()}
+    if gflops is None:
+        gflops = count_config_gflops(flops_model(model), config, img_size)
+    cos = F.cosine_similarity(feat.double(), ref.double(), dim=-1)  # per image, in float64
+    row = {
+        "label": label(config),
+        "criterion": "none" if config is None else config.name,
+        "patch_criterion": None if config is None else config.criterion,
+        "criterion_params": {} if config is None else _plain_params(config),
+        "fused_token": config is not None and config.fuse_pruned,
+        "alpha": None if config is None else json_alpha(config.alpha),
+        "keep_rate": 1.0 if config is None else config.keep_rate,
+        "prune_config": None if config is None else config.to_dict(),
+        "gflops": gflops,
+        "cls_cosine_mean": cos.mean().item(),
+        "cls_cosine_min": cos.min().item(),
+        "patch_tokens_kept": _tokens_kept(model, kept, prune_blocks),
+    }
+    return row, kept
+
+
+def _tokens_kept(model: nn.Module, kept: Kept, prune_blocks: Sequence[int]) -> list[int]:
+    """Patch tokens after each pruning block (all of the model's patches when unpruned)."""
+    if kept is None:
+        gh, gw = model.patch_embed.grid_size
+        return [int(gh * gw)] * len(prune_blocks)
+    return [kept[b].shape[1] - model.num_prefix_tokens for b in sorted(kept)]
+
+
+def _plain_params(config: PruneConfig) -> dict[str, Any]:
+    """The criterion's parameters besides α and the attention backend (JSON-ready)."""
+    return {k: v for k, v in config.criterion_params.items() if k not in ("alpha", "backend")}
+
+
+def time_configs(
+    model: nn.Module, x: torch.Tensor, configs: Sequence[PruneConfig | None], repeats: int, bar: Any = None
+) -> list[float]:
+    """Throughput of each configuration in images/s: median over ``repeats`` timed forwards of ``x``.
+
+    The configurations are timed round-robin (one pass of every configuration per round), so a change
+    in machine load during the run affects all of them alike rather than a few. Each configuration
+    should have run once before (warm-up; :func:`evaluate_config` does it). ``bar`` (a tqdm bar or
+    ``None``) is advanced once per timed pass.
+    """
+    seconds: list[list[float]] = [[] for _ in configs]
+    for _ in range(repeats):
+        for times, config in zip(seconds, configs, strict=True):
+            with applied(model, config):
+                times.append(forward_seconds(model, x))
+            if bar is not None:
+                bar.update()
+    return [x.shape[0] / statistics.median(times) for times in seconds]
+
+
+def entropy_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Shannon attention entropy (nats, mean over heads) of every patch token in every block.
+
+    The model is patched with ``keep_rate=1.0`` at all blocks (nothing is pruned, the scores are
+    recorded), run once, and unpatched.
+
+    Returns:
+        ``(depth, B, gh, gw)`` float32 CPU tensor.
+    """
+    npt = model.num_prefix_tokens
+    gh, gw = model.patch_embed.grid_size
+    with applied(
+        model, PruneConfig("renyi", keep_rate=1.0, alpha=1.0, prune_blocks=range(len(model.blocks)))
+    ):
+        model(x)
+        scores = token_scores(model)
+    maps = [scores[b][:, npt:].float().reshape(-1, gh, gw) for b in sorted(scores)]
+    return torch.stack(maps).cpu()
+
+
+def compare(
+    model: nn.Module,
+    x: torch.Tensor,
+    configs: Sequence[PruneConfig | None],
+    ref: torch.Tensor,
+    img_size: int,
+    repeats: int,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], list[Kept]]:
+    """Evaluate every configuration (:func:`evaluate_config`), then time them all (:func:`time_configs`).
+
+    Returns:
+        ``(rows, kept)``: one report row per configuration (with ``images_per_s``; the unpruned row's
+        ``patch_tokens_kept`` are the model's patches at each pruning block of the others) and the kept
+        token indices of each configuration, in ``configs`` order.
+    """
+    from tqdm.auto import tqdm
+
+    rows, kept, gflops = [], [], {}
+    blocks = next((c.prune_blocks for c in configs if c is not None), DEFAULT_PRUNE_BLOCKS)
+    counting_model = flops_model(model)
+    with tqdm(
+        total=len(configs) * (1 + repeats),
+        desc="renyi-prune demo",
+        unit="run",
+        disable=not progress,
+        file=sys.stderr,
+    ) as bar:
+        for config in configs:
+            key = None if config is None else config.replace(alpha=None)  # GFLOPs do not depend on α
+            if key not in gflops:
+                gflops[key] = count_config_gflops(counting_model, config, img_size)
+            row, k = evaluate_config(model, x, config, ref, img_size, gflops[key], blocks)
+            rows.append(row)
+            kept.append(k)
+            bar.update()
+        for row, ips in zip(rows, time_configs(model, x, configs, repeats, bar), strict=True):
+            row["images_per_s"] = ips
+    return rows, kept
