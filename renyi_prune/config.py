@@ -134,6 +134,22 @@ class PruneConfig:
         return MappingProxyType(merged)
 
     @property
+    def block_params(self) -> tuple[Mapping[str, Any], ...]:
+        """The criterion's parameters for each pruning block, in block order: :attr:`criterion_params`
+        with that block's α (criteria with one). :func:`renyi_prune.patch` gives them to the
+        criterion's ``setup`` hook (:meth:`renyi_prune.Criterion.block_params`).
+
+        Example:
+            >>> from renyi_prune import PruneConfig
+            >>> [p["alpha"] for p in PruneConfig(alpha=(1.0, 2.0), prune_blocks=(3, 6)).block_params]
+            [1.0, 2.0]
+        """
+        merged = {**get_criterion(self.criterion).params, **self.params}
+        if "alpha" not in merged:
+            return tuple(MappingProxyType(merged) for _ in self.prune_blocks)
+        return tuple(MappingProxyType({**merged, "alpha": a}) for a in self.alphas)
+
+    @property
     def keep_rates(self) -> tuple[float, ...]:
         """One keep rate per pruning block."""
         return per_block(self.keep_rate, len(self.prune_blocks))

@@ -9,7 +9,14 @@ import torch
 import renyi_prune
 from conftest import DEVICE, assert_same_choices
 from renyi_prune import attention_probs, renyi_entropy
-from renyi_prune.criteria import AttentionPass, Criterion, get_criterion, run_attention
+from renyi_prune.criteria import (
+    AttentionPass,
+    Criterion,
+    get_criterion,
+    register_criterion,
+    run_attention,
+    unregister_criterion,
+)
 from renyi_prune.pruning import num_kept
 
 
@@ -198,25 +205,6 @@ def test_per_block_schedules(deit_tiny, images):
     renyi_prune.unpatch(deit_tiny)
 
 
-def test_schedule_and_parameter_errors(deit_tiny):
-    with pytest.raises(ValueError, match="2 values for 3 pruning blocks"):
-        renyi_prune.patch(deit_tiny, keep_rate=[0.5, 0.5])
-    with pytest.raises(ValueError, match="alpha"):
-        renyi_prune.patch(deit_tiny, alpha=[1.0, -1.0, 2.0])
-    with pytest.raises(ValueError, match="takes no alpha"):
-        renyi_prune.patch(deit_tiny, criterion="evit", alpha=2.0)
-    with pytest.raises(ValueError, match=r"no parameter\(s\) \['ordr'\]"):
-        renyi_prune.patch(deit_tiny, criterion="colln", ordr=2)
-    with pytest.raises(ValueError, match="'columns'"):
-        renyi_prune.patch(deit_tiny, criterion="headvar", source="columns")
-    with pytest.raises(ValueError, match="not patched"):
-        renyi_prune.set_keep_rate(deit_tiny, 0.5)
-    no_cls = make("vit_tiny_patch16_224", class_token=False, global_pool="avg", img_size=64)
-    with pytest.raises(ValueError, match="CLS token"):
-        renyi_prune.patch(no_cls, fuse_pruned=True)
-    assert not renyi_prune.is_patched(deit_tiny)
-
-
 def test_keep_rate_warmup():
     from renyi_prune import keep_rate_warmup
 
@@ -292,3 +280,37 @@ def test_criteria_are_copied_and_pickled_by_name():
     stray = Criterion("stray_test", "highest", frozenset(), lambda p, params: p.out.sum(-1).mean(1))
     with pytest.raises(pickle.PicklingError, match="'stray_test' is not the registered one"):
         pickle.dumps(stray)
+
+
+def test_criterion_hooks_set_up_each_block_and_the_attention_pass(monkeypatch):
+    """A user's criterion says how to set up each block (setup) and run the attention (attention)."""
+    import renyi_prune.pruning.forward as forward
+
+    contexts, passes = [], []
+
+    def setup(params, context):
+        contexts.append((context.index, context.device.type, params["alpha"]))
+        return {**params, "sign": -1.0 if context.index == 1 else 1.0}
+
+    def recording_run_attention(*args, **kwargs):
+        passes.append(kwargs)
+        return run_attention(*args, **kwargs)
+
+    crit = Criterion(
+        "signed_entropy_test", keep="lowest", needs=frozenset({"entropy"}),
+        score=lambda a, params: params["sign"] * a.entropy, params={"alpha": 1.0},
+        setup=setup, attention=lambda params: {"alpha": 2 * params["alpha"]},
+    )  # fmt: skip
+    register_criterion(crit)
+    monkeypatch.setattr(forward, "run_attention", recording_run_attention)
+    try:
+        model = make(img_size=64)
+        renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1, 2), criterion=crit.name, alpha=[1.0, 3.0])
+        with torch.no_grad():
+            model(torch.randn(1, 3, 64, 64).to(DEVICE))
+    finally:
+        unregister_criterion(crit.name)
+    assert contexts == [(1, torch.device(DEVICE).type, 1.0), (2, torch.device(DEVICE).type, 3.0)]
+    assert [p["alpha"] for p in passes] == [2.0, 6.0]
+    scores = renyi_prune.token_scores(model)
+    assert (scores[1] <= 0).all() and (scores[2] >= 0).all()  # each block's own setup

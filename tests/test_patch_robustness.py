@@ -396,16 +396,6 @@ def test_prune_blocks_as_numpy_integers(blocks):
 
 
 @pytest.mark.parametrize(
-    "blocks, match", [("1,2", "'1,2'"), (["1"], "'1'"), ([1.0], "1.0"), (b"\x01", "x01")]
-)
-def test_prune_blocks_that_are_not_integers(blocks, match):
-    model = vit()
-    with pytest.raises(TypeError, match=match):
-        renyi_prune.patch(model, prune_blocks=blocks)
-    assert not renyi_prune.is_patched(model)
-
-
-@pytest.mark.parametrize(
     "kwargs, img_size",
     [({}, 40), ({}, (32, 24)), ({"dynamic_img_size": True}, 36)],  # fixed size; not a patch multiple
 )
@@ -437,9 +427,3 @@ def test_patch_keeps_and_unpatch_restores_a_users_block_forward():
         model(images())
     assert calls == [(2, 17, 64)]
     assert "forward" not in model.blocks[2].__dict__
-
-
-def test_token_scores_before_any_forward():
-    model = renyi_prune.patch(vit(), prune_blocks=PRUNE)
-    with pytest.raises(ValueError, match="has not run yet"):
-        renyi_prune.token_scores(model)

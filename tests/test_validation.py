@@ -5,6 +5,7 @@ the message, or, for B = 0 and N = 1, return well-formed results.
 """
 
 import math
+import re
 from functools import partial
 
 import pytest
@@ -177,22 +178,28 @@ def vit():
     [
         ({"keep_rate": 0.0}, ValueError, "keep_rate must be in \\(0, 1\\], got 0.0"),
         ({"keep_rate": 1.01}, ValueError, "1.01"),
+        ({"keep_rate": -0.1}, ValueError, "-0.1"),
         ({"keep_rate": math.nan}, ValueError, "nan"),
         ({"keep_rate": "0.5"}, TypeError, "'0.5'"),
         ({"keep_rate": [0.5, 0.5, 0.5]}, ValueError, "3 values for 2 pruning blocks"),
         ({"keep_rate": [0.5, 2.0]}, ValueError, "2.0"),
         ({"alpha": [1.0]}, ValueError, "1 values for 2 pruning blocks"),
         ({"alpha": -1.0}, ValueError, "-1.0"),
+        ({"alpha": [1.0, -1.0]}, ValueError, "-1.0"),
         ({"alpha": "inf"}, TypeError, "'inf'"),
         ({"prune_blocks": [1, 4]}, ValueError, "index 4 is out of range for a model with 4 blocks"),
         ({"prune_blocks": [-1]}, ValueError, "-1"),
         ({"prune_blocks": [1, 1]}, ValueError, "repeated"),
         ({"prune_blocks": []}, ValueError, "empty"),
         ({"prune_blocks": 2}, TypeError, "2"),
+        ({"prune_blocks": "1,2"}, TypeError, "'1,2'"),
+        ({"prune_blocks": ["1"]}, TypeError, "'1'"),
+        ({"prune_blocks": [1.0]}, TypeError, "1.0"),
+        ({"prune_blocks": b"\x01"}, TypeError, "x01"),
         ({"criterion": "entropy"}, ValueError, "'entropy'"),
         ({"criterion": "evit", "alpha": 2.0}, ValueError, "takes no alpha"),
         ({"criterion": "colln", "order": -2.0}, ValueError, "-2.0"),
-        ({"criterion": "colln", "ordr": 2.0}, ValueError, "'ordr'"),
+        ({"criterion": "colln", "ordr": 2.0}, ValueError, r"no parameter\(s\) \['ordr'\]"),
         ({"criterion": "random", "seed": -1}, ValueError, "-1"),
         ({"criterion": "random", "seed": 1.5}, TypeError, "1.5"),
         ({"criterion": "renyi", "backend": "gpu"}, ValueError, "'gpu'"),
@@ -208,17 +215,28 @@ def test_patch_rejects_bad_arguments_at_patch_time(vit, kwargs, exc, match):
 
 
 def test_patch_names_what_it_does_not_support():
+    from timm.models.vision_transformer import ResPostBlock
+
+    families = re.escape(str(renyi_prune.available_adapters()))
     with pytest.raises(TypeError, match="Linear"):
         renyi_prune.patch(torch.nn.Linear(2, 2))
-    with pytest.raises(TypeError, match="str"):
+    with pytest.raises(TypeError, match="got str"):
         renyi_prune.patch("deit_small_patch16_224")
-    post = timm.create_model("vit_relpos_small_patch16_224", pretrained=False, depth=2, img_size=32)
-    with pytest.raises(TypeError, match="model.blocks\\[1\\]"):
-        renyi_prune.patch(post, prune_blocks=[1])
-    no_cls = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
-                               class_token=False, global_pool="avg")  # fmt: skip
-    with pytest.raises(ValueError, match="CLS token"):
-        renyi_prune.patch(no_cls, prune_blocks=[1], criterion="evit")
+    with pytest.raises(TypeError, match=f"unsupported model ResNet; supported families: {families}"):
+        renyi_prune.patch(timm.create_model("resnet18", pretrained=False))
+    relpos = timm.create_model("vit_relpos_small_patch16_224", pretrained=False, depth=2, img_size=32)
+    with pytest.raises(TypeError, match=f"VisionTransformerRelPos; supported families: {families}"):
+        renyi_prune.patch(relpos, prune_blocks=[1])
+    small = dict(img_size=32, patch_size=16, embed_dim=64, depth=4, num_heads=2)
+    with pytest.raises(TypeError, match=r"model.blocks\[1\] is ResPostBlock"):
+        renyi_prune.patch(VisionTransformer(**small, block_fn=ResPostBlock), prune_blocks=[1])
+    with pytest.raises(ValueError, match=r"model.blocks\[1\].attn.attn_drop.p=0.1"):
+        renyi_prune.patch(VisionTransformer(**small, attn_drop_rate=0.1), prune_blocks=[1])
+    no_cls = VisionTransformer(**small, class_token=False, global_pool="avg")
+    for kwargs in ({"criterion": "evit"}, {"fuse_pruned": True}):
+        with pytest.raises(ValueError, match="need a CLS token"):
+            renyi_prune.patch(no_cls, prune_blocks=[1], **kwargs)
+    assert not renyi_prune.is_patched(no_cls)
     renyi_prune.patch(no_cls, prune_blocks=[1])  # entropy needs no CLS token
 
 
@@ -236,8 +254,9 @@ def test_set_keep_rate_and_readers(vit):
         renyi_prune.token_scores(vit)
     renyi_prune.patch(vit, prune_blocks=(1, 2))
     try:
-        with pytest.raises(ValueError, match="has not run yet"):
-            renyi_prune.kept_token_indices(vit)
+        for reader in (renyi_prune.kept_token_indices, renyi_prune.token_scores):
+            with pytest.raises(ValueError, match="pruning block 1 has not run yet"):
+                reader(vit)
         with pytest.raises(ValueError, match="3 values for 2"):
             renyi_prune.set_keep_rate(vit, [0.5, 0.5, 0.5])
         with pytest.raises(ValueError, match="-0.5"):
@@ -289,6 +308,12 @@ def test_criteria_registry_and_schedule_arguments():
         Criterion("x", "lowest", (), score=None)
     with pytest.raises(ValueError, match="'logits'"):
         Criterion("x", "lowest", {"logits"}, lambda a, p: a.entropy)
+    with pytest.raises(TypeError, match="Criterion.setup must be callable or None, got 'seed'"):
+        Criterion("x", "lowest", (), lambda a, p: a.entropy, setup="seed")
+    with pytest.raises(TypeError, match=r"Criterion.attention must be callable or None, got \{'alpha': 2\}"):
+        Criterion("x", "lowest", (), lambda a, p: a.entropy, attention={"alpha": 2})
+    with pytest.raises(TypeError, match="Criterion.deterministic must be a bool, got 1"):
+        Criterion("x", "lowest", (), lambda a, p: a.entropy, deterministic=1)
     with pytest.raises(TypeError, match="2.5"):
         keep_rate_warmup(2.5, 0.5, ramp_steps=3)
     with pytest.raises(ValueError, match="-1"):
@@ -297,6 +322,20 @@ def test_criteria_registry_and_schedule_arguments():
         keep_rate_warmup(0, 0.5, ramp_steps=3, initial=1.5)
     with pytest.raises(TypeError, match="target keep rate"):
         keep_rate_warmup(0, [0.5, "0.3"], ramp_steps=3)
+
+
+def test_adapter_registry_arguments():
+    from renyi_prune.adapters import ModelAdapter, register_adapter, unregister_adapter
+    from renyi_prune.adapters.timm_vit import TimmViTAdapter
+
+    with pytest.raises(TypeError, match="TimmViTAdapter"):  # the class, not an instance
+        register_adapter(TimmViTAdapter)
+    with pytest.raises(TypeError, match="ModelAdapter.family must be a non-empty str, got ''"):
+        register_adapter(ModelAdapter())
+    with pytest.raises(ValueError, match="no model adapter for family 'keras'"):
+        unregister_adapter("keras")
+    with pytest.raises(TypeError, match="got dict"):
+        renyi_prune.adapter_for({"blocks": []})
 
 
 def test_count_flops_arguments(vit):

@@ -18,6 +18,7 @@ import pkgutil
 from .base import (
     NEEDS,
     AttentionPass,
+    BlockContext,
     Criterion,
     available_criteria,
     get_criterion,
@@ -33,6 +34,7 @@ for _module in pkgutil.iter_modules(__path__):
 __all__ = [
     "NEEDS",
     "AttentionPass",
+    "BlockContext",
     "Criterion",
     "available_criteria",
     "get_criterion",

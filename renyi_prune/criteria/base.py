@@ -61,6 +61,26 @@ ScoreFn = Callable[[AttentionPass, Mapping[str, Any]], torch.Tensor]
 
 
 @dataclass(frozen=True)
+class BlockContext:
+    """Where a criterion's parameters are set up: one pruning block of one model.
+
+    Attributes:
+        index: the block's 0-based index in the model.
+        device: the device of the model's parameters (e.g. for a ``torch.Generator``).
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune import BlockContext, get_criterion
+        >>> params = get_criterion("random").block_params({"seed": 0}, BlockContext(3, torch.device("cpu")))
+        >>> params["generator"].initial_seed()
+        3
+    """
+
+    index: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
 class Criterion:
     """A token-importance criterion.
 
@@ -77,6 +97,16 @@ class Criterion:
         check: optional ``check(params)`` raising TypeError/ValueError (naming the value) for bad
             parameter values, so that :func:`renyi_prune.patch` fails at patch time, not in the
             first forward.
+        setup: optional ``setup(params, context) -> params`` run once per pruning block when a model
+            is patched (:class:`BlockContext`: block index, device), returning the parameters that
+            block's ``score`` receives, e.g. ``random`` adds a ``torch.Generator`` seeded with
+            ``seed + index``. Default: the params unchanged. See :meth:`block_params`.
+        attention: optional ``attention(params) -> kwargs`` of :func:`run_attention` beyond
+            ``needs`` (``alpha``, ``backend``), e.g. ``renyi`` passes its α. Default: none (α = 1,
+            ``backend="auto"``). See :meth:`attention_kwargs`.
+        deterministic: whether ``score`` gives the same result when run again on the same input; a
+            criterion that draws random numbers is not, so a gradient checkpoint whose region starts
+            before its block cannot replay the draw (:func:`renyi_prune.patch` raises then).
 
     A criterion is immutable; copies of a patched model share it, and pickles refer to it by name
     (so a pickled model needs the criterion registered where it is unpickled).
@@ -100,12 +130,20 @@ class Criterion:
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     check: Callable[[Mapping[str, Any]], None] | None = None
+    setup: Callable[[Mapping[str, Any], BlockContext], Mapping[str, Any]] | None = None
+    attention: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Criterion.name must be a non-empty str, got {self.name!r}")
         if not callable(self.score):
             raise TypeError(f"Criterion.score must be callable, got {self.score!r}")
+        for hook in ("check", "setup", "attention"):
+            if getattr(self, hook) is not None and not callable(getattr(self, hook)):
+                raise TypeError(f"Criterion.{hook} must be callable or None, got {getattr(self, hook)!r}")
+        if not isinstance(self.deterministic, bool):
+            raise TypeError(f"Criterion.deterministic must be a bool, got {self.deterministic!r}")
         if self.keep not in ("lowest", "highest"):
             raise ValueError(f"Criterion.keep must be 'lowest' or 'highest', got {self.keep!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
@@ -147,6 +185,30 @@ class Criterion:
                 f"criterion {self.name!r} needs {sorted(needs - NEEDS)}, not among {sorted(NEEDS)}"
             )
         return needs
+
+    def block_params(self, params: Mapping[str, Any], context: BlockContext) -> dict[str, Any]:
+        """The parameters one pruning block's ``score`` receives (from :attr:`setup`, else ``params``).
+
+        Example:
+            >>> import torch
+            >>> from renyi_prune.criteria import BlockContext, get_criterion
+            >>> p = get_criterion("random").block_params({"seed": 3}, BlockContext(2, torch.device("cpu")))
+            >>> p["generator"].initial_seed()  # seed + block index
+            5
+        """
+        return dict(params if self.setup is None else self.setup(params, context))
+
+    def attention_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of :func:`run_attention` for these params (from :attr:`attention`).
+
+        Example:
+            >>> from renyi_prune import get_criterion
+            >>> get_criterion("renyi").attention_kwargs({"alpha": 2.0, "backend": "auto"})
+            {'alpha': 2.0, 'backend': 'auto'}
+            >>> get_criterion("evit").attention_kwargs({})
+            {}
+        """
+        return {} if self.attention is None else dict(self.attention(params))
 
 
 _REGISTRY: dict[str, Criterion] = {}

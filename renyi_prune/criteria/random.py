@@ -1,7 +1,8 @@
 """``random``: a uniformly random subset of patches, from a seeded generator — the control.
 
 Each pruning block owns a ``torch.Generator`` seeded with ``seed`` (default 0) plus its block index,
-created on the model's device when the model is patched; re-patching restarts the sequence.
+created on the model's device when the model is patched (the criterion's ``setup`` hook); re-patching
+restarts the sequence. The criterion is not deterministic: a gradient checkpoint must not redraw.
 """
 
 import torch
@@ -17,6 +18,12 @@ def _uniform(attention_pass, params):
     return scores.to(attention_pass.q.device)
 
 
+def _seeded_generator(params, context):
+    """The block's params plus its generator, seeded with ``seed + block index`` on the model's device."""
+    generator = torch.Generator(device=context.device).manual_seed(int(params["seed"]) + context.index)
+    return {**params, "generator": generator}
+
+
 register_criterion(
     Criterion(
         "random",
@@ -25,6 +32,8 @@ register_criterion(
         score=_uniform,
         params={"seed": 0},
         check=lambda params: check_int("seed", params["seed"], 0),
+        setup=_seeded_generator,
+        deterministic=False,
         description="uniform random scores from a seeded generator (control)",
     )
 )

@@ -1,0 +1,170 @@
+"""PruneConfig: every error path names the bad value, JSON round trips, from_name, and patch(model, config)
+against the same settings as keywords (issue 13)."""
+
+import json
+import math
+import re
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+import renyi_prune
+from conftest import DEVICE
+from renyi_prune import PruneConfig, num_kept
+
+
+def vit():
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10)
+    return model.eval().to(DEVICE)
+
+
+def images(batch=2, seed=1):
+    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+
+
+@pytest.mark.parametrize(
+    "fields, exc, match",
+    [
+        ({"criterion": "entropy"}, ValueError, "unknown criterion 'entropy'"),
+        ({"criterion": 3}, ValueError, "unknown criterion 3"),
+        ({"params": {"alpha": 2.0}}, ValueError, r"give alpha as PruneConfig\(alpha=...\)"),
+        ({"criterion": "colln", "params": {"ordr": 2}}, ValueError, r"no parameter\(s\) \['ordr'\]"),
+        ({"criterion": "evit", "alpha": 2.0}, ValueError, r"takes no alpha \(got alpha=2.0\)"),
+        ({"keep_rate": 0.0}, ValueError, "got 0.0"),
+        ({"keep_rate": 1.5}, ValueError, "1.5"),
+        ({"keep_rate": math.nan}, ValueError, "nan"),
+        ({"keep_rate": "0.5"}, TypeError, "'0.5'"),
+        ({"keep_rate": True}, TypeError, "True"),
+        ({"keep_rate": (0.5, 0.5)}, ValueError, "2 values for 3 pruning blocks"),
+        ({"keep_rate": (0.5, 0.5, 1.2)}, ValueError, "1.2"),
+        ({"alpha": -1.0}, ValueError, "-1.0"),
+        ({"alpha": math.nan}, ValueError, "nan"),
+        ({"alpha": "inf"}, TypeError, "'inf'"),
+        ({"alpha": (1.0, 2.0, 3.0, 4.0)}, ValueError, "4 values for 3 pruning blocks"),
+        ({"prune_blocks": "3,6"}, TypeError, "'3,6'"),
+        ({"prune_blocks": 3}, TypeError, "got 3"),
+        ({"prune_blocks": [1.5]}, TypeError, "1.5"),
+        ({"prune_blocks": [True]}, TypeError, "True"),
+        ({"prune_blocks": [-1]}, ValueError, "-1 is negative"),
+        ({"prune_blocks": [3, 3]}, ValueError, r"repeated indices: \[3, 3\]"),
+        ({"prune_blocks": []}, ValueError, "empty"),
+        ({"fuse_pruned": "yes"}, TypeError, "'yes'"),
+        ({"criterion": "colln", "params": {"order": -2.0}}, ValueError, "-2.0"),
+        ({"criterion": "random", "params": {"seed": -1}}, ValueError, "-1"),
+        ({"criterion": "random", "params": {"seed": 1.5}}, TypeError, "1.5"),
+        ({"params": {"backend": "gpu"}}, ValueError, "'gpu'"),
+        ({"criterion": "headvar", "params": {"source": "rows"}}, ValueError, "'rows'"),
+    ],
+)
+def test_every_bad_field_is_named(fields, exc, match):
+    with pytest.raises(exc, match=match):
+        PruneConfig(**fields)
+
+
+def test_from_name_replace_and_from_dict_errors():
+    with pytest.raises(ValueError, match=r"'evit\+fusion' asks for fusion, but fuse_pruned=False"):
+        PruneConfig.from_name("evit+fusion", fuse_pruned=False)
+    with pytest.raises(ValueError, match="unknown criterion 'nope'"):
+        PruneConfig.from_name("nope+fusion")
+    with pytest.raises(ValueError, match="2.0"):
+        PruneConfig().replace(keep_rate=2.0)
+    with pytest.raises(TypeError, match="bogus"):
+        PruneConfig.from_dict({"criterion": "renyi", "bogus": 1})
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        PruneConfig(),
+        PruneConfig(alpha=math.inf, keep_rate=0.5),
+        PruneConfig(keep_rate=(0.9, 0.7, 0.5), alpha=(1.0, 2.0, math.inf), prune_blocks=(9, 3, 6)),
+        PruneConfig.from_name("evit+fusion", keep_rate=[0.7, 0.5, 0.3]),
+        PruneConfig("colln", params={"order": 3.0}, prune_blocks=[1]),
+        PruneConfig("random", params={"seed": 4}, keep_rate=0.25),
+        PruneConfig("renyi", params={"backend": "eager"}, alpha=0.5),
+    ],
+    ids=lambda c: c.label,
+)
+def test_json_round_trip(config):
+    data = json.loads(json.dumps(config.to_dict(), allow_nan=False))  # strict JSON: α = ∞ as "inf"
+    again = PruneConfig.from_dict(data)
+    assert again == config and hash(again) == hash(config)
+    assert again.label == config.label and again.keep_rates == config.keep_rates
+    assert again.alphas == config.alphas
+
+
+def test_from_name_label_and_per_block_values():
+    fused = PruneConfig.from_name("evit+fusion", keep_rate=0.5)
+    assert (fused.criterion, fused.fuse_pruned, fused.name) == ("evit", True, "evit+fusion")
+    assert PruneConfig.from_name(fused.name, keep_rate=0.5) == fused
+    plain = PruneConfig.from_name("renyi")
+    assert not plain.fuse_pruned and plain.name == "renyi"
+    c = PruneConfig(keep_rate=(0.9, 0.5), alpha=(2.0, math.inf), prune_blocks=(6, 3))
+    assert c.prune_blocks == (3, 6) and c.keep_rates == (0.9, 0.5) and c.alphas == (2.0, math.inf)
+    assert [dict(p) for p in c.block_params] == [
+        {"alpha": 2.0, "backend": "auto"},
+        {"alpha": math.inf, "backend": "auto"},
+    ]
+    assert PruneConfig("colln").alphas == (None, None, None)
+    assert [dict(p) for p in PruneConfig("colln").block_params] == [{"order": 2.0}] * 3
+
+
+def _run(model, x):
+    with torch.no_grad():
+        out = model(x)
+    return out, renyi_prune.kept_token_indices(model), renyi_prune.token_scores(model)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(keep_rate=[0.7, 0.5], alpha=[2.0, math.inf], prune_blocks=(1, 2)),
+        dict(criterion="evit", fuse_pruned=True, keep_rate=0.5, prune_blocks=(1, 3)),
+        dict(criterion="random", seed=5, keep_rate=0.5, prune_blocks=(1, 2)),
+        dict(criterion="colln", order=3.0, keep_rate=0.6, prune_blocks=(2,)),
+    ],
+)
+def test_patch_with_a_config_is_patch_with_keywords(settings):
+    """The same computation run twice: the kept tokens and outputs are equal bit for bit."""
+    fields = {k: v for k, v in settings.items() if k in ("criterion", "keep_rate", "alpha", "prune_blocks",
+                                                        "fuse_pruned")}  # fmt: skip
+    params = {k: v for k, v in settings.items() if k not in fields}
+    config = PruneConfig(**fields, params=params)
+    x = images()
+    a = _run(renyi_prune.patch(vit(), config), x)
+    b = _run(renyi_prune.patch(vit(), **settings), x)
+    assert torch.equal(a[0], b[0])
+    for got, want in zip(a[1:], b[1:], strict=True):
+        assert got.keys() == want.keys() and all(torch.equal(got[i], want[i]) for i in got)
+
+
+def test_keywords_override_the_config():
+    model = vit()
+    config = PruneConfig("colln", keep_rate=0.5, params={"order": 3.0}, prune_blocks=(1, 2))
+    renyi_prune.patch(model, config, keep_rate=0.75)
+    states = {i: blk._renyi_prune for i, blk in enumerate(model.blocks) if "_renyi_prune" in blk.__dict__}
+    assert [s.keep_rate for s in states.values()] == [0.75, 0.75]
+    assert all(s.params == {"order": 3.0} for s in states.values())  # the config's parameter stays
+    _run(model, images())
+    counts = [t.shape[1] - 1 for t in renyi_prune.kept_token_indices(model).values()]
+    assert counts == [num_kept(17, 1, 0.75), num_kept(1 + 12, 1, 0.75)]
+    renyi_prune.patch(model, config, order=1.5, prune_blocks=[2])  # a parameter merges into params
+    assert model.blocks[2]._renyi_prune.params == {"order": 1.5}
+    assert "_renyi_prune" not in model.blocks[1].__dict__
+    renyi_prune.patch(model, config, criterion="evit")  # another criterion: colln's order does not carry over
+    assert model.blocks[1]._renyi_prune.criterion.name == "evit" and model.blocks[1]._renyi_prune.params == {}
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \['order'\]"):
+        renyi_prune.patch(model, PruneConfig(prune_blocks=(1,)), order=2.0)
+    with pytest.raises(ValueError, match="1.5"):
+        renyi_prune.patch(model, config, keep_rate=1.5)
+    renyi_prune.unpatch(model)
+
+
+@pytest.mark.parametrize("second", [0.5, "renyi", {"keep_rate": 0.5}, (1, 2)])
+def test_a_positional_second_argument_must_be_a_config(second):
+    model = vit()
+    with pytest.raises(TypeError, match=re.escape(f"must be a PruneConfig, got {second!r}")):
+        renyi_prune.patch(model, second)
+    assert not renyi_prune.is_patched(model)
