@@ -13,23 +13,71 @@ materializes the (B, H, N, M) matrix (:func:`renyi_prune.kernels.attention_colum
 :func:`attention_column_norm` validates and dispatches like :func:`renyi_prune.attention_with_entropy`
 (:func:`renyi_prune.ops.uses_triton`): CUDA, or CPU under ``TRITON_INTERPRET=1`` → the Triton kernel;
 otherwise, and for fp64, :func:`attention_column_norm_reference`, the eager ground truth.
+
+The Triton pass is the PyTorch custom operator ``renyi_prune::attention_column_power_sum``
+(:data:`COLUMN_OP_NAME`; ``torch.library.custom_op`` with a fake implementation, no autograd: the norms
+are a ranking score), as the attention op is: ``torch.compile(fullgraph=True)`` traces it as one node,
+and ``torch.jit.trace``-based tools such as fvcore see it by name (:func:`column_pass_flop_handle`
+counts it as its q·kᵀ recomputation).
 """
 
 from __future__ import annotations
 
 import math
+from numbers import Number
+from typing import Any
 
 import torch
 
 from ._validate import check_head_reduce, check_qkv, check_scale, is_real
 from .kernels import attention_column_power_sum
+from .kernels.attention_colnorm import alloc_column_sums
 from .ops import check_head_dim, uses_triton
 from .reference import probs_from_logits
 
-__all__ = ["attention_column_norm", "attention_column_norm_reference"]
+__all__ = [
+    "COLUMN_OP_NAME",
+    "attention_column_norm",
+    "attention_column_norm_reference",
+    "column_pass_flop_handle",
+]
 
+COLUMN_OP_NAME = "renyi_prune::attention_column_power_sum"
 # Logit elements (B·H·chunk·M) per chunk when the log-sum-exp is computed here: 2^24 fp32 = 64 MiB.
 LSE_CHUNK_ELEMENTS = 1 << 24
+
+
+@torch.library.custom_op(COLUMN_OP_NAME, mutates_args=())
+def _column_power_sum(
+    q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor, scale: float, order: float
+) -> torch.Tensor:
+    """(B, H, M) fp32 Σ_i p_ij^n (order ∞: max_i p_ij) from q (B, H, N, D), k (B, H, M, D) and the
+    (B, H, N) fp32 lse: :func:`renyi_prune.kernels.attention_column_power_sum`."""
+    return attention_column_power_sum(q, k, lse, scale, order)
+
+
+@_column_power_sum.register_fake
+def _column_power_sum_fake(q, k, lse, scale, order):
+    return alloc_column_sums(q, k)  # the launcher's own allocation: one place for shape and dtype
+
+
+def column_pass_flop_handle(inputs: list[Any], outputs: list[Any]) -> Number:
+    """fvcore op handle of :data:`COLUMN_OP_NAME`: B·H·N·M·D multiply-adds (fvcore's FLOP unit), the
+    q·kᵀ the column pass recomputes from the (q, k) inputs' shapes; the exponentials are not counted.
+
+    Example:
+        >>> import torch
+        >>> g = torch._C.Graph()
+        >>> q, k = g.addInput(), g.addInput()  # the traced node's inputs: q (B, H, N, D), k (B, H, M, D)
+        >>> _ = q.setType(torch._C.TensorType.create_from_tensor(torch.empty(2, 3, 5, 16)))
+        >>> _ = k.setType(torch._C.TensorType.create_from_tensor(torch.empty(2, 3, 7, 16)))
+        >>> column_pass_flop_handle([q, k], [])  # 2 · 3 · 5 · 7 · 16
+        3360
+    """
+    from fvcore.nn.jit_handles import get_shape
+
+    (*batch, n, d), m = get_shape(inputs[0]), get_shape(inputs[1])[-2]
+    return math.prod(batch) * n * m * d
 
 
 def attention_column_norm(
@@ -89,9 +137,7 @@ def attention_column_norm(
     if lse is not None:
         _check_lse(lse, q)
 
-    # under torch.jit.trace (fvcore's count_flops) the kernel cannot launch on traced shapes; the
-    # reference traces as one q·kᵀ matmul, which is the work the Triton pass really does
-    if not uses_triton(q) or torch.jit.is_tracing():
+    if not uses_triton(q):
         with torch.no_grad():
             return attention_column_norm_reference(q, k, order, scale, head_reduce, lse=lse)
 
@@ -99,7 +145,7 @@ def attention_column_norm(
     with torch.no_grad():
         if lse is None:
             lse = _chunked_lse(q, k, scale)
-        sums = attention_column_power_sum(q, k, lse.float(), scale, order)
+        sums = _column_power_sum(q, k, lse.float(), scale, order)
         norms = sums if (order == 1.0 or math.isinf(order)) else sums.pow(1.0 / order)
         return norms.mean(dim=1) if head_reduce == "mean" else norms
 

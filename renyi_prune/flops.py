@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 
+from .column_norm import COLUMN_OP_NAME, column_pass_flop_handle
 from .ops import FUSED_OP_NAME
 from .pruning import preserved_rng
 
@@ -125,6 +126,7 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
             analysis = FlopCountAnalysis(model, x)
             analysis.set_op_handle("aten::scaled_dot_product_attention", attention_flop_handle)
             analysis.set_op_handle(FUSED_OP_NAME, attention_flop_handle)
+            analysis.set_op_handle(COLUMN_OP_NAME, column_pass_flop_handle)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             total = analysis.total()
     except AssertionError as e:  # the model's input check, e.g. timm's patch embedding on the size

@@ -5,7 +5,8 @@
 * CUDA tensors → the fused Triton kernel (:mod:`renyi_prune.kernels`), one pass, no (B, H, N, N)
   tensor;
 * CPU tensors with ``TRITON_INTERPRET=1`` → the same Triton kernel on Triton's CPU interpreter
-  (this is how CI tests the kernel);
+  (this is how CI tests the kernel), except inside :func:`eager_on_cpu` (a context variable: per
+  thread and task, no environment change);
 * otherwise (CPU, or fp64 anywhere) → the eager reference :mod:`renyi_prune.reference`.
 
 The Triton path is registered as the PyTorch custom operator
@@ -16,7 +17,7 @@ implementation), so ``torch.jit.trace``-based tools such as fvcore see it as one
 from __future__ import annotations
 
 import contextlib
-import os
+import contextvars
 from collections.abc import Iterator
 
 import torch
@@ -101,13 +102,25 @@ _fused_fwd.register_autograd(_fused_backward, setup_context=_fused_setup_context
 
 BACKENDS = ("auto", "triton", "eager")
 
+# Set by eager_on_cpu(): CPU tensors take the eager reference even under the interpreter. A context
+# variable, so each thread (and asyncio task) has its own value and nothing global is mutated.
+_EAGER_ON_CPU: contextvars.ContextVar[bool] = contextvars.ContextVar("eager_on_cpu", default=False)
+
+
+@torch.compiler.assume_constant_result
+def _eager_on_cpu_requested() -> bool:
+    """Whether the caller is inside :func:`eager_on_cpu`. Dynamo cannot trace ``ContextVar.get``, so under
+    ``torch.compile`` the value is read once when the graph is traced and taken as a constant (the
+    interpreter flag, an environment variable, is not guarded either)."""
+    return _EAGER_ON_CPU.get()
+
 
 def uses_triton(q: torch.Tensor, backend: str = "auto") -> bool:
     """Whether :func:`attention_with_entropy` runs the Triton kernel for a tensor like ``q``.
 
-    ``backend="auto"``: on CUDA, or on CPU under ``TRITON_INTERPRET=1``, for fp16/bf16/fp32;
-    ``"eager"``: never; ``"triton"``: always (raises ValueError where Triton cannot run: a CPU
-    tensor without the interpreter, or fp64).
+    ``backend="auto"``: on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (outside :func:`eager_on_cpu`),
+    for fp16/bf16/fp32; ``"eager"``: never; ``"triton"``: always (raises ValueError where Triton cannot
+    run: a CPU tensor without the interpreter or inside :func:`eager_on_cpu`, or fp64).
 
     Raises:
         ValueError: unknown ``backend``, or ``"triton"`` where Triton cannot run (names why).
@@ -121,11 +134,12 @@ def uses_triton(q: torch.Tensor, backend: str = "auto") -> bool:
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    possible = q.dtype in _TRITON_DTYPES and (q.is_cuda or (q.device.type == "cpu" and is_interpreting()))
+    on_cpu = q.device.type == "cpu" and is_interpreting() and not _eager_on_cpu_requested()
+    possible = q.dtype in _TRITON_DTYPES and (q.is_cuda or on_cpu)
     if backend == "triton" and not possible:
         raise ValueError(
-            f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU) of dtype fp16/bf16/fp32, "
-            f"got {q.dtype} on {q.device}"
+            f"backend='triton' needs a CUDA tensor (or TRITON_INTERPRET=1 on CPU, outside eager_on_cpu()) of "
+            f"dtype fp16/bf16/fp32, got {q.dtype} on {q.device}"
         )
     return possible and backend != "eager"
 
@@ -135,25 +149,24 @@ def eager_on_cpu() -> Iterator[None]:
     """Within: CPU tensors take the eager reference path even under ``TRITON_INTERPRET=1``.
 
     For CPU work that needs no kernel test, e.g. a demo or FLOP counting in a process where the
-    interpreter is on: :func:`uses_triton` reads ``TRITON_INTERPRET`` at each call, so this sets it
-    to ``"0"`` for the duration and restores it after. CUDA tensors are unaffected.
+    interpreter is on. It sets a context variable that :func:`uses_triton` reads at each call, not the
+    environment: it holds for the calling thread (or asyncio task) only, other threads keep their own
+    path, blocks nest, and the previous value comes back on exit (also after an exception). CUDA
+    tensors are unaffected. Under ``torch.compile`` the path is fixed when the graph is traced.
 
     Example:
         >>> import os, torch
         >>> from renyi_prune.ops import eager_on_cpu, uses_triton
+        >>> env = dict(os.environ)
         >>> with eager_on_cpu():
-        ...     uses_triton(torch.zeros(1, 1, 4, 16))
-        False
+        ...     uses_triton(torch.zeros(1, 1, 4, 16)), dict(os.environ) == env
+        (False, True)
     """
-    old = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "0"
+    token = _EAGER_ON_CPU.set(True)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop("TRITON_INTERPRET", None)
-        else:
-            os.environ["TRITON_INTERPRET"] = old
+        _EAGER_ON_CPU.reset(token)
 
 
 def attention_with_entropy(

@@ -226,3 +226,36 @@ def test_bad_tensors():
     q8, k8, _ = timm_qkv(1, 2, 17, 8)
     with pytest.raises(ValueError, match="D=8"):
         attention_column_norm(q8, k8)
+
+
+# --- the column pass as a custom op --------------------------------------------------------------------
+
+
+def test_column_op_is_a_custom_op_with_a_consistent_fake():
+    """``renyi_prune::attention_column_power_sum``: schema and fake implementation agree with the kernel."""
+    q, k, _ = (t.detach().contiguous() for t in timm_qkv(1, 2, 17, 16))
+    lse = forward_lse(q, k)
+    op = torch.ops.renyi_prune.attention_column_power_sum
+    torch.library.opcheck(op, (q, k, lse, 0.25, 2.0), test_utils=("test_schema", "test_faketensor"))
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    k9 = k[:, :, :9]  # M = 9 keys for N = 17 queries
+    with FakeTensorMode() as mode:
+        fq, fk = mode.from_tensor(q), mode.from_tensor(k9)
+        fake = op(fq, fk, mode.from_tensor(lse), 0.25, math.inf)
+    assert fake.shape == (1, 2, 9) and fake.dtype == torch.float32 and fake.device == q.device
+
+
+def test_torch_compile_fullgraph_traces_the_column_pass():
+    """The Triton path compiles into one graph (the op is opaque to Dynamo) and gives the eager bits."""
+    q, k, _ = timm_qkv(1, 2, 33, 16, seed=5)
+    lse = forward_lse(q, k)
+
+    def both(q, k, lse):
+        return attention_column_norm(q, k, order=2.0, lse=lse), attention_column_norm(q, k, order=math.inf)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(both, backend="eager", fullgraph=True)
+    got, want = compiled(q, k, lse), both(q, k, lse)
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    assert got[0].shape == (1, 33) and got[0].dtype == torch.float32

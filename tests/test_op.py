@@ -1,6 +1,8 @@
 """The public op: dispatch, validation and the eager CPU path."""
 
 import math
+import os
+import threading
 
 import pytest
 import torch
@@ -102,3 +104,45 @@ def test_backend_choice(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="backend='triton'"):
         attention_with_entropy(q, k, v, backend="triton")
+
+
+def test_eager_on_cpu_is_a_context_not_the_environment():
+    """eager_on_cpu() leaves os.environ alone, nests, restores on exit (also after an error), and holds for
+    its own thread only."""
+    from renyi_prune.kernels import is_interpreting
+    from renyi_prune.ops import eager_on_cpu, uses_triton
+
+    if not is_interpreting():
+        pytest.skip("CPU tensors take the Triton path only under TRITON_INTERPRET=1")
+    q, k, v = timm_qkv(1, 2, 20, 16, device="cpu")
+    env = dict(os.environ)
+
+    def in_thread(fn):
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(fn()))
+        t.start()
+        t.join()
+        return seen[0]
+
+    assert uses_triton(q)
+    with eager_on_cpu():
+        assert dict(os.environ) == env and not uses_triton(q)
+        with eager_on_cpu():
+            assert not uses_triton(q)
+        assert not uses_triton(q)  # the inner exit restored the outer block's value, not the default
+        assert in_thread(lambda: uses_triton(q))  # another thread keeps its own path
+        out, ent = attention_with_entropy(q, k, v, alpha=2.0)
+        r_out, r_ent, _ = attention_with_entropy_reference(q, k, v, 2.0)
+        assert torch.equal(out, r_out) and torch.equal(ent, r_ent)
+        with pytest.raises(ValueError, match="eager_on_cpu"):
+            attention_with_entropy(q, k, v, backend="triton")
+    assert uses_triton(q) and dict(os.environ) == env
+
+    def eager_in_thread():
+        with eager_on_cpu():
+            return uses_triton(q)
+
+    assert in_thread(eager_in_thread) is False and uses_triton(q)  # ... and its block stays in it
+    with pytest.raises(RuntimeError, match="boom"), eager_on_cpu():
+        raise RuntimeError("boom")
+    assert uses_triton(q)

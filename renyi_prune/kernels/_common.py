@@ -17,13 +17,22 @@ import torch
 import triton
 import triton.language as tl
 
-# entropy modes (a constexpr of the kernels): which running sums and which derivative they use
-ENT_NONE = 0
+# Entropy modes: which running sums and which derivative the kernels use. ``ENT_*`` are the host's ints
+# (what :func:`entropy_mode` returns and the launchers pass as the MODE constexpr); ``MODE_*`` are the
+# same values as ``tl.constexpr``, the only globals ``@triton.jit`` code may read, so that the kernels
+# compare ``MODE == MODE_SHANNON`` (folded at compile time, as a literal would be) instead of ``MODE == 1``.
+ENT_NONE = 0  # no entropy work: the static report's baseline (the op never launches it)
 ENT_SHANNON = 1
 ENT_MIN = 2
 ENT_SUPPORT = 3
 ENT_RENYI_LOG1P = 4
 ENT_RENYI_DIRECT = 5
+MODE_NONE = tl.constexpr(ENT_NONE)
+MODE_SHANNON = tl.constexpr(ENT_SHANNON)
+MODE_MIN = tl.constexpr(ENT_MIN)
+MODE_SUPPORT = tl.constexpr(ENT_SUPPORT)
+MODE_RENYI_LOG1P = tl.constexpr(ENT_RENYI_LOG1P)
+MODE_RENYI_DIRECT = tl.constexpr(ENT_RENYI_DIRECT)
 
 LOG2E = 1.4426950408889634
 _LN2 = tl.constexpr(0.6931471805599453)
@@ -310,17 +319,18 @@ def _entropy_dlogits(p, lp, ent, is_max, alpha, beta, MODE: tl.constexpr):
     (p^α underflows gracefully where p·e^{…} would give 0·∞). Min-entropy: p − 1[j = argmax].
     log-support (α = 0): 0. Callers zero masked entries.
     """
-    if MODE == 1:
+    # every operand and the result: one tile, (BLOCK_M, BLOCK_N) or its transpose, fp32
+    if MODE == MODE_SHANNON:
         d = -p * (lp + ent)
-    elif MODE == 2:
+    elif MODE == MODE_MIN:
         d = p - is_max
-    elif MODE == 4 or MODE == 5:
+    elif MODE == MODE_RENYI_LOG1P or MODE == MODE_RENYI_DIRECT:
         y = beta * (lp + ent)
         small = tl.abs(y) < 0.1
         diff = tl.where(
             small, p * _expm1_series(tl.where(small, y, 0.0)), tl.exp(alpha * lp + beta * ent) - p
         )
         d = -(alpha / beta) * diff
-    else:
+    else:  # MODE_SUPPORT (and MODE_NONE): H_0 = ln M does not depend on the logits
         d = p * 0.0
     return d

@@ -32,11 +32,14 @@ from ._common import (
     _span,
 )
 
-__all__ = ["COLNORM_MAX", "COLNORM_POWER", "attention_column_power_sum"]
+__all__ = ["COLNORM_MAX", "COLNORM_POWER", "alloc_column_sums", "attention_column_power_sum"]
 
-# modes (the kernel's MODE constexpr)
+# modes (the kernel's MODE constexpr): host ints, and the same values as the tl.constexpr globals the
+# kernel compares MODE with (@triton.jit code reads only constexpr globals)
 COLNORM_POWER = 1  # Σ_i p_ij^n, finite order n > 0
 COLNORM_MAX = 2  # max_i p_ij, order ∞ (the same number as ENT_MIN, the min-entropy's max_j p_ij)
+MODE_COL_POWER = tl.constexpr(COLNORM_POWER)
+MODE_COL_MAX = tl.constexpr(COLNORM_MAX)
 
 
 @triton.jit
@@ -44,32 +47,32 @@ def _attn_colnorm_kernel(
     Q, K, Lse, Out,
     stride_q, stride_k,  # (b, h, n, d) element strides of Q and K
     H, N_Q, N_KV, HEAD_DIM, qk_scale_log2,
-    alpha,  # the order n (fp32); unused for MODE == COLNORM_MAX
+    alpha,  # the order n (fp32); unused for MODE == MODE_COL_MAX
     N_BUCKET,  # autotune key: next power of two of max(N_Q, N_KV)
     MODE: tl.constexpr, UPCAST: tl.constexpr, INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     offs_n, mask_n, b, h = _program_tile(N_KV, BLOCK_N, H)
-    # k as a (D, BN) tile, so that s = q·kᵀ is a plain dot
+    # k as a (BLOCK_D, BLOCK_N) tile, so that s = q·kᵀ is a plain dot
     kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
     row0 = (b * H + h) * N_Q  # Lse is contiguous (B, H, N_Q)
-    if MODE == 2:
-        acc = tl.full([BLOCK_N], float("-inf"), dtype=tl.float32)  # max_i log2 p_ij
+    if MODE == MODE_COL_MAX:
+        acc = tl.full([BLOCK_N], float("-inf"), dtype=tl.float32)  # (BLOCK_N,) max_i log2 p_ij
     else:
-        acc = tl.zeros([BLOCK_N], dtype=tl.float32)  # Σ_i p_ij^n
+        acc = tl.zeros([BLOCK_N], dtype=tl.float32)  # (BLOCK_N,) Σ_i p_ij^n
 
     for start_m in range(0, N_Q, BLOCK_M):
         offs_m, mask_m = _span(start_m, N_Q, BLOCK_M)
-        q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
-        lse2 = _load_lse2(Lse, row0 + offs_m, mask_m)
-        mask_mn = mask_m[:, None] & mask_n[None, :]
-        x = _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION)  # log2 p_ij
-        if MODE == 2:
+        q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)  # (BM, BD)
+        lse2 = _load_lse2(Lse, row0 + offs_m, mask_m)  # (BLOCK_M,) fp32
+        mask_mn = mask_m[:, None] & mask_n[None, :]  # (BLOCK_M, BLOCK_N)
+        x = _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION)  # (BLOCK_M, BLOCK_N) fp32 log2 p_ij
+        if MODE == MODE_COL_MAX:
             acc = tl.maximum(acc, tl.max(tl.where(mask_mn, x, float("-inf")), 0))
         else:
             acc += tl.sum(tl.where(mask_mn, tl.exp2(x * alpha), 0.0), 0)
 
-    if MODE == 2:
+    if MODE == MODE_COL_MAX:
         acc = tl.exp2(acc)  # 2^{−inf} = 0 for a key tile with no query rows
     tl.store(Out + (b * H + h) * N_KV + offs_n, acc, mask=mask_n)
 
@@ -79,6 +82,13 @@ def _attn_colnorm_kernel(
 _COLNORM_TILES = [(64, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 2),
                   (64, 128, 8, 2), (64, 32, 4, 3), (32, 32, 4, 3)]  # fmt: skip
 _colnorm_launch = TiledKernel(_attn_colnorm_kernel, _COLNORM_TILES, grid_block="BLOCK_N")
+
+
+def alloc_column_sums(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The uninitialized (B, H, M) fp32 contiguous output of :func:`attention_column_power_sum` for q
+    (B, H, N, D) and k (B, H, M, D), on q's device; also the column op's fake implementation."""
+    B, H = q.shape[:2]
+    return torch.empty((B, H, k.shape[2]), dtype=torch.float32, device=q.device)
 
 
 def attention_column_power_sum(
@@ -117,7 +127,7 @@ def attention_column_power_sum(
     """
     B, H, N, D = q.shape
     M = k.shape[2]
-    out = torch.empty((B, H, M), dtype=torch.float32, device=q.device)
+    out = alloc_column_sums(q, k)
     if B * H * M == 0:
         return out
     if N == 0:

@@ -25,6 +25,7 @@ from ._common import (
     AUTOTUNE_KEY,
     INTERPRET_BLOCK_M,
     LOG2E,
+    MODE_MIN,
     TiledKernel,
     _entropy_dlogits,
     _load_lse2,
@@ -71,7 +72,7 @@ def _row_stats(Lse2, Delta, Ent, GEnt, Argmax, b, h, H, N, N_PAD, offs_m, mask, 
     if ENT_GRAD:
         ent = tl.load(Ent + rows, mask=mask, other=0.0)
         gent = tl.load(GEnt + rows, mask=mask, other=0.0)
-        if MODE == 2:
+        if MODE == MODE_MIN:
             amax = tl.load(Argmax + rows, mask=mask, other=-1)
     return lse2, delta, ent, gent, amax
 
@@ -82,7 +83,7 @@ def _dscores_from(x, dp, delta, ent, gent, is_max, mask, alpha, beta, MODE: tl.c
     """P and dS of one tile from x = log2 p and dp = dO·v, in either layout: ``delta``, ``ent``,
     ``gent`` the query rows' stats and ``is_max`` (1 at the row's argmax) broadcast to the tile's
     layout, ``mask`` the tile's mask."""
-    p = tl.where(mask, tl.exp2(x), 0.0)
+    p = tl.where(mask, tl.exp2(x), 0.0)  # fp32, the tile's layout
     ds = p * (dp - delta)
     if ENT_GRAD:
         lp = tl.where(mask, x * _LN2, 0.0)  # log p in nats
@@ -97,9 +98,9 @@ def _dscores(q, kt, vt, do, stats, offs_n, mask_mn, qk_scale_log2, alpha, beta,
     """P and dS (BM, BN) for one (query tile, key tile) pair; q, do (BM, D); kt, vt (D, BN) transposed;
     ``stats`` the query rows' :func:`_row_stats`."""
     lse2, delta, ent, gent, amax = stats
-    x = _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION)
-    dp = tl.dot(do, vt, input_precision=INPUT_PRECISION)
-    is_max = (offs_n[None, :] == amax[:, None]).to(tl.float32)
+    x = _log2_probs(q, kt, lse2, qk_scale_log2, INPUT_PRECISION)  # (BLOCK_M, BLOCK_N) fp32 log2 p
+    dp = tl.dot(do, vt, input_precision=INPUT_PRECISION)  # (BLOCK_M, BLOCK_N) fp32 dO·v
+    is_max = (offs_n[None, :] == amax[:, None]).to(tl.float32)  # (BLOCK_M, BLOCK_N) 0/1
     return _dscores_from(x, dp, delta[:, None], ent[:, None], gent[:, None], is_max, mask_mn, alpha,
                          beta, MODE, ENT_GRAD)  # fmt: skip
 
@@ -111,9 +112,9 @@ def _dscores_t(k, v, qt, do, stats, offs_n, mask_nm, qk_scale_log2, alpha, beta,
     and dPᵀ = v·dOᵀ, so that dv += Pᵀ·dO and dk += dSᵀ·q need no transpose of a tile in registers;
     k, v (BN, D); qt (D, BM) transposed; do (BM, D)."""
     lse2, delta, ent, gent, amax = stats
-    x = tl.dot(k, qt, input_precision=INPUT_PRECISION) * qk_scale_log2 - lse2[None, :]
-    dpt = tl.dot(v, tl.trans(do), input_precision=INPUT_PRECISION)
-    is_max = (offs_n[:, None] == amax[None, :]).to(tl.float32)
+    x = tl.dot(k, qt, input_precision=INPUT_PRECISION) * qk_scale_log2 - lse2[None, :]  # (BN, BM) fp32
+    dpt = tl.dot(v, tl.trans(do), input_precision=INPUT_PRECISION)  # (BLOCK_N, BLOCK_M) fp32
+    is_max = (offs_n[:, None] == amax[None, :]).to(tl.float32)  # (BLOCK_N, BLOCK_M) 0/1
     return _dscores_from(x, dpt, delta[None, :], ent[None, :], gent[None, :], is_max, mask_nm, alpha,
                          beta, MODE, ENT_GRAD)  # fmt: skip
 
@@ -139,11 +140,12 @@ def _bwd_dkdv_kernel(
 ):  # fmt: skip
     offs_n, mask_n, b, h = _program_tile(N_KV, BLOCK_N, H)
     k, v = _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, False)
-    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)  # k and v: (BLOCK_N, BLOCK_D) tiles
     dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
 
     for start_m in range(0, N_Q, BLOCK_M):
         offs_m, mask_m = _span(start_m, N_Q, BLOCK_M)
+        # qᵀ (BLOCK_D, BLOCK_M), dO (BLOCK_M, BLOCK_D); Pᵀ and dSᵀ (BLOCK_N, BLOCK_M) fp32
         qt = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
         do = _load_tile(DOut, stride_do, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
         stats = _row_stats(Lse, Delta, Ent, GEnt, Argmax, b, h, H, N_Q, N_PAD, offs_m, mask_m, BLOCK_M, MODE,
@@ -171,10 +173,11 @@ def _bwd_dq_kernel(
     do = _load_tile(DOut, stride_do, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
     stats = _row_stats(Lse, Delta, Ent, GEnt, Argmax, b, h, H, N_Q, N_PAD, offs_m, mask_m, BLOCK_M, MODE,
                        ENT_GRAD)  # fmt: skip
-    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)  # q and dO: (BLOCK_M, BLOCK_D) tiles
 
     for start_n in range(0, N_KV, BLOCK_N):
         offs_n, mask_n = _span(start_n, N_KV, BLOCK_N)
+        # kᵀ, vᵀ (BLOCK_D, BLOCK_N); P and dS (BLOCK_M, BLOCK_N) fp32
         kt, vt = _load_kv(K, V, stride_k, stride_v, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, True)
         p, ds = _dscores(q, kt, vt, do, stats, offs_n, mask_m[:, None] & mask_n[None, :],
                          qk_scale_log2, alpha, beta, MODE, ENT_GRAD, INPUT_PRECISION)  # fmt: skip

@@ -47,6 +47,11 @@ from ._common import (
     ENT_MIN,
     ENT_RENYI_DIRECT,
     LOG2E,
+    MODE_MIN,
+    MODE_RENYI_DIRECT,
+    MODE_RENYI_LOG1P,
+    MODE_SHANNON,
+    MODE_SUPPORT,
     TiledKernel,
     _exp_alpha_minus_exp,
     _load_tile,
@@ -76,14 +81,15 @@ def _fwd_tile(
     Full tiles (MASKED false) take no key mask; only the last, partial tile does. The logit scale is
     folded into the shift, x = dot·scale − m (one FMA; the host passes scale ≥ 0, so the row max of
     the raw products scales to the max of the logits); x may then exceed 0 by an ulp of m."""
-    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_n = start_n + tl.arange(0, BLOCK_N)  # (BLOCK_N,) int32
     if MASKED:
         mask_n = offs_n < N_KV
     else:
         mask_n = tl.full([BLOCK_N], 1, tl.int1)
+    # kᵀ (BLOCK_D, BLOCK_N) and later v (BLOCK_N, BLOCK_D): the input dtype, fp32 if UPCAST
     kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
-    qk = tl.dot(q, kt, input_precision=INPUT_PRECISION)
-    if MODE == 2 and NEED_ARGMAX:  # first index of the row max, on the scaled logits
+    qk = tl.dot(q, kt, input_precision=INPUT_PRECISION)  # (BLOCK_M, BLOCK_N) fp32 raw q·k
+    if MODE == MODE_MIN and NEED_ARGMAX:  # first index of the row max, on the scaled logits
         s = tl.where(mask_n[None, :], qk * qk_scale_log2, float("-inf"))
         tile_max = tl.max(s, 1)  # = max(qk)·scale, bit for bit (scale ≥ 0, rounding is monotone)
         a_i = tl.where(tile_max > m_i, tl.argmax(s, 1).to(tl.int32) + start_n, a_i)
@@ -91,10 +97,11 @@ def _fwd_tile(
         tile_max = tl.max(tl.where(mask_n[None, :], qk, float("-inf")), 1) * qk_scale_log2
     else:
         tile_max = tl.max(qk, 1) * qk_scale_log2
-    m_new = tl.maximum(m_i, tile_max)
+    m_new = tl.maximum(m_i, tile_max)  # (BLOCK_M,) fp32, as l_i, r_i and delta
     delta = m_i - m_new
-    if MODE == 5 and POW < -1:  # α = 1/n: e = 2^{αx} is the one exp2, p = e^n by multiplication
-        xa = qk * (qk_scale_log2 * alpha) - (m_new * alpha)[:, None]
+    # α = 1/n: e = 2^{αx} is the one exp2, p = e^n by multiplication
+    if MODE == MODE_RENYI_DIRECT and POW < -1:
+        xa = qk * (qk_scale_log2 * alpha) - (m_new * alpha)[:, None]  # (BLOCK_M, BLOCK_N) fp32
         if MASKED:
             xa = tl.where(mask_n[None, :], xa, float("-inf"))
         e = tl.exp2(xa)
@@ -111,25 +118,26 @@ def _fwd_tile(
         r_i = ca * r_i + tl.sum(e, 1)
         x = xa  # unused
     else:
-        x = qk * qk_scale_log2 - m_new[:, None]  # one FMA; the same bits with or without the argmax
+        # (BLOCK_M, BLOCK_N) fp32, one FMA; the same bits with or without the argmax
+        x = qk * qk_scale_log2 - m_new[:, None]
         if MASKED:
             x = tl.where(mask_n[None, :], x, float("-inf"))
         c = tl.exp2(delta)
         p = tl.exp2(x)
-    if MODE == 1:  # Shannon
+    if MODE == MODE_SHANNON:
         if MASKED:  # p·x with p = 0 where x = −inf (masked keys): max(x, −FLT_MAX) makes it 0, not NaN
             px = p * tl.maximum(x, -_FLT_MAX)
         else:  # unguarded: a −inf logit (only from infinite inputs) makes the row's t NaN, and the
             # kernel's epilogue recomputes t for exactly those rows (_shannon_t_guarded)
             px = p * x
         r_i = c * (r_i + delta * l_i) + tl.sum(px, 1)
-    elif MODE == 4:  # Rényi near α = 1
+    elif MODE == MODE_RENYI_LOG1P:  # Rényi near α = 1
         r_i = (
             tl.exp2(delta * alpha) * r_i
             + _exp_alpha_minus_exp(delta, alpha, beta_ln2) * l_i
             + tl.sum(_exp_alpha_minus_exp(x, alpha, beta_ln2), 1)
         )
-    elif MODE == 5:  # Rényi, direct power sum
+    elif MODE == MODE_RENYI_DIRECT:  # direct power sum
         if POW == 2:  # integer orders: p^α and c^α by multiplication, no second exp
             r_i = (c * c) * r_i + tl.sum(p * p, 1)
         elif POW == 3:
@@ -161,6 +169,7 @@ def _shannon_t_guarded(q, K, stride_k, b, h, m_i, N_KV, HEAD_DIM, qk_scale_log2,
     for start_n in range(0, N_KV, BLOCK_N):
         offs_n, mask_n = _span(start_n, N_KV, BLOCK_N)
         kt = _load_tile(K, stride_k, b, h, offs_n, mask_n, HEAD_DIM, BLOCK_D, UPCAST, TRANS=True)
+        # (BLOCK_M, BLOCK_N) fp32, log2 units
         x = tl.dot(q, kt, input_precision=INPUT_PRECISION) * qk_scale_log2 - m_i[:, None]
         x = tl.where(mask_n[None, :], x, float("-inf"))
         t += tl.sum(tl.exp2(x) * tl.maximum(x, -_FLT_MAX), 1)
@@ -178,13 +187,13 @@ def _attn_entropy_fwd_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     offs_m, mask_m, b, h = _program_tile(N_Q, BLOCK_M, H)
-    q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)
+    q = _load_tile(Q, stride_q, b, h, offs_m, mask_m, HEAD_DIM, BLOCK_D, UPCAST, TRANS=False)  # (BM, BD)
 
     m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
     r_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # entropy running sum (t, u or a; see module doc)
     a_i = tl.zeros([BLOCK_M], dtype=tl.int32)  # row argmax (min-entropy mode, for its gradient)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)  # Σ_j p_ij v_j, unnormalized
 
     n_full = (N_KV // BLOCK_N) * BLOCK_N  # full key tiles: no mask
     for start_n in range(0, n_full, BLOCK_N):
@@ -209,24 +218,25 @@ def _attn_entropy_fwd_kernel(
     row = (b * H + h) * N_Q + offs_m  # Lse and Ent are contiguous (B, H, N_Q)
     lse2 = m_i + log2_l
     finite = (lse2 == lse2) & (tl.abs(lse2) < float("inf"))
-    if MODE == 1:  # rows with a −inf logit in a full key tile (infinite inputs only): t once more, guarded
+    # Shannon: rows with a −inf logit in a full key tile (infinite inputs only): t once more, guarded
+    if MODE == MODE_SHANNON:
         redo = (r_i != r_i) & finite
         if tl.max(redo.to(tl.int32), 0) > 0:
             t = _shannon_t_guarded(q, K, stride_k, b, h, m_i, N_KV, HEAD_DIM, qk_scale_log2,
                                    UPCAST, INPUT_PRECISION, BLOCK_M, BLOCK_N, BLOCK_D)  # fmt: skip
             r_i = tl.where(redo, t, r_i)
     tl.store(Lse + row, lse2 * _LN2, mask=mask_m)
-    if MODE == 1:
+    if MODE == MODE_SHANNON:
         ent = (log2_l - r_i * inv_l) * _LN2
-    elif MODE == 2:
+    elif MODE == MODE_MIN:
         ent = log2_l * _LN2
         if NEED_ARGMAX:
             tl.store(Argmax + row, a_i, mask=mask_m)
-    elif MODE == 3:
+    elif MODE == MODE_SUPPORT:
         ent = tl.log(tl.zeros([BLOCK_M], dtype=tl.float32) + N_KV)
-    elif MODE == 4:
+    elif MODE == MODE_RENYI_LOG1P:
         ent = log2_l * _LN2 - _log1p(r_i * inv_l) / beta
-    else:
+    else:  # MODE_RENYI_DIRECT (MODE_NONE, the report's baseline, finishes the same way)
         ent = (log2_l + (log2_l - tl.log2(r_i)) / beta) * _LN2
     # no distribution (NaN or +inf logits, or no attendable key) → no entropy: NaN iff lse not finite
     tl.store(Ent + row, tl.where(finite, ent, float("nan")), mask=mask_m)
