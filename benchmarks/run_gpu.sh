@@ -5,6 +5,11 @@
 #   benchmarks/run_gpu.sh e2e e2e-compile  # only these stages
 #   DRY_RUN=1 benchmarks/run_gpu.sh        # print the commands, run nothing
 #   COPY_TO=$OUT benchmarks/run_gpu.sh     # also copy benchmarks/results/ into $OUT after every stage
+#   benchmarks/run_gpu.sh --quick OUT_DIR  # the <= 8 min run: kernel GPU tests, kernel benchmarks, DeiT-S e2e
+#   benchmarks/run_gpu.sh --quick --plan   # its budget line and commands (--smoke OUT_DIR: CPU rehearsal)
+#
+# --quick hands every argument after it to benchmarks/gpu_quick.py (see its docstring and the README);
+# everything below is the full benchmark.
 #
 # Stages (default: all, in this order):
 #   kernel-fwd     kernel forward, DeiT-S shapes, bf16                  -> kernel_fwd.csv/.png
@@ -26,6 +31,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  exec $PY benchmarks/gpu_quick.py "$@"
+fi
 
 ALL=(kernel-fwd kernel-fwdbwd e2e e2e-384 e2e-compile)
 stages=("$@")
