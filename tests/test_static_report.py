@@ -26,6 +26,8 @@ import pytest
 import triton
 
 from renyi_prune.bench import static
+from renyi_prune.bench.static import cases as static_cases
+from renyi_prune.bench.static import cli as static_cli
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")),
@@ -118,20 +120,21 @@ def test_loads_are_vectorized_and_the_loop_is_pipelined(rows):
 VERIFY = textwrap.dedent(
     """
     import json
-    from renyi_prune.bench import static as S
+    from renyi_prune.bench.static import cases as C
+    from renyi_prune.bench.static import specialize as S
 
-    case = [c for c in S.gate_cases() if c.kernel == "fwd" and c.mode == "shannon"][0]
+    case = [c for c in C.gate_cases() if c.kernel == "fwd" and c.mode == "shannon"][0]
     fn, data = S._specialization(case)  # caught in the JIT cache hook of a launch through the launcher
 
     calls = []  # the same launch's arguments, caught at its autotuner instead
-    tuner = S._launcher("fwd").autotuned
+    tuner = C._launcher("fwd").autotuned
     tuner.run = lambda *args, **kwargs: calls.append((args, kwargs))
     with S._one_tile(("fwd",), case.tile):
         S._launch(case)
     del tuner.run
     (args, kwargs), = calls
     kwargs = {k: v for k, v in kwargs.items() if k not in ("grid", "warmup")}
-    config = [c for c in tuner.configs if S._tiles("fwd")[tuner.configs.index(c)] == case.tile][0]
+    config = [c for c in tuner.configs if C._tiles("fwd")[tuner.configs.index(c)] == case.tile][0]
     with S._stand_in_gpu(90):
         warm = fn.warmup(*args, grid=(1,), **kwargs, **config.all_kwargs())  # the JIT's run(warmup=True)
         fn.device_caches[90][0].clear()
@@ -175,7 +178,7 @@ def test_the_compile_is_the_jit_launch_specialization():
 def test_bench_static_through_the_cli(rows, tmp_path, monkeypatch, capsys):
     from renyi_prune.cli import main
 
-    monkeypatch.setattr(static, "compile_cases", lambda cases, jobs, on_row: [dict(r) for r in rows])
+    monkeypatch.setattr(static_cli, "compile_cases", lambda cases, jobs, on_row: [dict(r) for r in rows])
     assert main(["bench", "static", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
     stem = f"triton-{triton.__version__}-quick"
     csv_text = (tmp_path / f"{stem}.csv").read_text()
@@ -205,10 +208,11 @@ def test_bench_static_bad_arguments(argv, message, capsys):
 
 def test_default_output_names(tmp_path):
     parse = static.build_parser().parse_args
-    assert static._selection(parse([]))[1] == f"triton-{triton.__version__}"
-    assert static._selection(parse(["--arch", "sm_90", "--dtype", "fp16"]))[1].endswith("-sm_90-fp16")
-    forward_cases = len(static._tiles("fwd", "sm_90")) * len(static.FWD_ORDERS)  # each tile in each order
-    assert len(static._selection(parse(["--kernels", "fwd", "--arch", "sm_90"]))[0]) == forward_cases
+    assert static_cli._selection(parse([]))[1] == f"triton-{triton.__version__}"
+    assert static_cli._selection(parse(["--arch", "sm_90", "--dtype", "fp16"]))[1].endswith("-sm_90-fp16")
+    # each tile in each order
+    forward_cases = len(static_cases._tiles("fwd", "sm_90")) * len(static_cases.FWD_ORDERS)
+    assert len(static_cli._selection(parse(["--kernels", "fwd", "--arch", "sm_90"]))[0]) == forward_cases
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,7 +272,7 @@ def bwd_rows(tmp_path_factory, worker_id) -> list[dict]:
 def test_backward_tiles_do_not_spill(bwd_rows, kernel, arch):
     rows = [r for r in bwd_rows if r["kernel"] == kernel and r["arch"] == arch]
     assert {(r["BLOCK_M"], r["BLOCK_N"], r["num_warps"], r["num_stages"]) for r in rows} == set(
-        static._tiles(kernel, arch)
+        static_cases._tiles(kernel, arch)
     )
     assert len(rows) >= 3 * len(_BWD_HEAVY_ORDERS)  # at least 3 configs
     for r in rows:
