@@ -18,7 +18,7 @@ from renyi_prune.bench import e2e as bench
 HAS_MPL = importlib.util.find_spec("matplotlib") is not None
 HAS_FVCORE = importlib.util.find_spec("fvcore") is not None
 SMOKE_TOKENS = 1 + (64 // 16) ** 2  # deit_tiny at 64 px: CLS + 16 patches
-PRUNED = [c for c in bench.CONFIGS if c != "unpruned"]
+PRUNED = [c for c in bench.DEFAULT_CONFIGS if c != "unpruned"]
 FAST = ["--smoke", "--quiet", "--no-gflops", "--no-plot"]
 THREE_CONFIGS = ["--configs", "unpruned", "evit", "renyi"]
 
@@ -230,7 +230,7 @@ def test_wrong_compiled_model_aborts(tmp_path, monkeypatch, capsys):
 def test_options_and_helpers():
     args = bench.build_parser().parse_args([])
     s = bench.settings_from_args(args, "cpu")
-    assert list(s.models) == list(bench.DEFAULT_MODELS) and list(s.configs) == list(bench.CONFIGS)
+    assert list(s.models) == list(bench.DEFAULT_MODELS) and list(s.configs) == list(bench.DEFAULT_CONFIGS)
     assert list(s.keep_rates) == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
     assert s.batch == 256 and s.alpha == 1.0 and s.img_size is None and not s.compile
     s = bench.settings_from_args(bench.build_parser().parse_args(["--smoke", "--batch", "4"]), "cpu")
@@ -238,7 +238,8 @@ def test_options_and_helpers():
     with pytest.raises(SystemExit):
         bench.build_parser().parse_args(["--keep-rates", "0"])
     with pytest.raises(SystemExit):
-        bench.build_parser().parse_args(["--configs", "colln"])
+        bench.build_parser().parse_args(["--configs", "bogus"])
+    assert bench.build_parser().parse_args(["--configs", "colln+fusion"]).configs == ["colln+fusion"]
 
     slug = bench.device_slug("cpu")
     assert bench.default_out_path("cpu") == bench.RESULTS_DIR / slug / "e2e.csv"
@@ -250,7 +251,7 @@ def test_options_and_helpers():
     assert bench.logit_tolerance(torch.float32, "cpu") == bench.LOGIT_TOL[torch.float32]
     with pytest.raises(bench.CorrectnessError, match="non-finite"):
         bench.compare_logits(torch.tensor([1.0, math.nan]), torch.ones(2), 1e-4, "x")
-    times, iters = bench.time_model(lambda: None, "cpu", repeats=3, run_ms=1.0, warmup_ms=0.0)
+    times, iters = bench.time_model(lambda: None, "cpu", reps=3, run_ms=1.0, warmup_ms=0.0)
     assert len(times) == 3 and iters >= 1
 
 

@@ -1,0 +1,154 @@
+"""Output of the end-to-end benchmark (:mod:`renyi_prune.bench.e2e`): speed-up ratios, the CSV (pandas),
+the printed table, the issue-5 target lines and the plot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import _common
+from ._e2e_setup import CSV_COLUMNS, TARGET
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    """``speedup_vs_unpruned`` and ``x_evit`` (images/s ratios) within one model's rows."""
+
+    def key(r, rate):
+        return (r["model"], r["img_size"], r["compile"], r["batch"], r["dtype"], rate)
+
+    ok = [r for r in rows if not r["error"]]
+    unpruned = {key(r, None): r["images_per_s"] for r in ok if r["config"] == "unpruned"}
+    evit = {key(r, r["keep_rate"]): r["images_per_s"] for r in ok if r["config"] == "evit"}
+    for r in ok:
+        if key(r, None) in unpruned:
+            r["speedup_vs_unpruned"] = r["images_per_s"] / unpruned[key(r, None)]
+        if r["config"] != "unpruned" and key(r, r["keep_rate"]) in evit:
+            r["x_evit"] = r["images_per_s"] / evit[key(r, r["keep_rate"])]
+
+
+def write_csv(rows: Sequence[dict], path: Path) -> None:
+    """Write atomically: a temp file in the target directory, then ``os.replace``."""
+    _common.write_csv(rows, path, CSV_COLUMNS)
+
+
+#: The printed table: (row key, header, format of a value).
+TABLE_COLUMNS = [
+    ("model", "model", "{}"), ("img_size", "px", "{}"), ("config", "config", "{}"),
+    ("impl", "impl", "{}"), ("compile", "compile", "{}"), ("keep_rate", "r", "{:g}"),
+    ("images_per_s", "img/s", "{:.1f}"), ("images_per_s_p20", "p20", "{:.1f}"),
+    ("images_per_s_p80", "p80", "{:.1f}"), ("ms_per_batch", "ms/batch", "{:.4g}"),
+    ("gflops", "GFLOPs", "{:.3f}"), ("speedup_vs_unpruned", "speedup", "{:.3f}"),
+    ("x_evit", "x_evit", "{:.3f}"), ("tokens_kept", "tokens", "{}"), ("error", "error", "{}"),
+]  # fmt: skip
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The rows as a plain-text table (:func:`renyi_prune.bench._common.format_table`: pandas/tabulate).
+
+    Example:
+        >>> row = dict(model="deit_tiny_patch16_224", img_size=64, config="evit", impl="sdpa", compile="off",
+        ...            keep_rate=0.5, images_per_s=12.0, error="")
+        >>> format_table([row]).splitlines()[0].split()[:4]
+        ['model', 'px', 'config', 'impl']
+    """
+    return _common.format_table(rows, TABLE_COLUMNS)
+
+
+def target_checks(rows: Sequence[dict]) -> list[tuple[dict, float, float, bool]]:
+    """The ``renyi`` rows of :data:`TARGET`'s model and keep rate, each with its images/s ratio to
+    EViT, its speed-up over unpruned and whether both meet the target. Rows may come from a run
+    (numbers) or from its CSV (strings); rows with an error are skipped.
+
+    Example:
+        >>> from renyi_prune.bench.e2e import TARGET, target_checks
+        >>> row = {"model": TARGET["model"], "config": "renyi", "keep_rate": "0.7", "error": "",
+        ...        "x_evit": "0.95", "speedup_vs_unpruned": "1.1"}
+        >>> [(xe, met) for _, xe, _, met in target_checks([row])]
+        [(0.95, False)]
+    """
+    checks = []
+    for r in rows:
+        if r["model"] != TARGET["model"] or r["config"] != "renyi" or r.get("error"):
+            continue
+        if not math.isclose(float(r["keep_rate"]), TARGET["keep_rate"]):
+            continue
+        xe, sp = float(r["x_evit"]), float(r["speedup_vs_unpruned"])
+        checks.append((r, xe, sp, xe >= TARGET["x_evit"] and sp >= TARGET["speedup"]))
+    return checks
+
+
+def target_summary(rows: Sequence[dict]) -> list[str]:
+    """Lines comparing the ``renyi`` rows of DeiT-S at r = 0.7 with the issue-5 targets.
+
+    Example:
+        >>> from renyi_prune.bench.e2e import TARGET, target_summary
+        >>> row = {"model": TARGET["model"], "config": "renyi", "keep_rate": 0.7, "error": None,
+        ...        "x_evit": 1.2, "speedup_vs_unpruned": 1.7, "img_size": 224, "compile": False}
+        >>> target_summary([row])[0].endswith(": MET")
+        True
+    """
+    return [
+        f"target (DeiT-S r=0.7, {r['img_size']} px, compile={r['compile']}): renyi = {xe:.3f}x evit "
+        f"(target >= {TARGET['x_evit']:.2f}; paper 0.89), {sp:.3f}x unpruned (target >= "
+        f"{TARGET['speedup']:.2f}; paper 1.56): {'MET' if ok else 'NOT MET'}"
+        for r, xe, sp, ok in target_checks(rows)
+    ]
+
+
+def plot_path(csv_path: Path) -> Path:
+    """The PNG written next to a CSV: same name, ``.png``."""
+    return Path(csv_path).with_suffix(".png")
+
+
+def write_plot(rows: Sequence[dict], path: Path) -> bool:
+    """Images/s against keep rate, one line per configuration (p20–p80 bars), the unpruned model as a
+    dashed line; one panel per model and image size. Returns False (nothing written) if matplotlib is
+    missing or no row has a timing."""
+    rows = [r for r in rows if not r["error"] and not math.isnan(r["images_per_s"])]
+    if not rows:
+        return False
+    panels = list(dict.fromkeys((r["model"], r["img_size"]) for r in rows))
+    fig = _common.new_figure(figsize=(5.5 * len(panels), 4.5))
+    if fig is None:
+        return False
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (model, img) in zip(axes, panels, strict=True):
+        sel = [r for r in rows if (r["model"], r["img_size"]) == (model, img)]
+        for name in dict.fromkeys(r["config"] for r in sel):
+            pr = sorted((r for r in sel if r["config"] == name), key=lambda r: r["keep_rate"])
+            if not pr:
+                continue
+            if name == "unpruned":
+                ax.axhline(pr[0]["images_per_s"], color="black", linestyle="--", linewidth=1,
+                           label=f"unpruned ({pr[0]['images_per_s']:.0f})")  # fmt: skip
+                continue
+            ys = [r["images_per_s"] for r in pr]
+            err = [[y - r["images_per_s_p20"] for y, r in zip(ys, pr, strict=True)],
+                   [r["images_per_s_p80"] - y for y, r in zip(ys, pr, strict=True)]]  # fmt: skip
+            ax.errorbar([r["keep_rate"] for r in pr], ys, yerr=err, marker="o", capsize=3,
+                        label=f"{name} ({pr[0]['impl']})")  # fmt: skip
+        ax.set_xticks(sorted({r["keep_rate"] for r in sel if r["config"] != "unpruned"}))
+        ax.set_title(f"{model} @ {img} px", fontsize=10)
+        ax.set_xlabel("keep rate r")
+        ax.set_ylabel("images/s (median, p20-p80)")
+        ax.invert_xaxis()  # more pruning to the right
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    r0 = rows[0]
+    fig.suptitle(
+        f"{r0['device']}  batch {r0['batch']}  {r0['dtype']}  compile={r0['compile']}  torch {r0['torch']}  "
+        f"triton {r0['triton']}  timm {r0['timm']}  {r0['git_commit']}",
+        fontsize=9,
+    )
+    _common.save_figure(fig, path)
+    return True
+
+
+def default_out_path(
+    device: str, smoke: bool = False, compile: bool = False, img_size: int | None = None
+) -> Path:
+    """``benchmarks/results/<device-slug>/e2e[_<img>px][_compile].csv``; with ``smoke`` the same name
+    under the system temp dir, so that smoke numbers never land in ``results/``."""
+    name = "e2e" + (f"_{img_size}px" if img_size else "") + ("_compile" if compile else "")
+    return _common.output_path(f"{name}.csv", device, smoke)
