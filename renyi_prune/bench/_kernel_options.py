@@ -1,0 +1,125 @@
+"""Command-line options of the kernel benchmark (:mod:`renyi_prune.bench.kernel`) and the shapes they
+ask for."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .._argtypes import Option, UsageError, add_options, option, positive_int
+from .._argtypes import alpha as alpha_type
+from . import _common
+from ._kernel_setup import (
+    DEFAULT_BATCH_FOR_SEQ,
+    DEFAULT_HEAD_DIM,
+    DEFAULT_HEADS,
+    DEFAULT_SEQ,
+    DTYPES,
+    MODES,
+    PROVIDERS,
+    SMOKE,
+)
+
+
+def default_batch(N: int) -> int:
+    """Batch for a sequence length when --batch is not given: 256 (N ≤ 256), 64 (N ≤ 640), else 16."""
+    if N in DEFAULT_BATCH_FOR_SEQ:
+        return DEFAULT_BATCH_FOR_SEQ[N]
+    return 256 if N <= 256 else 64 if N <= 640 else 16
+
+
+DESCRIPTION = (
+    "Forward (or forward+backward) time of fused attention+Rényi entropy vs SDPA vs eager reference."
+)
+EPILOG = (
+    "On a machine without CUDA run with TRITON_INTERPRET=1 set before renyi_prune is imported (and "
+    "--smoke), or 'fused' is the eager fallback (impl=eager-fallback); benchmarks/bench_kernel.py --smoke "
+    "sets it for you."
+)
+
+
+def _options() -> list[Option]:
+    seq_default = " ".join(map(str, DEFAULT_SEQ))
+    return [
+        option("--mode", "fwd: forward only (default); fwdbwd: forward + backward of the output w.r.t. q, "
+               "k, v", default="fwd", choices=MODES),
+        option("--batch", "B: one value for all N, or one per --seq value (default: 256 for N=197, 64 for "
+               "N=577, 16 for N=1025)", positive_int, nargs="+"),
+        option("--heads", f"H (default {DEFAULT_HEADS})", positive_int),
+        option("--seq", f"token counts N (default {seq_default})", positive_int, nargs="+"),
+        option("--head-dim", f"D (default {DEFAULT_HEAD_DIM})", positive_int),
+        option("--dtype", "default bf16", nargs="+", choices=sorted(DTYPES)),
+        option("--alpha", "Rényi order(s), 'inf' allowed (default 1.0)", alpha_type, nargs="+"),
+        option("--providers", "default: fused sdpa eager", nargs="+", choices=PROVIDERS),
+        option("--reps", "timed calls: CPU default 5; CUDA default do_bench's 100 ms budget, else about this "
+               "many calls", positive_int),
+        *_common.output_options(
+            "CSV path (default benchmarks/results/<device>/kernel_<mode>.csv; with --smoke a file under the "
+            "system temp dir); the PNG is written next to it",
+            "tiny shapes (B=2, H=2, N=17,65, D=32, fp32, 3 reps) for CPU / TRITON_INTERPRET=1 CI; explicit "
+            "options still win",
+            "no per-shape progress on stderr",
+        ),
+    ]  # fmt: skip
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The benchmark's parser (``prog`` as shown in messages); errors are one line and exit code 2.
+
+    Example:
+        >>> args = build_parser().parse_args(["--mode", "fwdbwd", "--seq", "197", "577", "--alpha", "inf"])
+        >>> args.mode, args.seq, args.alpha, args.device
+        ('fwdbwd', [197, 577], [inf], 'auto')
+    """
+    return _common.build_parser(prog, DESCRIPTION, _options(), EPILOG)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options, on any parser (e.g. a ``renyi-prune bench kernel`` subparser).
+
+    Example:
+        >>> p = argparse.ArgumentParser(prog="renyi-prune bench kernel")
+        >>> add_arguments(p)
+        >>> args = p.parse_args(["--smoke", "--providers", "fused", "sdpa"])
+        >>> args.smoke, args.providers, args.mode, args.plot
+        (True, ['fused', 'sdpa'], 'fwd', True)
+    """
+    add_options(p, _options())
+
+
+def resolve_shapes(args: argparse.Namespace) -> list[tuple[int, int, int, int]]:
+    """The (B, H, N, D) shapes the options ask for (defaults: DeiT-S's; ``--smoke``: tiny ones).
+
+    Raises:
+        UsageError: ``--batch`` has neither 1 value nor one per ``--seq`` value, or a size is < 1.
+
+    Example:
+        >>> resolve_shapes(build_parser().parse_args(["--seq", "197", "577", "--batch", "8"]))  # (B, H, N, D)
+        [(8, 6, 197, 64), (8, 6, 577, 64)]
+        >>> resolve_shapes(build_parser().parse_args(["--smoke"]))
+        [(2, 2, 17, 32), (2, 2, 65, 32)]
+    """
+    smoke = args.smoke
+    seq = args.seq or (SMOKE["seq"] if smoke else list(DEFAULT_SEQ))
+    H = args.heads or (SMOKE["heads"] if smoke else DEFAULT_HEADS)
+    D = args.head_dim or (SMOKE["head_dim"] if smoke else DEFAULT_HEAD_DIM)
+    if args.batch is None:
+        batch = [SMOKE["batch"][0] if smoke else default_batch(n) for n in seq]
+    elif len(args.batch) == 1:
+        batch = args.batch * len(seq)
+    elif len(args.batch) == len(seq):
+        batch = list(args.batch)
+    else:
+        raise UsageError(
+            f"argument --batch: takes 1 value or one per --seq value ({len(seq)}), got {len(args.batch)}"
+        )
+    for name, val in (("B", batch), ("H", [H]), ("N", seq), ("D", [D])):
+        if any(x <= 0 for x in val):
+            raise UsageError(f"{name} must be positive, got {val}")
+    return [(b, H, n, D) for b, n in zip(batch, seq, strict=True)]
+
+
+def default_out_path(mode: str, device: str, smoke: bool = False) -> Path:
+    """``benchmarks/results/<device-slug>/kernel_<mode>.csv``; with ``smoke`` the same name under the
+    system temp dir, so that smoke numbers never land in ``results/``."""
+    return _common.output_path(f"kernel_{mode}.csv", device, smoke)
