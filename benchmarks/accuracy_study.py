@@ -5,14 +5,17 @@ DeiTs for 100 epochs with pruning at blocks 4/7/10 active during training and te
 at keep rates 0.7/0.5/0.3 (α searched per keep rate). No pretrained weights or ImageNet are reachable
 offline, so this study:
 
-1. trains one small ViT from scratch, unpruned (the *base*), with ``renyi-prune train``;
-2. for every criterion variant x keep rate: evaluates the base with pruning switched on (*no fine-tune*),
-   then fine-tunes the base briefly with pruning active (``renyi-prune train --checkpoint base
-   --keep-rate r ...``) once per seed and evaluates with pruning at the same keep rate (the paper's
-   protocol); the unpruned reference gets the same fine-tuning (so extra training is not mistaken for a
-   pruning effect);
+1. trains one small ViT from scratch, unpruned (the *base*), with :func:`renyi_prune.train.train`
+   (what ``renyi-prune train`` runs);
+2. for every criterion variant x keep rate: evaluates the base with pruning switched on (*no fine-tune*,
+   :func:`renyi_prune.train.evaluate_checkpoint`), then fine-tunes the base briefly with pruning active
+   (a :class:`renyi_prune.train.TrainConfig` with ``checkpoint=base`` and the variant's
+   :class:`renyi_prune.PruneConfig`) once per seed and evaluates with pruning at the same keep rate (the
+   paper's protocol); the unpruned reference gets the same fine-tuning (so extra training is not mistaken
+   for a pruning effect);
 3. writes ``runs.csv`` (one row per run), ``summary.csv`` (mean ± std over seeds), ``results.md``,
-   ``accuracy_vs_gflops.png``, ``config.json`` (the exact configuration and command lines) and
+   ``accuracy_vs_gflops.png``, ``config.json`` (the exact configuration and the equivalent command lines,
+   :func:`renyi_prune.train.config_to_argv`) and
    ``environment.json`` (device, versions, date, git commit, machine load) to
    ``benchmarks/results/accuracy/<config-name>/`` (every file written atomically).
 
@@ -60,6 +63,8 @@ if str(REPO) not in sys.path:
 
 from renyi_prune._io import atomic_write_bytes, write_json  # noqa: E402
 from renyi_prune.bench import _common  # noqa: E402
+from renyi_prune.config import PruneConfig  # noqa: E402
+from renyi_prune.train import EvalConfig, TrainConfig, config_to_argv  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results" / "accuracy"
 SMOKE_DIR = Path(tempfile.gettempdir()) / "renyi-prune-accuracy-smoke"
@@ -71,25 +76,25 @@ def _fmt(x: float) -> str:
 
 @dataclass(frozen=True)
 class Variant:
-    """One pruning configuration: a label and its ``renyi-prune train/eval`` options (no keep rate)."""
+    """One pruning configuration without its keep rate: a label, a registered criterion, α, fusion."""
 
     label: str
     criterion: str
-    options: tuple[str, ...] = ()
     alpha: float | None = None
     fuse: bool = False
 
+    def prune(self, keep_rate: float, seed: int) -> PruneConfig:
+        """The :class:`PruneConfig` at ``keep_rate``; the random criterion draws from ``seed``."""
+        params = {"seed": seed} if self.criterion == "random" else {}
+        return PruneConfig(self.criterion, keep_rate=keep_rate, alpha=self.alpha, fuse_pruned=self.fuse,
+                           params=params)  # fmt: skip
+
 
 def _variants(alphas: Sequence[float], others: Sequence[str]) -> tuple[Variant, ...]:
-    out = [
-        Variant(f"renyi α={_fmt(a)}", "renyi", ("--criterion", "renyi", "--alpha", _fmt(a)), alpha=a)
-        for a in alphas
-    ]
+    out = [Variant(f"renyi α={_fmt(a)}", "renyi", alpha=a) for a in alphas]
     for name in others:
-        if name == "evit+fusion":
-            out.append(Variant(name, "evit", ("--criterion", "evit", "--fuse-pruned"), fuse=True))
-        else:
-            out.append(Variant(name, name, ("--criterion", name)))
+        prune = PruneConfig.from_name(name)
+        out.append(Variant(name, prune.criterion, fuse=prune.fuse_pruned))
     return tuple(out)
 
 
@@ -118,9 +123,9 @@ class StudyConfig:
     seeds: tuple[int, ...]
     keep_rates: tuple[float, ...]
     variants: tuple[Variant, ...]
-    # augmentation/regularization options of each phase (renyi-prune train options)
-    base_augment: tuple[str, ...] = ()
-    finetune_augment: tuple[str, ...] = ()
+    # augmentation/regularization of each phase (TrainConfig fields)
+    base_augment: dict[str, Any] = field(default_factory=dict)
+    finetune_augment: dict[str, Any] = field(default_factory=dict)
     amp: str = "none"
     workers: int | None = None
     device: str | None = None
@@ -132,15 +137,15 @@ ALL_OTHERS = ("evit", "evit+fusion", "colln", "headvar", "random")
 ALPHAS = (0.5, 1.0, 2.0, 3.0, math.inf)
 #: The paper's fine-tuning augmentations with DeiT's strengths (RandomResizedCrop, flip, Mixup 0.8,
 #: CutMix 1.0, RandomErasing 0.25, label smoothing 0.1, drop path 0.1), crop area 0.8-1 for 28 px images.
-PAPER_RECIPE = (
-    "--scale", "0.8", "1", "--hflip", "0.5", "--mixup", "0.8", "--cutmix", "1.0", "--reprob", "0.25",
-    "--smoothing", "0.1", "--drop-path", "0.1", "--weight-decay", "0.05",
-)  # fmt: skip
+PAPER_RECIPE = {
+    "scale": (0.8, 1.0), "hflip": 0.5, "mixup": 0.8, "cutmix": 1.0, "reprob": 0.25, "smoothing": 0.1,
+    "drop_path": 0.1, "weight_decay": 0.05,
+}  # fmt: skip
 #: A light recipe for a from-scratch base that must learn in 2 epochs (crop + flip + smoothing only).
-LIGHT_RECIPE = (
-    "--scale", "0.8", "1", "--hflip", "0.5", "--mixup", "0", "--cutmix", "0", "--reprob", "0",
-    "--smoothing", "0.1", "--drop-path", "0", "--weight-decay", "0.05",
-)  # fmt: skip
+LIGHT_RECIPE = {
+    "scale": (0.8, 1.0), "hflip": 0.5, "mixup": 0.0, "cutmix": 0.0, "reprob": 0.0, "smoothing": 0.1,
+    "drop_path": 0.0, "weight_decay": 0.05,
+}  # fmt: skip
 
 #: The studies side by side: ``field: (cpu-vit12-d64, gpu-vit12-d192, smoke)`` of :class:`StudyConfig`.
 _CONFIG_NAMES = ("cpu-vit12-d64", "gpu-vit12-d192", "smoke")
@@ -204,103 +209,45 @@ CONFIGS: dict[str, StudyConfig] = {
 # --------------------------------------------------------------------------------------------------------
 
 
-def _common_options(cfg: StudyConfig) -> list[str]:
-    opts = [
-        "--model",
-        cfg.model,
-        "--img-size",
-        str(cfg.img_size),
-        "--batch-size",
-        str(cfg.batch_size),
-        "--amp",
-        cfg.amp,
-        "--no-progress",
-    ]
-    if cfg.model_kwargs:
-        opts += ["--model-kwargs", *(f"{k}={v}" for k, v in cfg.model_kwargs.items())]
-    return opts + _set_options(cfg)
+def _shared(cfg: StudyConfig) -> dict[str, Any]:
+    """The settings every run of the study shares (TrainConfig / EvalConfig fields)."""
+    return {"batch_size": cfg.batch_size, "amp": cfg.amp, "progress": False, "max_val_images": cfg.val_images,
+            "workers": cfg.workers, "device": cfg.device}  # fmt: skip
 
 
-def _set_options(cfg: StudyConfig) -> list[str]:
-    """``--max-val-images``, ``--workers``, ``--device`` where the configuration sets them (train, eval)."""
-    given = {"--max-val-images": cfg.val_images, "--workers": cfg.workers, "--device": cfg.device}
-    return [text for flag, value in given.items() if value is not None for text in (flag, str(value))]
+def _model(cfg: StudyConfig) -> dict[str, Any]:
+    return {"model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "img_size": cfg.img_size}
 
 
-def base_argv(cfg: StudyConfig, output: Path) -> list[str]:
-    """``renyi-prune train`` options of the base model."""
-    argv = (
-        _common_options(cfg)
-        + list(cfg.base_augment)
-        + [
-            "--epochs",
-            str(cfg.base_epochs),
-            "--lr",
-            str(cfg.base_lr),
-            "--warmup-epochs",
-            str(cfg.base_warmup_epochs),
-            "--seed",
-            "0",
-            "--output",
-            str(output),
-        ]
-    )
-    if cfg.base_train_images is not None:
-        argv += ["--max-train-images", str(cfg.base_train_images)]
-    return argv
+def base_config(cfg: StudyConfig, output: Path) -> TrainConfig:
+    """The training configuration of the base model (from scratch, unpruned, seed 0)."""
+    return TrainConfig(**_model(cfg), **_shared(cfg), **cfg.base_augment, epochs=cfg.base_epochs,
+                       lr=cfg.base_lr, warmup_epochs=cfg.base_warmup_epochs, seed=0, output=output,
+                       max_train_images=cfg.base_train_images)  # fmt: skip
 
 
-def _pruning_options(variant: Variant | None, keep_rate: float | None, seed: int) -> list[str]:
-    if variant is None:
-        return []
-    opts = ["--keep-rate", _fmt(keep_rate), *variant.options]
-    if variant.criterion == "random":
-        opts += ["--criterion-param", f"seed={seed}"]
-    return opts
-
-
-def finetune_argv(
+def finetune_config(
     cfg: StudyConfig,
     base_ckpt: Path,
     variant: Variant | None,
     keep_rate: float | None,
     seed: int,
     output: Path,
-) -> list[str]:
-    """``renyi-prune train`` options of one fine-tuning run (``variant`` None: unpruned reference)."""
-    argv = (
-        _common_options(cfg)
-        + list(cfg.finetune_augment)
-        + [
-            "--checkpoint",
-            str(base_ckpt),
-            "--epochs",
-            str(cfg.finetune_epochs),
-            "--lr",
-            str(cfg.finetune_lr),
-            "--warmup-epochs",
-            str(cfg.finetune_warmup_epochs),
-            "--min-lr",
-            str(cfg.finetune_lr / 10),
-            "--seed",
-            str(seed),
-            "--output",
-            str(output),
-        ]
-    )
-    if cfg.finetune_train_images is not None:
-        argv += ["--max-train-images", str(cfg.finetune_train_images)]
-    argv += _pruning_options(variant, keep_rate, seed)
-    if variant is not None and cfg.keep_rate_warmup_epochs > 0:
-        argv += ["--keep-rate-warmup-epochs", str(cfg.keep_rate_warmup_epochs)]
-    return argv
+) -> TrainConfig:
+    """One fine-tuning run from the base model (``variant`` None: the unpruned reference)."""
+    prune = variant.prune(keep_rate, seed) if variant is not None else None
+    warmup = cfg.keep_rate_warmup_epochs if prune is not None else 0.0
+    return TrainConfig(**_model(cfg), **_shared(cfg), **cfg.finetune_augment, checkpoint=base_ckpt,
+                       epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, min_lr=cfg.finetune_lr / 10,
+                       warmup_epochs=cfg.finetune_warmup_epochs, seed=seed, output=output,
+                       max_train_images=cfg.finetune_train_images, prune=prune,
+                       keep_rate_warmup_epochs=warmup)  # fmt: skip
 
 
-def eval_argv(cfg: StudyConfig, ckpt: Path, variant: Variant | None, keep_rate: float | None) -> list[str]:
-    """``renyi-prune eval`` options of the base model pruned without fine-tuning."""
-    argv = ["--checkpoint", str(ckpt), "--batch-size", str(cfg.batch_size), "--amp", cfg.amp, "--no-progress"]
-    pruning = _pruning_options(variant, keep_rate, 0) if variant is not None else ["--no-prune"]
-    return argv + _set_options(cfg) + pruning
+def eval_config(cfg: StudyConfig, ckpt: Path, variant: Variant | None, keep_rate: float | None) -> EvalConfig:
+    """The evaluation of the base model pruned without fine-tuning (``variant`` None: unpruned)."""
+    prune = variant.prune(keep_rate, 0) if variant is not None else None
+    return EvalConfig(ckpt, **_shared(cfg), prune=prune, no_prune=prune is None)
 
 
 def _quiet(fn, *args):
@@ -311,7 +258,7 @@ def _quiet(fn, *args):
 
 def run_study(cfg: StudyConfig, out: Path, workdir: Path | None = None, log=print) -> dict[str, Any]:
     """Run the whole study and write its files to ``out``; returns ``{"rows", "summary", "wall_s"}``."""
-    from renyi_prune.train import evaluate_checkpoint, parse_eval_args, parse_train_args, train
+    from renyi_prune.train import evaluate_checkpoint, train
 
     started = time.perf_counter()
     env = {**_environment(cfg), "load_average_start": _loadavg()}
@@ -324,9 +271,9 @@ def run_study(cfg: StudyConfig, out: Path, workdir: Path | None = None, log=prin
     try:
         # 1. base model
         t0 = time.perf_counter()
-        argv = base_argv(cfg, work / "base")
-        commands["base"] = ["renyi-prune", "train", *argv]
-        base = _quiet(train, parse_train_args(argv))
+        base_cfg = base_config(cfg, work / "base")
+        commands["base"] = ["renyi-prune", "train", *config_to_argv(base_cfg)]
+        base = _quiet(train, base_cfg)
         base_ckpt = work / "base" / "checkpoint.pth"
         base_s = time.perf_counter() - t0
         log(f"base: {cfg.base_epochs} epochs, top1 {base['last']['top1']:.2f}% ({base_s:.0f} s)")
@@ -337,12 +284,14 @@ def run_study(cfg: StudyConfig, out: Path, workdir: Path | None = None, log=prin
         commands["finetune_example"] = [
             "renyi-prune",
             "train",
-            *finetune_argv(cfg, base_ckpt, cfg.variants[0], cfg.keep_rates[0], 0, work / "run"),
+            *config_to_argv(
+                finetune_config(cfg, base_ckpt, cfg.variants[0], cfg.keep_rates[0], 0, work / "run")
+            ),
         ]
         commands["eval_example"] = [
             "renyi-prune",
             "eval",
-            *eval_argv(cfg, base_ckpt, cfg.variants[0], cfg.keep_rates[0]),
+            *config_to_argv(eval_config(cfg, base_ckpt, cfg.variants[0], cfg.keep_rates[0])),
         ]
         for i, (variant, rate) in enumerate(jobs, 1):
             label = variant.label if variant else "unpruned"
@@ -355,7 +304,7 @@ def run_study(cfg: StudyConfig, out: Path, workdir: Path | None = None, log=prin
                 "keep_rate": rate if rate is not None else 1.0,
             }
             t0 = time.perf_counter()
-            ev = _quiet(evaluate_checkpoint, parse_eval_args(eval_argv(cfg, base_ckpt, variant, rate)))
+            ev = _quiet(evaluate_checkpoint, eval_config(cfg, base_ckpt, variant, rate))
             rows.append(
                 {
                     **common,
@@ -374,9 +323,7 @@ def run_study(cfg: StudyConfig, out: Path, workdir: Path | None = None, log=prin
             for seed in cfg.seeds:
                 t0 = time.perf_counter()
                 run_dir = work / "run"
-                result = _quiet(
-                    train, parse_train_args(finetune_argv(cfg, base_ckpt, variant, rate, seed, run_dir))
-                )
+                result = _quiet(train, finetune_config(cfg, base_ckpt, variant, rate, seed, run_dir))
                 last = result["last"]
                 shutil.rmtree(run_dir, ignore_errors=True)
                 tuned.append(last["top1"])
@@ -735,13 +682,27 @@ def _environment(cfg: StudyConfig) -> dict[str, Any]:
 
 
 def _config_from_dict(d: dict[str, Any]) -> StudyConfig:
+    """The :class:`StudyConfig` that ``config.json`` holds (also one written before the study called
+    ``train`` directly: variants with their ``options``, augmentations as command-line options)."""
     d = dict(d)
     d["variants"] = tuple(
-        Variant(**{**v, "options": tuple(v["options"]), "alpha": _num(v["alpha"])}) for v in d["variants"]
+        Variant(**{k: v for k, v in v.items() if k != "options"} | {"alpha": _num(v["alpha"])})
+        for v in d["variants"]
     )
-    for key in ("seeds", "keep_rates", "base_augment", "finetune_augment"):
+    for key in ("seeds", "keep_rates"):
         d[key] = tuple(d[key])
+    for key in ("base_augment", "finetune_augment"):
+        d[key] = _augment_from_argv(d[key]) if isinstance(d[key], list) else dict(d[key])
     return StudyConfig(**d)
+
+
+def _augment_from_argv(argv: list[str]) -> dict[str, Any]:
+    """TrainConfig fields of ``renyi-prune train`` options (the augmentations of an older config.json)."""
+    from renyi_prune.train import parse_train_args
+
+    config = parse_train_args(argv)
+    dests = [flag[2:].replace("-", "_") for flag in argv if flag.startswith("--")]
+    return {dest: getattr(config, dest) for dest in dests}
 
 
 def _num(text: Any) -> Any:

@@ -7,6 +7,7 @@ which runs one step through the Triton kernels (the interpreter on CPU, the comp
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import importlib.util
 import json
@@ -18,7 +19,7 @@ import pytest
 import timm
 import torch
 
-from renyi_prune import available_criteria
+from renyi_prune import Criterion, available_criteria, register_criterion, unregister_criterion
 from renyi_prune.data import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_ENV,
@@ -31,8 +32,8 @@ from renyi_prune.data import (
 )
 from renyi_prune.train import (
     CHECKPOINT_FORMAT,
-    CRITERIA,
     METRIC_FIELDS,
+    add_train_arguments,
     evaluate_checkpoint,
     parse_eval_args,
     parse_train_args,
@@ -134,8 +135,28 @@ def pruned_run(tmp_path_factory) -> dict:
         )
 
 
+def _criterion_choices() -> list[str]:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    return sorted(next(a.choices for a in parser._actions if a.dest == "criterion"))
+
+
 def test_criteria_names_match_the_registry() -> None:
-    assert sorted(CRITERIA) == sorted(available_criteria())
+    assert _criterion_choices() == sorted(available_criteria())
+    # a criterion registered later is offered too: the names come from the registry, not from a copy
+    register_criterion(
+        Criterion(
+            "test-clsmax",
+            keep="highest",
+            needs=frozenset({"cls_attn"}),
+            score=lambda attention_pass, params: attention_pass.cls_attn.amax(dim=1),
+        )
+    )
+    try:
+        assert "test-clsmax" in _criterion_choices()
+    finally:
+        unregister_criterion("test-clsmax")
+    assert "test-clsmax" not in _criterion_choices()
 
 
 # --------------------------------------------------------------------------------------------------------

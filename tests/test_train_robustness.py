@@ -213,7 +213,7 @@ def no_data(monkeypatch):
     def too_late(*args, **kwargs):
         raise AssertionError("the data was loaded before the output path was checked")
 
-    monkeypatch.setattr(train_mod, "build_datasets", too_late)
+    monkeypatch.setattr(train_mod.loaders, "build_datasets", too_late)
 
 
 def _read_only(monkeypatch, folder: Path) -> None:
