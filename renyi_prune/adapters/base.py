@@ -218,6 +218,13 @@ class ModelAdapter:
         """Undo :meth:`install_forward`."""
         overrides.remove(block)
 
+    def install_model(self, model: nn.Module, view: PatchView) -> Overrides:
+        """Change the model for the patch (after the pruning blocks got their forward), reversibly:
+        by default the :meth:`model_methods` on the instance. An adapter that must also change other
+        modules (the transformers adapters: the non-pruning layers after a pruning one) overrides it
+        and returns an :class:`Overrides` whose ``remove(model)`` undoes all of it."""
+        return Overrides.install(model, self.model_methods(model, view))
+
     def model_methods(self, model: nn.Module, view: PatchView) -> dict[str, Callable[..., Any]]:
         """Model methods the patch replaces on the instance (default none), e.g. timm's
         ``forward_intermediates`` that puts pruned intermediates back on the patch grid."""

@@ -38,12 +38,13 @@ import functools
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from .base import AttentionInputs, ModelAdapter, Overrides, register_adapter
+from .base import AttentionInputs, ModelAdapter, Overrides, PatchView, register_adapter
 
 __all__ = ["SUPPORTED_ATTN_IMPLEMENTATIONS", "HFDinov2Adapter", "HFViTAdapter"]
 
@@ -139,11 +140,9 @@ class _HFAdapter(ModelAdapter):
         """
         name = type(block).__name__
         attn = block.attention
+        _check_attn_implementation(attn, name, NotImplementedError)  # first: it decides the mask's type
         if attention_mask is not None:
-            raise NotImplementedError(
-                f"renyi_prune: a pruning {name} got an attention_mask ({type(attention_mask).__name__}); "
-                "pruning changes the sequence the mask was made for: call the model without attention_mask"
-            )
+            _check_all_visible(attention_mask, hidden_states.shape[1], name)
         unknown = sorted(set(kwargs) - _ACCEPTED_KWARGS)
         if unknown:
             raise NotImplementedError(f"renyi_prune: a pruning {name} cannot honour the arguments {unknown}")
@@ -154,7 +153,6 @@ class _HFAdapter(ModelAdapter):
             )
         if kwargs.get("is_causal"):
             raise NotImplementedError(f"renyi_prune: a pruning {name} cannot run is_causal=True attention")
-        _check_attn_implementation(attn, name, NotImplementedError)
         if attn.training and attn.attention_dropout > 0:
             raise NotImplementedError(
                 f"renyi_prune: {name}.attention.attention_dropout={attn.attention_dropout} in training; "
@@ -166,7 +164,7 @@ class _HFAdapter(ModelAdapter):
     def attention_inputs(self, block: nn.Module, x: torch.Tensor) -> AttentionInputs:
         attn = block.attention
         h = self._norm_before(block)(x)
-        shape = (*x.shape[:-1], -1, attn.head_dim)
+        shape = (*x.shape[:-1], attn.num_attention_heads, attn.head_dim)  # no -1: B = 0 works
         q, k, v = (proj(h).view(shape).transpose(1, 2) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
         return AttentionInputs(q, k, v, attn.scaling)
 
@@ -176,13 +174,77 @@ class _HFAdapter(ModelAdapter):
     @staticmethod
     def _merge_heads(block: nn.Module, out: torch.Tensor) -> torch.Tensor:
         """(B, H, N, D) attention output → (B, N, C) after the output projection ``o_proj``."""
-        B, _, N, _ = out.shape
-        return block.attention.o_proj(out.transpose(1, 2).reshape(B, N, -1))
+        B, H, N, D = out.shape
+        return block.attention.o_proj(out.transpose(1, 2).reshape(B, N, H * D))
+
+    def install_model(self, model: nn.Module, view: PatchView) -> Overrides:
+        """The non-pruning layers after the first pruning layer get a forward that cuts the model's
+        attention mask to their (pruned) sequence: under ``torch.compile`` transformers passes every
+        layer an all-visible (B, 1, N, N) mask even when none was given, which the first pruning layer
+        checks (so any n x n corner of it is the mask of n kept tokens)."""
+        layers = self.blocks(model)
+        followers = {
+            i: Overrides.install(layers[i], {"forward": functools.partial(_follower_forward, layers[i])})
+            for i in range(view.prune_blocks[0] + 1, len(layers))
+            if i not in view.prune_blocks
+        }
+        own = Overrides.install(model, self.model_methods(model, view))
+        return _ModelOverrides(own.names, own.hidden, followers, self)
 
     def install_forward(self, block: nn.Module, forward: Callable[..., Any]) -> Overrides:
         """An instance ``forward`` that also honours ``gradient_checkpointing_enable()`` (transformers
         checkpoints in the class's ``forward``, which the instance attribute hides)."""
         return Overrides.install(block, {"forward": functools.partial(_checkpointed, block, forward)})
+
+
+@dataclass
+class _ModelOverrides(Overrides):
+    """The model's overrides and those of its non-pruning layers after the first pruning layer."""
+
+    layers: dict[int, Overrides] = field(default_factory=dict)
+    adapter: ModelAdapter | None = None
+
+    def remove(self, module: nn.Module) -> None:
+        super().remove(module)
+        layers = self.adapter.blocks(module)
+        for i, overrides in self.layers.items():
+            overrides.remove(layers[i])
+
+
+def _follower_forward(block: nn.Module, hidden_states: torch.Tensor, attention_mask: Any = None, *args: Any,
+                      **kwargs: Any) -> Any:  # fmt: skip
+    """The layer's own forward (checkpointing included), the mask cut to the tokens that reach it."""
+    n = hidden_states.shape[1]
+    if isinstance(attention_mask, torch.Tensor) and attention_mask.shape[-1] != n:
+        attention_mask = attention_mask[..., :n, :n]  # all visible: checked by the first pruning layer
+    return type(block).forward(block, hidden_states, attention_mask, *args, **kwargs)
+
+
+def _check_all_visible(mask: Any, n: int, name: str) -> None:
+    """Raise NotImplementedError unless ``mask`` is a (B, 1, N, N) mask (N ≥ n tokens) that hides nothing
+    (bool True / additive 0); under ``torch.compile`` the value check is an asynchronous assert
+    (RuntimeError with the same message)."""
+    # a later pruning layer sees the mask made for the whole sequence (n ≤ its side)
+    if (
+        not isinstance(mask, torch.Tensor)
+        or mask.dim() != 4
+        or mask.shape[-1] != mask.shape[-2]
+        or mask.shape[-1] < n
+    ):
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise NotImplementedError(
+            f"renyi_prune: a pruning {name} got an attention_mask {shape} for {n} tokens; it takes none, "
+            "or the all-visible (B, 1, N, N) mask transformers makes when none is given"
+        )
+    visible = mask.all() if mask.dtype == torch.bool else (mask == 0).all()
+    message = (
+        f"renyi_prune: a pruning {name} got an attention_mask that hides tokens; pruning changes the "
+        "sequence the mask was made for: call the model without attention_mask"
+    )
+    if torch.compiler.is_compiling():
+        torch._assert_async(visible, message)
+    elif not visible:
+        raise NotImplementedError(message)
 
 
 def _check_attn_implementation(attn: nn.Module, where: str, error: type[Exception] = ValueError) -> None:

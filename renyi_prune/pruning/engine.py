@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .._validate import check_keep_rate, check_schedule, per_block
-from ..adapters import ModelAdapter, Overrides, PatchView, adapter_for
+from ..adapters import ModelAdapter, PatchView, adapter_for
 from ..config import PruneConfig
 from ..criteria import BlockContext, Criterion, get_criterion
 from .forward import pruning_block_forward
@@ -122,7 +122,7 @@ def patch(model: nn.Module, config: PruneConfig | None = None, /, **settings: An
     states = _install_blocks(blocks, adapter, config, crit, frozenset(needs), npt, params)
     last, original = functools.partial(last_forward, model), functools.partial(original_method, model)
     view = PatchView(config.prune_blocks, npt, last, original)
-    overrides = Overrides.install(model, adapter.model_methods(model, view))
+    overrides = adapter.install_model(model, view)  # undone by overrides.remove(model)
     model.__dict__[STATE] = ModelState(adapter, overrides, states)
     return model
 
