@@ -85,6 +85,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         One epoch of a tiny ViT (2 blocks of width 16, 16 patches of 7 px) on 16 random 28 px images:
 
         >>> import tempfile
+        >>> from renyi_prune import PruneConfig
         >>> from renyi_prune.data import write_fake_fashion_mnist
         >>> work = Path(tempfile.mkdtemp())
         >>> data = write_fake_fashion_mnist(work / "data", train_images=16, val_images=8)
