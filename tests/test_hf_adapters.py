@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import pathlib
 import re
 import subprocess
@@ -224,7 +225,7 @@ def test_gradient_checkpointing_reuses_the_forward_choice():
     model(x).logits.sum().backward()
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable()  # transformers 5: non-reentrant torch.utils.checkpoint
     calls = []
     layer = model.base_model.layers[1]
     checkpoint = layer._gradient_checkpointing_func
@@ -255,3 +256,16 @@ def test_the_readme_example_runs(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "torch.Size([2, 10])" and lines[2] == "torch.Size([2, 8])"
     assert lines[1] == "[17, 17, 17, 17, 13, 13, 13, 10, 10, 10, 8, 8, 8]"
+
+
+def test_copies_prune_alike_and_unpatch_takes_every_layer_forward_off():
+    model, x = make("ViTForImageClassification"), images()
+    renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,))
+    # the pruning layer, and the layer after it (which cuts the mask to its tokens), have a forward
+    assert ["forward" in layer.__dict__ for layer in model.vit.layers] == [False, True, True]
+    copied = copy.deepcopy(model)
+    with torch.no_grad():
+        torch.testing.assert_close(copied(x).logits, model(x).logits)
+    for m in (model, copied):
+        renyi_prune.unpatch(m)
+        assert not any("forward" in layer.__dict__ for layer in m.vit.layers)

@@ -21,12 +21,18 @@ concatenates the CLS token with the **mean of the kept patch tokens** of the las
 each layer's actual tokens: after a pruning layer, the prefix, kept patches (and the fused token).
 
 What a pruning layer cannot honour raises ``NotImplementedError`` naming it when the model runs: an
-``attention_mask`` (including a mask the model makes from ``config``), ``output_attentions=True`` (as an
-argument or ``config.output_attentions``: the fused kernel never forms the attention probabilities),
-``is_causal=True``, an ``_attn_implementation`` other than ``"eager"`` / ``"sdpa"`` (checked when
-patching too), attention-probability dropout (``attention_probs_dropout_prob > 0``) in training, and
-any other keyword argument reaching the layer. ``model.gradient_checkpointing_enable()`` is honoured by
-the pruning layers (a recomputation reuses the forward's kept tokens, see :func:`renyi_prune.patch`).
+``attention_mask`` that hides tokens (pruning changes the sequence it was made for; a mask that hides
+nothing is fine), ``output_attentions=True`` (as an argument or ``config.output_attentions``: the fused
+attention never forms the attention probabilities), ``is_causal=True``, an ``_attn_implementation`` other
+than ``"eager"`` / ``"sdpa"`` (``ValueError`` when patching), attention-probability dropout
+(``attention_probs_dropout_prob > 0``) in training, and any other keyword argument reaching the layer.
+
+``torch.compile`` (``fullgraph=True`` too): while dynamo traces, transformers 5.23 passes every layer an
+all-visible (B, 1, N, N) mask even when none is given (``torch.compiler.is_exporting()`` is true then);
+the first pruning layer asserts that it hides nothing (``torch._assert_async``) and the non-pruning
+layers after it get a forward that cuts it to their tokens (:meth:`HFViTAdapter.install_model`).
+``model.activation_checkpointing_enable()`` (or the older ``gradient_checkpointing_enable()``) is honoured
+by the pruning layers (a recomputation reuses the forward's kept tokens, see :func:`renyi_prune.patch`).
 
 The module imports ``transformers`` only once the process has imported it (a model of these classes
 cannot exist before), so ``import renyi_prune`` works without it.
@@ -192,7 +198,7 @@ class _HFAdapter(ModelAdapter):
         return _ModelOverrides(own.names, own.hidden, followers, self)
 
     def install_forward(self, block: nn.Module, forward: Callable[..., Any]) -> Overrides:
-        """An instance ``forward`` that also honours ``gradient_checkpointing_enable()`` (transformers
+        """An instance ``forward`` that also honours ``activation_checkpointing_enable()`` (transformers
         checkpoints in the class's ``forward``, which the instance attribute hides)."""
         return Overrides.install(block, {"forward": functools.partial(_checkpointed, block, forward)})
 

@@ -34,7 +34,9 @@ def patch(model: nn.Module, config: PruneConfig | None = None, /, **settings: An
             adapter by type): built in, a timm ``VisionTransformer`` (or subclass, e.g. DeiT
             distilled) whose pruning blocks are timm ``Block`` with ``timm.layers.Attention``;
             LayerScale (``ls1/ls2``), ``q_norm/k_norm``, drop path and prefix tokens
-            (``num_prefix_tokens``: CLS, distillation and register tokens) are respected.
+            (``num_prefix_tokens``: CLS, distillation and register tokens) are respected; with the
+            extra ``renyi-prune[hf]``, Hugging Face ``transformers`` ViT, DeiT, DINOv2 (with
+            registers) models (:mod:`renyi_prune.adapters.hf_vit`).
         config: how to prune (default ``PruneConfig()``: Rényi α = 1, keep rate 0.7, blocks 3, 6, 9).
         keep_rate: r in (0, 1]: fraction of the current patch tokens each pruning block keeps; one
             value, or one per pruning block (in the order of ``sorted(prune_blocks)``).
