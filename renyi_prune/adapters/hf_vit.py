@@ -54,9 +54,9 @@ from .base import AttentionInputs, ModelAdapter, Overrides, PatchView, register_
 
 __all__ = ["SUPPORTED_ATTN_IMPLEMENTATIONS", "HFDinov2Adapter", "HFViTAdapter"]
 
-#: ``config._attn_implementation`` values under which a transformers model can be pruned: the mask
-#: the model passes its layers is ``None`` (no attention mask given) and the non-pruning layers run
-#: on any number of tokens.
+#: ``config._attn_implementation`` values under which a transformers model can be pruned: without an
+#: ``attention_mask`` the model passes its layers ``None`` (or, while dynamo traces, an all-visible
+#: tensor mask), and the non-pruning layers run on any number of tokens.
 SUPPORTED_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 #: Keyword arguments a pruning layer accepts (``transformers`` passes the model's ``**kwargs`` on):
@@ -141,8 +141,9 @@ class _HFAdapter(ModelAdapter):
         """``hidden_states``, once the call is one a pruning layer honours (see the module docstring).
 
         Raises:
-            NotImplementedError: an attention mask, ``output_attentions``, ``is_causal``, an unknown
-                attention implementation or keyword argument, attention dropout in training.
+            NotImplementedError: an attention mask that hides tokens (or is not a (B, 1, N, N) tensor),
+                ``output_attentions``, ``is_causal``, an unsupported attention implementation, an
+                unknown keyword argument, attention dropout in training.
         """
         name = type(block).__name__
         attn = block.attention
@@ -217,8 +218,9 @@ class _ModelOverrides(Overrides):
             overrides.remove(layers[i])
 
 
-def _follower_forward(block: nn.Module, hidden_states: torch.Tensor, attention_mask: Any = None, *args: Any,
-                      **kwargs: Any) -> Any:  # fmt: skip
+def _follower_forward(
+    block: nn.Module, hidden_states: torch.Tensor, attention_mask: Any = None, *args: Any, **kwargs: Any
+) -> Any:
     """The layer's own forward (checkpointing included), the mask cut to the tokens that reach it."""
     n = hidden_states.shape[1]
     if isinstance(attention_mask, torch.Tensor) and attention_mask.shape[-1] != n:
