@@ -187,10 +187,14 @@ def probs_from_logits(
 
 
 def attention_with_entropy_reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-    alpha: float = 1.0, scale: float | None = None, head_reduce: str = "mean",
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    alpha: float = 1.0,
+    scale: float | None = None,
+    head_reduce: str = "mean",
     compute_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip (the signature of the public op)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Attention output, Rényi attention entropy and log-sum-exp, by materializing P.
 
     Args:
