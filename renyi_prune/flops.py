@@ -13,6 +13,7 @@ forward 2 matmuls, backward 4 (dq, dk, dv, dP; the recomputation of P is not cou
 
 from __future__ import annotations
 
+import math
 import warnings
 from numbers import Number
 from typing import Any
@@ -46,6 +47,12 @@ def _fused_bwd_flops(
     dout_shape, grad_ent_shape, q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs
 ) -> int:
     return 4 * _attention_macs(q_shape, k_shape, v_shape)
+
+
+@register_flop_formula(torch.ops.renyi_prune.attention_column_power_sum)
+def _column_pass_flops(q_shape, k_shape, *args, out_shape=None, **kwargs) -> int:
+    *batch, n, d = q_shape
+    return 2 * math.prod(batch) * n * k_shape[-2] * d  # the recomputed q·kᵀ, 2 FLOPs per multiply-add
 
 
 def attention_flop_handle(inputs: list[Any], outputs: list[Any]) -> Number:

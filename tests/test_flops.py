@@ -71,6 +71,17 @@ def test_flop_counter_mode_sees_fused_ops():
     assert counts[torch.ops.renyi_prune.attention_with_entropy_bwd] == 8 * B * H * N * N * D
 
 
+def test_flop_counter_mode_sees_the_column_pass():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    B, H, N, D = 2, 3, 17, 16
+    q, k = torch.randn(2, B, H, N, D).unbind(0)
+    with FlopCounterMode(display=False) as counter:
+        renyi_prune.attention_column_norm(q, k, order=2.0)
+    counts = counter.get_flop_counts()["Global"]
+    assert counts[torch.ops.renyi_prune.attention_column_power_sum] == 2 * B * H * N * N * D
+
+
 @pytest.mark.parametrize("criterion, params", [("colln", {}), ("headmad", {"source": "column"})])
 def test_column_pass_criteria_are_counted(deit_small, criterion, params):
     """The Col-Ln pass is counted as its q·kᵀ recomputation (B·H·N·N·D per pruning block)."""
