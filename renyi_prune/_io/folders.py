@@ -1,38 +1,21 @@
-"""Files: output that never leaves a partial file looking complete, one run per output folder (a lock),
-and input weights files whose problems are named (empty, truncated, holding more than tensors).
+"""Output folders: checked before any work starts, and used by one run at a time (a lock file).
 
-Nothing here imports torch or timm until a weights file is read, so the CLI can import it cheaply.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
 
-__all__ = [
-    "LOCK_NAME",
-    "BadFileError",
-    "OutputFolderError",
-    "atomic_open",
-    "atomic_write_bytes",
-    "check_weights_file",
-    "check_writable",
-    "jsonable",
-    "locked_folder",
-    "read_state_dict",
-    "unreadable_weights",
-    "write_json",
-]
+__all__ = ["LOCK_NAME", "OutputFolderError", "check_writable", "locked_folder"]
 
 #: Name of the lock file that :func:`locked_folder` keeps in an output folder while a run uses it.
 LOCK_NAME = ".renyi-prune.lock"
@@ -44,78 +27,7 @@ class OutputFolderError(OSError):
     A start-up problem: the CLI reports it like a bad argument (exit code 2).
     """
 
-
-class BadFileError(ValueError):
-    """An input file that exists but cannot be used: empty, truncated or corrupt, or holding Python objects
-    that are not loaded for safety. The message names the file and says which.
-
-    A start-up problem: the CLI reports it like a bad argument (exit code 2).
-    """
-
-
-@contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs) -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on success fsync it and :func:`os.replace` it onto ``path``.
-
-    On any exception the temporary file is deleted and ``path`` keeps its old content (or stays absent).
-    Parent folders are created. ``mode`` is ``"wb"`` or ``"w"``; ``kwargs`` go to :func:`os.fdopen`
-    (e.g. ``newline=""`` for CSV). The file gets mode 0644 (mkstemp's default is 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
-    with atomic_open(path) as fh:
-        fh.write(data)
-
-
-def jsonable(value: Any, nan: Any = "nan") -> Any:
-    """A strict-JSON copy of ``value``: ±inf → ``"inf"``/``"-inf"``, NaN → ``nan``, paths → str, tuples →
-    lists, torch dtypes → their name (``"bfloat16"``); dict keys become strings.
-
-    Example:
-        >>> jsonable({"alpha": float("inf"), "loss": float("nan"), "blocks": (3, 6), 1: Path("a/b")})
-        {'alpha': 'inf', 'loss': 'nan', 'blocks': [3, 6], '1': 'a/b'}
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        return nan if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): jsonable(v, nan) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v, nan) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if type(value).__module__ == "torch" and type(value).__name__ == "dtype":
-        return str(value).removeprefix("torch.")
-    return value
-
-
-def write_json(path: str | os.PathLike[str], obj: Any, nan: Any = "nan") -> None:
-    """Write :func:`jsonable` ``obj`` to ``path`` as indented UTF-8 JSON with a final newline, atomically."""
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(jsonable(obj, nan), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-
-
-# --------------------------------------------------------------------------------------------------------
-# Output folders: checked before any work, one run at a time
-# --------------------------------------------------------------------------------------------------------
+    __module__ = "renyi_prune._io"  # its public home: tracebacks and pickles name the re-export
 
 
 def check_writable(folder: str | os.PathLike[str]) -> None:
@@ -284,82 +196,3 @@ def locked_folder(folder: str | os.PathLike[str], command: str) -> Iterator[Path
             if lock.read_text(encoding="utf-8") == text:  # still ours
                 lock.unlink()
         _remove_empty(created)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Weights files: what is wrong with one that cannot be read
-# --------------------------------------------------------------------------------------------------------
-
-
-def check_weights_file(path: str | os.PathLike[str]) -> None:
-    """Raise :class:`BadFileError` if ``path`` is empty, or a ``torch.save`` zip archive cut short (an
-    interrupted write or copy); any other file passes (its loader says what else may be wrong).
-
-    Example:
-        >>> import tempfile
-        >>> empty = Path(tempfile.mkdtemp()) / "empty.pth"
-        >>> empty.touch()
-        >>> check_weights_file(empty)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        renyi_prune._io.BadFileError: empty file (0 bytes): .../empty.pth
-    """
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise BadFileError(f"empty file (0 bytes): {path}")
-    with open(path, "rb") as fh:
-        is_zip_start = fh.read(4) == b"PK\x03\x04"
-    if is_zip_start and not zipfile.is_zipfile(path):
-        raise BadFileError(
-            f"corrupt or truncated file: {path} (a zip archive without its end: the write or copy that made "
-            "it did not finish)"
-        )
-
-
-def _unsafe_globals(path: Path) -> list[str]:
-    import torch
-
-    find = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
-    if find is None or not zipfile.is_zipfile(path):
-        return []
-    try:
-        return list(find(str(path)))
-    except Exception:
-        return []
-
-
-def unreadable_weights(path: str | os.PathLike[str], err: BaseException) -> BadFileError:
-    """The :class:`BadFileError` to raise when loading the weights file ``path`` failed with ``err``.
-
-    A file that holds Python objects besides tensors, which ``torch.load`` refuses to unpickle by default,
-    gets advice the user can follow instead of torch's own (an option of ``torch.load``, which no command of
-    this package has).
-    """
-    path = Path(path)
-    if "weights_only" not in str(err):
-        reason = " ".join(str(err).split()) or type(err).__name__
-        return BadFileError(f"cannot read weights from {path}: {reason}")
-    names = _unsafe_globals(path)
-    what = f" ({', '.join(names)})" if names else ""
-    return BadFileError(
-        f"{path} holds Python objects besides tensors{what}, which are not loaded since unpickling them can "
-        "run arbitrary code. If you trust the file, load it in Python with torch.load (weights only switched "
-        "off) and torch.save just its state dict (the dict of tensors) to a new file to pass here"
-    )
-
-
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The state dict in a weights file: :func:`timm.models.load_state_dict` (a state dict, one under
-    ``"state_dict"`` / ``"model"`` / EMA keys, or ``.safetensors``), tensors only, on the CPU.
-
-    Raises:
-        BadFileError: the file is empty, truncated or corrupt, or holds Python objects besides tensors
-            (:func:`check_weights_file`, :func:`unreadable_weights`).
-    """
-    from timm.models import load_state_dict
-
-    check_weights_file(path)
-    try:
-        return load_state_dict(str(path))
-    except Exception as err:
-        raise unreadable_weights(path, err) from err
