@@ -112,3 +112,39 @@ def cli_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
+
+
+# Fixtures of the training and CLI tests (tiny ViTs on a few fake Fashion-MNIST images).
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of tiny models: they gain nothing from more, and spinning OpenMP
+    workers on a shared 2-core machine make every op many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def eager(monkeypatch):
+    """The eager CPU attention path instead of the interpreted kernels (the op reads TRITON_INTERPRET
+    at each call)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+
+
+@pytest.fixture
+def no_real_fashion_mnist(monkeypatch):
+    """Fashion-MNIST lookups go to a missing folder: a test never reads the real dataset by accident."""
+    from renyi_prune.data import FASHION_MNIST_ENV
+
+    monkeypatch.setenv(FASHION_MNIST_ENV, "/nonexistent/fashion-mnist")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A folder of random images in Fashion-MNIST's files: 8 training and 4 validation images."""
+    from renyi_prune.data import write_fake_fashion_mnist
+
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("data"), train_images=8, val_images=4)

@@ -13,27 +13,8 @@ import torch
 
 from conftest import cli_error_line
 from renyi_prune.cli import COMMANDS, main
-from renyi_prune.data import write_fake_fashion_mnist
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more, and spinning OpenMP workers on a shared
-    2-core machine make every op many times slower."""
-    threads, _ = torch.get_num_threads(), torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def eager(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the eager CPU attention path (read at each call)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """Random images in Fashion-MNIST's files: 8 training and 4 validation images."""
-    return write_fake_fashion_mnist(tmp_path_factory.mktemp("data"), train_images=8, val_images=4)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(data: Path) -> list[str]:
@@ -130,7 +111,7 @@ def test_bench_needs_a_benchmark_name(capsys):
         (["bench", "e2e", "--repeats", "-1"], "argument --repeats: must be >= 1, got -1"),
         (["bench", "e2e", "--run-ms", "-1"], "argument --run-ms: must be a finite number >= 0, got -1"),
         (["bench", "e2e", "--prune-blocks", "-3"], "argument --prune-blocks: must be >= 0, got -3"),
-        (["bench", "e2e", "--configs", "colln"], "argument --configs: invalid choice: 'colln'"),
+        (["bench", "e2e", "--configs", "tome"], "argument --configs: invalid choice: 'tome'"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(argv, message, capsys):

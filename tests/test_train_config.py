@@ -17,7 +17,6 @@ import timm
 import torch
 
 from renyi_prune import PruneConfig
-from renyi_prune.data import FASHION_MNIST_ENV, write_fake_fashion_mnist
 from renyi_prune.train import (
     CHECKPOINT_FORMAT,
     EvalConfig,
@@ -28,27 +27,10 @@ from renyi_prune.train import (
     train,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "eager", "no_real_fashion_mnist")
+
 REPO = Path(__file__).resolve().parents[1]
 KWARGS = {"patch_size": 14, "embed_dim": 16, "depth": 2, "num_heads": 1}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more on a shared 2-core machine."""
-    threads, _ = torch.get_num_threads(), torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def eager(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the eager CPU attention path
-    monkeypatch.setenv(FASHION_MNIST_ENV, "/nonexistent/fashion-mnist")  # never the real dataset by accident
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_fake_fashion_mnist(tmp_path_factory.mktemp("data"), train_images=8, val_images=4)
 
 
 def _config(data: Path, out: Path, **changes) -> TrainConfig:

@@ -22,33 +22,16 @@ import renyi_prune.train as train_mod
 from conftest import cli_error_line
 from renyi_prune import _io
 from renyi_prune.cli import main
-from renyi_prune.data import FASHION_MNIST_ENV, write_fake_fashion_mnist
+from renyi_prune.data import write_fake_fashion_mnist
 from renyi_prune.train import parse_train_args, train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "eager", "no_real_fashion_mnist")
 
 LOCK = ".renyi-prune.lock"
 TINY_MODEL = ["--model", "vit_tiny_patch16_224", "--model-kwargs", "patch_size=14", "embed_dim=8", "depth=2",
               "num_heads=1", "--img-size", "28"]  # fmt: skip
 RUNTIME = ["--batch-size", "4", "--no-progress", "--device", "cpu", "--amp", "none", "--workers", "0"]
 PLAIN = ["--mixup", "0", "--cutmix", "0", "--reprob", "0", "--drop-path", "0", "--warmup-epochs", "0"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: tiny models gain nothing from more on a shared 2-core machine."""
-    threads, _ = torch.get_num_threads(), torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def eager(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the eager CPU attention path
-    monkeypatch.setenv(FASHION_MNIST_ENV, "/nonexistent/fashion-mnist")  # never the real dataset by accident
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return write_fake_fashion_mnist(tmp_path_factory.mktemp("data"), train_images=8, val_images=4)
 
 
 def _argv(data: Path | None, out: Path, *extra: str) -> list[str]:
