@@ -13,6 +13,7 @@ from PIL import Image
 
 from renyi_prune import images as rp_images
 from renyi_prune import pretrained as rp
+from renyi_prune.pretrained import cache as rp_cache
 
 ATOL = 1e-3
 N_BLOCKS = 12
@@ -217,7 +218,7 @@ def test_cache_round_trip(
     def no_conversion(*args, **kwargs):
         raise AssertionError("second load must read the cache, not convert again")
 
-    monkeypatch.setattr(rp, "convert_dinov2_onnx", no_conversion)
+    monkeypatch.setattr(rp_cache, "convert_dinov2_onnx", no_conversion)  # what the cache calls
     again = rp.load_dinov2_small(img_size=rp.ONNX_INPUT_SIZE, cache_dir=cache_dir)
     assert not again.training
     first, second = model224.state_dict(), again.state_dict()
