@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adapters import adapter_for
 from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from ..flops import count_flops
 from ..ops import eager_on_cpu
@@ -34,12 +35,40 @@ Kept = dict[int, torch.Tensor] | None
 
 
 def cls_embedding(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's final image embedding (B, D): ``forward_head(forward_features(x), pre_logits=True)``.
+    """The model's final image embedding (B, D).
 
-    For timm ViTs with token pooling, e.g. the default DINOv2 (``num_classes=0``), this is the CLS token
-    after the final norm, i.e. exactly ``model(x)``.
+    timm: ``forward_head(forward_features(x), pre_logits=True)``; for timm ViTs with token pooling, e.g.
+    the default DINOv2 (``num_classes=0``), this is the CLS token after the final norm, i.e. exactly
+    ``model(x)``. A ``transformers`` model: the CLS token of its base model's ``last_hidden_state``
+    (after the final layer norm).
     """
-    return model.forward_head(model.forward_features(x), pre_logits=True)
+    if hasattr(model, "forward_head"):
+        return model.forward_head(model.forward_features(x), pre_logits=True)
+    return model.base_model(pixel_values=x).last_hidden_state[:, 0]
+
+
+def num_blocks(model: nn.Module) -> int:
+    """The model's transformer blocks (as its pruning adapter counts them: timm ``blocks``, transformers
+    layers)."""
+    return len(adapter_for(model).blocks(model))
+
+
+def num_prefix_tokens(model: nn.Module) -> int:
+    """Tokens before the patches (CLS, distillation, registers), as the pruning adapter counts them."""
+    return adapter_for(model).num_prefix_tokens(model)
+
+
+def patch_grid(model: nn.Module) -> tuple[int, int]:
+    """(rows, columns) of patches: timm's ``patch_embed.grid_size``, else ``config.image_size //
+    config.patch_size`` of a ``transformers`` model (which the demo runs at its ``image_size``)."""
+    embed = getattr(model, "patch_embed", None)
+    if embed is not None:
+        gh, gw = embed.grid_size
+        return int(gh), int(gw)
+    size, patch = model.config.image_size, model.config.patch_size
+    size = size if isinstance(size, (tuple, list)) else (size, size)
+    patch = patch if isinstance(patch, (tuple, list)) else (patch, patch)
+    return int(size[0]) // int(patch[0]), int(size[1]) // int(patch[1])
 
 
 @contextlib.contextmanager
@@ -135,9 +164,10 @@ def evaluate_config(
 def _tokens_kept(model: nn.Module, kept: Kept, prune_blocks: Sequence[int]) -> list[int]:
     """Patch tokens after each pruning block (all of the model's patches when unpruned)."""
     if kept is None:
-        gh, gw = model.patch_embed.grid_size
-        return [int(gh * gw)] * len(prune_blocks)
-    return [kept[b].shape[1] - model.num_prefix_tokens for b in sorted(kept)]
+        gh, gw = patch_grid(model)
+        return [gh * gw] * len(prune_blocks)
+    npt = num_prefix_tokens(model)
+    return [kept[b].shape[1] - npt for b in sorted(kept)]
 
 
 def _plain_params(config: PruneConfig) -> dict[str, Any]:
@@ -174,11 +204,10 @@ def entropy_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(depth, B, gh, gw)`` float32 CPU tensor.
     """
-    npt = model.num_prefix_tokens
-    gh, gw = model.patch_embed.grid_size
-    with applied(
-        model, PruneConfig("renyi", keep_rate=1.0, alpha=1.0, prune_blocks=range(len(model.blocks)))
-    ):
+    npt = num_prefix_tokens(model)
+    gh, gw = patch_grid(model)
+    every_block = PruneConfig("renyi", keep_rate=1.0, alpha=1.0, prune_blocks=range(num_blocks(model)))
+    with applied(model, every_block):
         model(x)
         scores = token_scores(model)
     maps = [scores[b][:, npt:].float().reshape(-1, gh, gw) for b in sorted(scores)]

@@ -32,21 +32,31 @@ REPORT_JSON = "report.json"
 def model_info(
     model: nn.Module, model_name: str | None, checkpoint: str | os.PathLike[str] | None, img_size: int
 ) -> dict[str, Any]:
-    """Name, weights source, input size, patch grid, prefix tokens and depth of ``model`` (JSON-ready)."""
+    """Name, weights source, input size, patch grid, prefix tokens and depth of ``model`` (JSON-ready).
+
+    For a ``transformers`` folder (``model_name`` an existing directory) the name is the model's class
+    and the source ``transformers folder <absolute path>``; ``run_demo`` adds ``normalization`` (mean,
+    std and where they come from).
+    """
+    from .compare import num_blocks, num_prefix_tokens, patch_grid
+
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     if checkpoint is not None:
         source = f"checkpoint {Path(checkpoint).expanduser().resolve()}"
+    elif model_name is not None and Path(model_name).expanduser().is_dir():
+        source = f"transformers folder {Path(model_name).expanduser().resolve()}"
+        model_name = type(model).__name__
     else:
         source = cfg.get("source") or cfg.get("hf_hub_id") or "timm pretrained weights"
-    gh, gw = model.patch_embed.grid_size
+    gh, gw = patch_grid(model)
     return {
         "name": model_name or cfg.get("architecture", type(model).__name__),
         "source": source,
         "img_size": img_size,
         "grid": [gh, gw],
         "num_patches": int(gh * gw),
-        "num_prefix_tokens": model.num_prefix_tokens,
-        "depth": len(model.blocks),
+        "num_prefix_tokens": num_prefix_tokens(model),
+        "depth": num_blocks(model),
     }
 
 

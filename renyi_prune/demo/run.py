@@ -16,7 +16,7 @@ from torch import nn
 
 from .._io import atomic_write_bytes, locked_folder
 from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
-from .compare import cls_embedding, compare, entropy_maps
+from .compare import cls_embedding, compare, entropy_maps, num_blocks, num_prefix_tokens, patch_grid
 from .config import build_configs, check_criteria, criterion_names, label
 from .plots import display_images, plot_entropy_heatmaps, plot_kept_patches, save_figure
 from .report import ENTROPY_PNG, KEPT_PNG, REPORT_JSON, REPORT_MD, build_report, model_info, render_markdown
@@ -34,7 +34,7 @@ def run_demo(
     images_dir: str | os.PathLike[str] | None = None,
     model_name: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    img_size: int = 224,
+    img_size: int | None = 224,
     keep_rates: Iterable[float] = (0.7, 0.5, 0.3),
     alphas: Iterable[float] = (1.0, 2.0, math.inf),
     device: str | torch.device | None = None,
@@ -53,7 +53,12 @@ def run_demo(
         images_dir: folder of images; ``None`` uses the bundled sample photos
             (:func:`renyi_prune.images.sample_images`).
         model_name, checkpoint, img_size: passed to :func:`renyi_prune.pretrained.load_model`
-            (``None``, ``None``, 224: the offline DINOv2 ViT-S/14, 16 x 16 patches + CLS).
+            (``None``, ``None``, 224: the offline DINOv2 ViT-S/14, 16 x 16 patches + CLS; ``img_size``
+            ``None`` = 224). A ``model_name`` that is an existing folder holding a ``config.json`` is a
+            ``transformers`` image model saved with ``save_pretrained`` (ViT, DeiT, DINOv2), loaded
+            offline by :func:`renyi_prune.train.model.load_transformers_model` (no ``checkpoint``): it
+            runs at its ``config.image_size`` (an ``img_size`` other than 224 or ``None`` must match
+            it), normalized with the folder's ``preprocessor_config.json`` mean/std, else ImageNet's.
         keep_rates: keep rates r in (0, 1] to compare (each pruning block keeps ceil(r · patches)).
         alphas: Rényi orders α ≥ 0 to compare (``math.inf`` allowed); used by the ``renyi`` criterion.
         device: torch device; ``None`` = CUDA if available, else CPU.
@@ -73,7 +78,11 @@ def run_demo(
 
     Raises:
         ValueError: bad keep rate, α, criterion, pruning block, ``max_images`` or ``repeats`` (or from
-            model / image loading).
+            model / image loading: e.g. a model folder without ``config.json``).
+        TypeError: a ``transformers`` model that no pruning adapter supports (the message lists the
+            supported families).
+        ImportError: a ``transformers`` folder while ``transformers`` is not installed (``pip install
+            renyi-prune[hf]``).
         FileNotFoundError: ``images_dir`` or ``checkpoint`` does not exist.
         OSError: an image cannot be decoded (the message names the file).
         renyi_prune._io.OutputFolderError: ``out_dir`` cannot be created or written, or another run uses it.
@@ -106,13 +115,14 @@ def run_demo(
     dev = torch.device(device) if device is not None else _default_device()
 
     with locked_folder(out, "renyi-prune demo"):  # removed again if the run fails before writing
-        model, names, x, (mean, std) = _prepare(model_name, checkpoint, img_size, images_dir, max_images, dev)
+        model, names, x, norm = _prepare(model_name, checkpoint, img_size, images_dir, max_images, dev)
+        mean, std, img_size = norm["mean"], norm["std"], x.shape[-1]  # a transformers model's own size
         with torch.inference_mode():
             ref = cls_embedding(model, x)
             maps = entropy_maps(model, x)
             rows, kept = compare(model, x, configs, ref, img_size, repeats, progress)
         figure_configs = _kept_figure_configs(configs, alphas)
-        heat_blocks = sorted({0, *prune_blocks, len(model.blocks) - 1})  # paper's blocks 1, 4, 7, 10, 12
+        heat_blocks = sorted({0, *prune_blocks, num_blocks(model) - 1})  # paper's blocks 1, 4, 7, 10, 12
         shown = display_images(x, mean, std)
         save_figure(
             plot_entropy_heatmaps(shown, names[:HEATMAP_IMAGES], maps, heat_blocks), out / ENTROPY_PNG
@@ -129,6 +139,7 @@ def run_demo(
             entropy=(heat_blocks, maps.mean(dim=(1, 2, 3)).tolist()),
             kept_figure_configs=[label(c) for c in figure_configs],
         )
+        report["model"]["normalization"] = {"mean": list(mean), "std": list(std), "source": norm["source"]}
         report["wall_time_s"] = time.perf_counter() - t_start
         atomic_write_bytes(
             out / REPORT_JSON, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
@@ -144,22 +155,39 @@ def _default_device() -> torch.device:
 def _prepare(
     model_name: str | None,
     checkpoint: str | os.PathLike[str] | None,
-    img_size: int,
+    img_size: int | None,
     images_dir: str | os.PathLike[str] | None,
     max_images: int | None,
     device: torch.device,
-) -> tuple[nn.Module, list[str], torch.Tensor, tuple[Sequence[float], Sequence[float]]]:
-    """Model (eval, on ``device``), image names, the preprocessed batch and its (mean, std)."""
+) -> tuple[nn.Module, list[str], torch.Tensor, dict[str, Any]]:
+    """Model (eval, on ``device``), image names, the preprocessed batch and its normalization
+    (``{"mean", "std", "source"}``)."""
     from ..images import load_image_dir, preprocess, sample_images
     from ..pretrained import load_model
+    from ..train.model import load_transformers_model, transformers_folder
 
+    folder = transformers_folder(model_name)
+    if folder is not None and checkpoint is not None:
+        raise ValueError(f"checkpoint {checkpoint}: the transformers model {folder} brings its own weights")
+    if folder is not None:
+        model, size, norm = load_transformers_model(folder)
+        if img_size not in (None, 224, size):
+            raise ValueError(f"img_size {img_size} but the transformers model {folder} takes {size} px")
+        img_size = size
+    else:
+        img_size = 224 if img_size is None else img_size
+        model = load_model(model_name, checkpoint, img_size)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        norm = {
+            "mean": cfg.get("mean", IMAGENET_DEFAULT_MEAN),
+            "std": cfg.get("std", IMAGENET_DEFAULT_STD),
+            "source": "timm pretrained_cfg" if "mean" in cfg else "ImageNet defaults",
+        }
+    model = model.eval().to(device)
     images = sample_images() if images_dir is None else load_image_dir(images_dir)
     images = images[:max_images] if max_images is not None else images
-    model = load_model(model_name, checkpoint, img_size).eval().to(device)
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean, std = cfg.get("mean", IMAGENET_DEFAULT_MEAN), cfg.get("std", IMAGENET_DEFAULT_STD)
-    x = preprocess(images, img_size, mean=mean, std=std).to(device)
-    return model, [name for name, _ in images], x, (mean, std)
+    x = preprocess(images, img_size, mean=norm["mean"], std=norm["std"]).to(device)
+    return model, [name for name, _ in images], x, norm
 
 
 def _kept_figure_configs(configs: Sequence[PruneConfig | None], alphas: Sequence[float]) -> list[PruneConfig]:
@@ -188,6 +216,6 @@ def _save_kept_figure(
         f"Patches kept by the pruning blocks at keep rate {figure_configs[0].keep_rate:g} (pruned "
         f"patches greyed out{'; +fused: and one fused token' if fused else ''})"
     )
-    grid = tuple(model.patch_embed.grid_size)
-    fig = plot_kept_patches(shown, names[:KEPT_IMAGES], rows, model.num_prefix_tokens, grid, fused, title)
+    grid = patch_grid(model)
+    fig = plot_kept_patches(shown, names[:KEPT_IMAGES], rows, num_prefix_tokens(model), grid, fused, title)
     save_figure(fig, out / KEPT_PNG)

@@ -1,11 +1,16 @@
 """The model of a run: :func:`timm.create_model` with the run's options, its input size, and weights from
-a file (a checkpoint of ``renyi-prune train``, a timm/PyTorch state dict or ``.safetensors``)."""
+a file (a checkpoint of ``renyi-prune train``, a timm/PyTorch state dict or ``.safetensors``); or a
+``transformers`` image model saved with ``save_pretrained`` in a local folder (:func:`transformers_folder`,
+:func:`load_transformers_model`; ``renyi-prune demo`` / ``eval`` with ``--model FOLDER``)."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .._argtypes import UsageError
@@ -132,3 +137,118 @@ def apply_pruning(prune: PruneConfig, model: nn.Module) -> None:
         patch(model, prune)
     except (TypeError, ValueError) as err:
         raise UsageError(f"cannot prune {type(model).__name__} as asked ({prune.label}): {err}") from None
+
+
+#: ImageNet normalization: what a ``transformers`` folder without ``preprocessor_config.json`` is given.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: PIL resampling codes of a ``preprocessor_config.json`` → timm interpolation names.
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+
+
+def transformers_folder(model: str | os.PathLike[str] | None) -> Path | None:
+    """The folder ``model`` names if it is a saved ``transformers`` model, ``None`` for a timm model name.
+
+    A saved model is an existing directory holding a ``config.json`` (what ``save_pretrained`` writes);
+    anything that is not an existing directory is taken for a timm model name.
+
+    Raises:
+        ValueError: ``model`` is an existing directory without ``config.json`` (the message names it).
+
+    Example:
+        >>> import tempfile
+        >>> from renyi_prune.train.model import transformers_folder
+        >>> transformers_folder("deit_tiny_patch16_224") is None
+        True
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     transformers_folder(tmp)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        ValueError: model folder ... holds no config.json (not a transformers model saved with ...)
+    """
+    if model is None:
+        return None
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"model folder {path} holds no config.json (not a transformers model saved with save_pretrained)"
+        )
+    return path
+
+
+def load_transformers_model(folder: str | os.PathLike[str]) -> tuple[nn.Module, int, dict[str, Any]]:
+    """A ``transformers`` image model saved with ``save_pretrained``, loaded offline from ``folder``.
+
+    The class is the first of ``config.json``'s ``architectures`` (e.g. ``ViTForImageClassification``,
+    ``Dinov2Model``), else ``AutoModelForImageClassification``; weights come from the folder only
+    (``local_files_only``, no hub access). The model must be one :func:`renyi_prune.patch` supports
+    (ViT, DeiT, DINOv2, DINOv2 with registers).
+
+    Returns:
+        ``(model, img_size, preprocessing)``: the model in eval mode on the CPU, its input side in pixels
+        (``config.image_size``) and ``{"mean", "std", "interpolation", "crop_pct", "source"}``: mean/std
+        from the folder's ``preprocessor_config.json`` (``image_mean`` / ``image_std``, and its
+        ``resample`` as the interpolation) when present, else the ImageNet defaults (0.485, 0.456, 0.406)
+        / (0.229, 0.224, 0.225) and bicubic; crop fraction 1.0 (the image is resized to the input size,
+        as transformers' image processors do); ``source`` is the file or ``"ImageNet defaults"``.
+
+    Raises:
+        ValueError: ``folder`` holds no ``config.json``, or the config has no square ``image_size``.
+        ImportError: ``transformers`` is not installed (the message says ``pip install renyi-prune[hf]``).
+        TypeError: no pruning adapter handles the model (the registry's message lists the families).
+
+    Example:
+        >>> import tempfile
+        >>> from transformers import ViTConfig, ViTForImageClassification
+        >>> from renyi_prune.train.model import load_transformers_model
+        >>> config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+        ...                    num_attention_heads=2, intermediate_size=64, num_labels=10)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     ViTForImageClassification(config).save_pretrained(tmp)
+        ...     model, size, prep = load_transformers_model(tmp)
+        >>> type(model).__name__, size, prep["mean"], prep["source"]
+        ('ViTForImageClassification', 32, (0.485, 0.456, 0.406), 'ImageNet defaults')
+    """
+    path = transformers_folder(folder)
+    if path is None:
+        raise ValueError(f"model folder {folder} does not exist")
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError(
+            f"{path} is a transformers model; loading it needs transformers: pip install renyi-prune[hf]"
+        ) from err
+    from ..adapters import adapter_for
+
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    arch = next(iter(getattr(config, "architectures", None) or []), None)
+    cls = getattr(transformers, arch, None) if arch else None
+    cls = cls if cls is not None else transformers.AutoModelForImageClassification
+    model = cls.from_pretrained(path, local_files_only=True).eval()
+    adapter_for(model)  # TypeError naming the model type and the supported families
+    size = getattr(config, "image_size", None)
+    size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
+    if not isinstance(size[0], int) or size[0] != size[1]:
+        raise ValueError(f"{path}/config.json: need a square image_size, got {config.image_size!r}")
+    prep = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic", "crop_pct": 1.0,
+            "source": "ImageNet defaults"}  # fmt: skip
+    pre_file = path / "preprocessor_config.json"
+    saved = json.loads(pre_file.read_text()) if pre_file.is_file() else {}
+    if saved.get("image_mean") is not None and saved.get("image_std") is not None:
+        prep.update(mean=tuple(saved["image_mean"]), std=tuple(saved["image_std"]), source=str(pre_file))
+        prep["interpolation"] = _RESAMPLE.get(saved.get("resample"), "bicubic")
+    return model, int(size[0]), prep
+
+
+class Logits(nn.Module):
+    """A ``transformers`` classifier as a plain ``x → logits`` module (the evaluation loop's interface);
+    the wrapped model stays reachable as ``.model`` (patch that one)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits
