@@ -7,7 +7,9 @@
 * CPU tensors with ``TRITON_INTERPRET=1`` → the same Triton kernel on Triton's CPU interpreter
   (this is how CI tests the kernel), except inside :func:`eager_on_cpu` (a context variable: per
   thread and task, no environment change);
-* otherwise (CPU, or fp64 anywhere) → the eager reference :mod:`renyi_prune.reference`.
+* other CPU tensors (fp16/bf16/fp32, ``backend="auto"``) → :mod:`renyi_prune.cpu_attention`: the
+  entropy from the softmax the output needs (no log P), same results as the reference;
+* otherwise (fp64 anywhere, or ``backend="eager"``) → the eager reference :mod:`renyi_prune.reference`.
 
 The Triton path is registered as the PyTorch custom operator
 ``renyi_prune::attention_with_entropy_fwd`` (``torch.library.custom_op`` with a fake
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 import torch
 
 from ._validate import FLOAT_DTYPES, check_alpha, check_flag, check_head_reduce, check_qkv, check_scale
+from .cpu_attention import attention_with_entropy_cpu
 from .kernels import attention_entropy_bwd, attention_entropy_fwd, is_interpreting
 from .kernels._common import empty_bnhd
 from .kernels.attention_entropy_fwd import alloc_fwd_outputs
@@ -102,7 +105,7 @@ _fused_fwd.register_autograd(_fused_backward, setup_context=_fused_setup_context
 
 BACKENDS = ("auto", "triton", "eager")
 
-# Set by eager_on_cpu(): CPU tensors take the eager reference even under the interpreter. A context
+# Set by eager_on_cpu(): CPU tensors take the eager CPU path even under the interpreter. A context
 # variable, so each thread (and asyncio task) has its own value and nothing global is mutated.
 _EAGER_ON_CPU: contextvars.ContextVar[bool] = contextvars.ContextVar("eager_on_cpu", default=False)
 
@@ -146,7 +149,8 @@ def uses_triton(q: torch.Tensor, backend: str = "auto") -> bool:
 
 @contextlib.contextmanager
 def eager_on_cpu() -> Iterator[None]:
-    """Within: CPU tensors take the eager reference path even under ``TRITON_INTERPRET=1``.
+    """Within: CPU tensors take the eager CPU path (:mod:`renyi_prune.cpu_attention`) even under
+    ``TRITON_INTERPRET=1``.
 
     For CPU work that needs no kernel test, e.g. a demo or FLOP counting in a process where the
     interpreter is on. It sets a context variable that :func:`uses_triton` reads at each call, not the
@@ -212,7 +216,7 @@ def attention_with_entropy(
         entropy in nats, fp32 (fp64 for fp64 inputs); with ``return_lse``, ``(out, entropy, lse)``.
 
     Gradients: ``out`` is differentiable with respect to q, k, v on every path (Triton backward
-    kernels on CUDA and under the interpreter, autograd through the reference otherwise).
+    kernels on CUDA and under the interpreter, autograd through the CPU path or the reference otherwise).
 
     Raises:
         TypeError: q, k or v is not a tensor or has a non-float dtype; ``alpha`` or ``scale`` is not
@@ -251,7 +255,7 @@ def attention_with_entropy(
     scale = check_scale(scale, q.shape[-1])
 
     if not uses_triton(q, backend):
-        out, ent, lse = attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
+        out, ent, lse = _eager(q, k, v, alpha, scale, head_reduce, backend)
         ent = ent if entropy_grad else ent.detach()
         return (out, ent, lse.detach()) if return_lse else (out, ent)
 
@@ -262,6 +266,19 @@ def attention_with_entropy(
     if head_reduce == "mean":
         ent = ent.mean(dim=1)  # fixed-order reduction: the same bits on every run
     return (out, ent, lse) if return_lse else (out, ent)
+
+
+def uses_cpu_path(q: torch.Tensor, backend: str = "auto") -> bool:
+    """Whether a non-Triton call runs :mod:`renyi_prune.cpu_attention` (CPU, fp16/bf16/fp32, not
+    ``backend="eager"``) rather than the eager reference. ``backend`` is assumed valid."""
+    return q.device.type == "cpu" and q.dtype in _TRITON_DTYPES and backend != "eager"
+
+
+def _eager(q, k, v, alpha, scale, head_reduce, backend):
+    """(out, entropy, lse) off the Triton path: the CPU implementation, or the reference."""
+    if uses_cpu_path(q, backend):
+        return attention_with_entropy_cpu(q, k, v, alpha, scale, head_reduce)
+    return attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
 
 
 def check_head_dim(D: int) -> None:

@@ -1,0 +1,163 @@
+"""CPU path of :func:`renyi_prune.attention_with_entropy`: Rényi entropy from the softmax the output needs.
+
+The eager reference (:mod:`renyi_prune.reference`) is the simple ground truth: it forms log P and
+evaluates every order in the log domain, several passes over the (B, H, N, M) logits. Here, on CPU
+without the Triton interpreter, the entropy reuses what the attention output computes anyway — the
+logits s (scaled), P = softmax(s), its row max p_max = 1 / Σ_j e^{s_j − m} and the logit row max m, so
+lse = m − log p_max — and adds at most one cheap pass per row ("Rényi Attention Entropy for Patch
+Pruning", Aizawa & Igaue, arXiv 2604.03803, Defs. 2–3, H_α = log(Σ_j p_j^α) / (1 − α)):
+
+* α = 1 (Shannon): H = lse − Σ_j p_j s_j (no logarithm per entry);
+* α = ∞ (min-entropy), or α so large that H_α = H_∞ at working precision: H = −log p_max;
+* α = 0: H = log M (every logit is finite on this path, so the support is every key);
+* integer α ≥ 2 with p_max^α safely above underflow: H = log(Σ_j p_j^α) / (1 − α), p^α by
+  multiplication;
+* other α ≥ 1/2 with |α − 1| ≥ 1/4: the powers relative to the row max, r_j = p_j / p_max ∈ [0, 1],
+  H = (α log p_max + log Σ_j r_j^α) / (1 − α) (Σ_j r_j^α ∈ [1, M]: no underflow or overflow);
+* α < 1/2 or |α − 1| < 1/4 (rare orders: α → 0 counts keys whose p underflowed, α → 1 cancels):
+  the reference's :func:`~renyi_prune.reference.renyi_entropy_from_log_probs` on log p = s − lse.
+
+This fast path runs only when every logit is provably finite (finite q and k and
+scale · D · max|q| · max|k| below the compute dtype's overflow). Otherwise (NaN/Inf inputs, empty
+tensors) the logits go through the reference's own rules (:func:`~renyi_prune.reference.probs_from_logits`
+and the log-domain entropy), so non-finite rows behave exactly as the reference's. Everything is
+plain PyTorch, so autograd differentiates ``out`` and the entropy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .reference import probs_from_logits, renyi_entropy_from_log_probs
+
+__all__ = ["attention_with_entropy_cpu"]
+
+# |α − 1| below which log Σ p^α / (1 − α) cancels: the reference's log1p series form takes over
+_NEAR_ONE = 0.25
+# α below which p^α of keys whose p underflowed would still count: the reference takes over
+_SMALL_ALPHA = 0.5
+# largest −log of a power sum (p_max^α ≥ M^−α) formed directly, per compute dtype (e^−80 ≫ fp32 tiny)
+_MAX_LOG_POWER = {torch.float32: 80.0, torch.float64: 700.0}
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """fp64 stays fp64 (tests); fp16, bf16 and fp32 are computed in fp32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _logits_are_finite(q: torch.Tensor, k: torch.Tensor, scale: float) -> bool:
+    """Whether every entry of (q kᵀ) · scale is certainly finite: finite, non-empty q and k and
+    scale · D · max|q| · max|k| at most 1e-3 of the dtype's largest value (|q·k| ≤ D max|q| max|k|)."""
+    if q.numel() == 0 or k.numel() == 0:
+        return False
+    bound = q.abs().amax().item() * k.abs().amax().item() * q.shape[-1] * abs(scale)
+    return math.isfinite(bound) and bound <= 1e-3 * torch.finfo(q.dtype).max
+
+
+def _shannon(p: torch.Tensor, s: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """H_1 = lse − Σ_j p_j s_j (= −Σ_j p_j log p_j since log p_j = s_j − lse and Σ_j p_j = 1)."""
+    return lse - torch.linalg.vecdot(p, s)
+
+
+def _power_sum_direct(p: torch.Tensor, alpha: int) -> torch.Tensor:
+    """Σ_j p_j^α for an integer α ≥ 2, by multiplication."""
+    if alpha == 2:
+        return torch.linalg.vecdot(p, p)
+    return p.pow(alpha).sum(-1)
+
+
+def _renyi_relative_to_max(p: torch.Tensor, log_pmax: torch.Tensor, alpha: float) -> torch.Tensor:
+    """H_α = (α log p_max + log Σ_j (p_j / p_max)^α) / (1 − α); each ratio ∈ [0, 1], the sum ∈ [1, M]."""
+    ratio = p * torch.exp(-log_pmax).unsqueeze(-1)
+    return (alpha * log_pmax + torch.log(ratio.pow(alpha).sum(-1))) / (1.0 - alpha)
+
+
+def _entropy_fast(
+    p: torch.Tensor, s: torch.Tensor, lse: torch.Tensor, log_pmax: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """Per-head H_α (B, H, N) from finite logits s, P = softmax(s), lse and log p_max (module docstring)."""
+    M = s.shape[-1]
+    beta = alpha - 1.0
+    if alpha == 0.0:
+        return torch.full_like(lse, math.log(M))
+    if alpha == 1.0:
+        return _shannon(p, s, lse)
+    if math.isinf(alpha) or beta * torch.finfo(s.dtype).eps >= 1.0:
+        return -log_pmax
+    if alpha < _SMALL_ALPHA or abs(beta) < _NEAR_ONE:
+        return renyi_entropy_from_log_probs(s - lse.unsqueeze(-1), alpha)
+    if alpha == int(alpha) and alpha * math.log(M) <= _MAX_LOG_POWER[s.dtype]:
+        return torch.log(_power_sum_direct(p, int(alpha))) / (1.0 - alpha)
+    return _renyi_relative_to_max(p, log_pmax, alpha)
+
+
+def _fast(qc: torch.Tensor, kc: torch.Tensor, scale: float, alpha: float):
+    """P, per-head H_α and lse from logits known to be finite: one softmax, two row maxima."""
+    s = (qc * scale) @ kc.transpose(-2, -1)
+    p = torch.softmax(s, dim=-1)
+    log_pmax = torch.log(p.amax(dim=-1))  # = −log Σ_j e^{s_j − m}
+    lse = s.amax(dim=-1) - log_pmax
+    return p, _entropy_fast(p, s, lse, log_pmax, alpha), lse
+
+
+def _careful(qc: torch.Tensor, kc: torch.Tensor, scale: float, alpha: float):
+    """P, per-head H_α and lse by the reference's rules (non-finite or empty inputs)."""
+    s = (qc @ kc.transpose(-2, -1)) * scale
+    p, lse = probs_from_logits(s)
+    finite = torch.isfinite(lse)
+    ent = renyi_entropy_from_log_probs(s - lse.masked_fill(~finite, 0.0).unsqueeze(-1), alpha)
+    return p, ent.masked_fill(~finite, math.nan), lse
+
+
+def attention_with_entropy_cpu(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    alpha: float,
+    scale: float,
+    head_reduce: str = "mean",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Attention output, Rényi attention entropy (nats) and log-sum-exp on CPU, without log P.
+
+    Same results as :func:`renyi_prune.reference.attention_with_entropy_reference` (to rounding),
+    computed as the module docstring describes; arguments are assumed validated (the public op,
+    :func:`renyi_prune.attention_with_entropy`, checks them).
+
+    Args:
+        q: queries (B, H, N, D); fp16, bf16, fp32 (computed in fp32) or fp64 (computed in fp64); any
+            strides (e.g. timm's q, k, v views of one qkv tensor).
+        k, v: keys and values (B, H, M, D), same dtype and device as ``q``; M ≥ 1 when N ≥ 1.
+        alpha: Rényi order α ≥ 0 (``math.inf`` allowed), already validated.
+        scale: logit scale (finite), already validated.
+        head_reduce: ``"mean"`` → entropy (B, N) averaged over heads; ``"none"`` → (B, H, N).
+
+    Returns:
+        ``(out, entropy, lse)``: out (B, H, N, D) in the dtype of ``q``; entropy in nats and
+        lse = log Σ_j exp(q_i·k_j·scale) (B, H, N), in the compute dtype (fp32, or fp64 for fp64).
+        Non-finite rows as the reference: a row with no attendable key gets out = 0 and lse = −inf,
+        NaN/Inf propagate, the entropy is NaN exactly where lse is not finite. All differentiable
+        by autograd (lse included; the public op detaches it).
+
+    Raises:
+        Nothing beyond what ``torch.matmul`` raises for shapes the public op would have rejected.
+
+    Example:
+        >>> import math, torch
+        >>> from renyi_prune.cpu_attention import attention_with_entropy_cpu
+        >>> from renyi_prune.reference import attention_with_entropy_reference
+        >>> q, k, v = torch.randn(3, 1, 2, 9, 16).unbind(0)
+        >>> out, ent, lse = attention_with_entropy_cpu(q, k, v, math.inf, 0.25, "none")
+        >>> ref = attention_with_entropy_reference(q.double(), k.double(), v.double(), math.inf, 0.25, "none")
+        >>> bool((ent.double() - ref[1]).abs().max() < 1e-5), out.shape, ent.dtype
+        (True, torch.Size([1, 2, 9, 16]), torch.float32)
+    """
+    dtype = _compute_dtype(q.dtype)
+    qc, kc, vc = (t.to(dtype) for t in (q, k, v))
+    path = _fast if _logits_are_finite(qc, kc, scale) else _careful
+    p, ent, lse = path(qc, kc, scale, alpha)
+    out = (p @ vc).to(q.dtype)
+    if head_reduce == "mean":
+        ent = ent.mean(dim=1)
+    return out, ent, lse
