@@ -92,3 +92,60 @@ def test_transformers_missing(vit_folder, tmp_path, monkeypatch: pytest.MonkeyPa
     assert main(["demo", "--out", str(tmp_path / "out"), "--model", str(vit_folder), *QUICK]) == 1
     err = capsys.readouterr().err
     assert "pip install renyi-prune[hf]" in err and str(vit_folder) in err
+    assert main(["eval", "--model", str(vit_folder), "--device", "cpu"]) == 1
+    assert "pip install renyi-prune[hf]" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def fake_fashion_mnist(tmp_path_factory: pytest.TempPathFactory):
+    from renyi_prune.data import write_fake_fashion_mnist
+
+    return write_fake_fashion_mnist(tmp_path_factory.mktemp("fmnist"), train_images=1, val_images=8)
+
+
+def _eval_argv(model, data, *more: str) -> list[str]:
+    return ["eval", "--model", str(model), "--data", str(data), "--dataset", "fashion-mnist", "--batch-size",
+            "8", "--device", "cpu", "--no-progress", *more]  # fmt: skip
+
+
+def test_eval_on_transformers_folder(vit_folder, fake_fashion_mnist, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    out = tmp_path / "eval.json"
+    pruning = ["--keep-rate", "0.5", "--alpha", "2"]
+    assert main(_eval_argv(vit_folder, fake_fashion_mnist, *pruning, "--output", str(out))) == 0
+    assert capsys.readouterr().out.startswith("renyi α=2 r=0.5: top1 ")
+    r = json.loads(out.read_text())
+    assert r["images"] == 8 and 0 <= r["top1"] <= r["top5"] <= 100 and r["gflops"] > 0
+    assert r["label"] == "renyi α=2 r=0.5" and r["pruning"]["keep_rate"] == 0.5 and r["pruning"]["alpha"] == 2
+    assert (r["model"], r["img_size"], r["checkpoint"]) == (str(vit_folder.resolve()), 32, None)
+    assert r["normalization"]["mean"] == [0.5] * 3  # the folder's preprocessor_config.json
+    # unpruned: more GFLOPs
+    assert main(_eval_argv(vit_folder, fake_fashion_mnist, "--output", str(out))) == 0
+    unpruned = json.loads(out.read_text())
+    assert unpruned["label"] == "unpruned" and unpruned["pruning"] is None
+    assert unpruned["gflops"] > r["gflops"]
+
+
+def test_eval_errors(vit_folder, fake_fashion_mnist, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (_eval_argv(empty, fake_fashion_mnist), f"model folder {empty} holds no config.json"),
+        (_eval_argv(vit_folder, fake_fashion_mnist, "--checkpoint", __file__), "brings its own"),
+        (_eval_argv(vit_folder, fake_fashion_mnist, "--img-size", "64"), "takes 32 px"),
+        (_eval_argv(vit_folder, fake_fashion_mnist, "--num-classes", "5"), "has 10 labels"),
+        (["eval", "--model", "deit_tiny_patch16_224"], "required: --checkpoint (unless --model is a folder"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_eval_unsupported_model_type(fake_fashion_mnist, tmp_path, capsys) -> None:
+    folder = tmp_path / "resnet"
+    config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8], depths=[1], num_labels=10)
+    transformers.ResNetForImageClassification(config).save_pretrained(folder)
+    assert main(_eval_argv(folder, fake_fashion_mnist)) == 2
+    err = capsys.readouterr().err
+    assert "unsupported model ResNetForImageClassification; supported families:" in err

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from .._argtypes import Parser, UsageError
@@ -124,7 +124,8 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
     """The :class:`EvalConfig` of parsed ``renyi-prune eval`` options.
 
     Raises:
-        UsageError: as :func:`train_config`, or ``--no-prune`` with ``--keep-rate``.
+        UsageError: as :func:`train_config`, ``--no-prune`` with ``--keep-rate``, or no ``--checkpoint``
+            while ``--model`` is not a folder (a transformers model saved with ``save_pretrained``).
 
     Example:
         >>> parser = argparse.ArgumentParser()
@@ -132,6 +133,12 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
         >>> eval_config(parser.parse_args(["--checkpoint", __file__, "--keep-rate", "0.7"])).prune.label
         'renyi α=1 r=0.7'
     """
+    folder = args.model is not None and os.path.isdir(os.path.expanduser(args.model))
+    if args.checkpoint is None and not folder:
+        raise UsageError(
+            "the following arguments are required: --checkpoint (unless --model is a folder holding a "
+            "transformers model saved with save_pretrained)"
+        )
     prune = _prune_config(args, {})
     if args.no_prune and prune is not None:
         raise UsageError("--no-prune contradicts --keep-rate")
@@ -220,7 +227,7 @@ def config_to_argv(config: TrainConfig | EvalConfig) -> list[str]:
         ['--checkpoint', 'run/checkpoint.pth', '--no-prune']
     """
     training = isinstance(config, TrainConfig)
-    default = TrainConfig() if training else EvalConfig(checkpoint=Path(""))
+    default = TrainConfig() if training else EvalConfig()
     parser = Parser(prog="renyi-prune " + ("train" if training else "eval"))
     add_groups(parser, training)
     actions = {a.dest: a for a in parser._actions}

@@ -188,9 +188,10 @@ class EvalConfig(_Config):
     """Everything :func:`renyi_prune.train.evaluate_checkpoint` needs (the options of ``renyi-prune eval``).
 
     ``checkpoint`` is a checkpoint.pth of ``renyi-prune train`` (model, data and pruning default to its
-    run's) or a timm/PyTorch state dict with ``model``. ``prune``: the pruning to evaluate with (None: the
-    checkpoint's, unless ``no_prune``). ``output``: also write the result as JSON to this file. The data,
-    model and runtime fields mean what they mean in :class:`TrainConfig`.
+    run's) or a timm/PyTorch state dict with ``model``; it is None when ``model`` is a folder holding a
+    ``transformers`` model saved with ``save_pretrained`` (its own weights). ``prune``: the pruning to
+    evaluate with (None: the checkpoint's, unless ``no_prune``). ``output``: also write the result as JSON
+    to this file. The data, model and runtime fields mean what they mean in :class:`TrainConfig`.
 
     Raises:
         TypeError: ``prune`` is not a :class:`renyi_prune.PruneConfig` or None, or an unknown field.
@@ -201,7 +202,7 @@ class EvalConfig(_Config):
         ('checkpoint.pth', True, None, None)
     """
 
-    checkpoint: Path
+    checkpoint: Path | None = None
     model: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     num_classes: int | None = None

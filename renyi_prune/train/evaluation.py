@@ -1,9 +1,11 @@
-"""``evaluate_checkpoint(config)``: top-1/top-5, GFLOPs and images/s of a checkpoint, pruned or not
-(``renyi-prune eval``)."""
+"""``evaluate_checkpoint(config)``: top-1/top-5, GFLOPs and images/s of a checkpoint, or of a
+``transformers`` model saved in a local folder, pruned or not (``renyi-prune eval``)."""
 
 from __future__ import annotations
 
 import sys
+import types
+from pathlib import Path
 from typing import Any
 
 from .._argtypes import UsageError
@@ -14,7 +16,16 @@ from .checkpoint import read_checkpoint
 from .config import EvalConfig
 from .loaders import data_config, dataset_name, load_datasets, val_loader
 from .loop import evaluate
-from .model import apply_pruning, check_model_name, create_model, load_weights, model_img_size
+from .model import (
+    Logits,
+    apply_pruning,
+    check_model_name,
+    create_model,
+    load_transformers_model,
+    load_weights,
+    model_img_size,
+    transformers_folder,
+)
 from .runtime import amp_dtype, default_workers, environment, setup_runtime
 
 __all__ = ["evaluate_checkpoint"]
@@ -63,18 +74,30 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
     The model, input size, normalization, dataset and pruning default to what the checkpoint was trained
     with (for a checkpoint of :func:`~renyi_prune.train.train`); the config's fields override them.
 
+    ``config.model`` may instead be a folder holding a ``transformers`` image classifier saved with
+    ``save_pretrained`` (ViT, DeiT, DINOv2; no ``checkpoint``: the weights are the folder's, loaded
+    offline by :func:`~renyi_prune.train.model.load_transformers_model`). It runs at its
+    ``config.image_size``, with ``config.num_labels`` classes, normalized with the folder's
+    ``preprocessor_config.json`` mean/std when present, else the dataset's (Fashion-MNIST) or ImageNet's
+    (an ImageFolder); ``config.prune`` is the pruning (none by default).
+
     Returns:
         ``{"top1", "top5"}`` (percent), ``"loss"`` (mean cross entropy), ``"images"``, ``"images_per_s"``
         (forward passes only, all processes), ``"gflops"`` (GFLOPs of one image at the keep rate used,
         fvcore's convention: one multiply-add = one FLOP), ``"pruning"`` (the configuration used as
         :meth:`PruneConfig.to_dict`, or None), ``"label"``, ``"model"``, ``"model_kwargs"``, ``"img_size"``,
-        ``"dataset"``, ``"checkpoint"``, ``"environment"``. With ``config.output`` the same is written to
-        that file as JSON (atomically).
+        ``"dataset"``, ``"checkpoint"`` (None for a transformers folder), ``"environment"``. With
+        ``config.output`` the same is written to that file as JSON (atomically).
 
     Raises:
         UsageError: a foreign checkpoint without a model name, a model disagreeing with the checkpoint, an
             unknown model, weights that do not fit the model, a data folder without the dataset, a pruning
-            setting the model does not allow.
+            setting the model does not allow; no checkpoint and no transformers folder, a folder without
+            ``config.json``, a transformers model no pruning adapter supports (the message lists the
+            families), fewer labels than the dataset's classes, ``checkpoint`` / ``model_kwargs`` /
+            another ``img_size`` with a transformers folder.
+        ImportError: a transformers folder while ``transformers`` is not installed (``pip install
+            renyi-prune[hf]``).
         DatasetNotFoundError: the dataset the checkpoint was trained on is missing.
 
     Example:
@@ -95,6 +118,14 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
     """
     if config.output is not None:  # before anything is loaded, so that a result is never computed in vain
         check_writable(config.output.parent)
+    try:
+        folder = transformers_folder(config.model)
+    except ValueError as err:
+        raise UsageError(f"argument --model: {err}") from None
+    if folder is not None:
+        return _evaluate_transformers(config, folder)
+    if config.checkpoint is None:
+        raise UsageError("--checkpoint is needed (unless --model is a folder holding a transformers model)")
     ckpt = read_checkpoint(config.checkpoint, "--checkpoint")
     prune = _checkpoint_pruning(config, ckpt)
     found = _model_and_data(config, ckpt)
@@ -133,6 +164,62 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
         img_size=img_size,
         dataset=found["dataset"],
         checkpoint=str(config.checkpoint),
+        environment=environment(runtime),
+    )
+    if config.output is not None and runtime.is_main:
+        write_json(config.output, result)
+    return result
+
+
+def _evaluate_transformers(config: EvalConfig, folder: Path) -> dict[str, Any]:
+    """:func:`evaluate_checkpoint` for a ``transformers`` classifier saved in ``folder``."""
+    for given, flag in ((config.checkpoint, "--checkpoint"), (config.model_kwargs, "--model-kwargs")):
+        if given:
+            raise UsageError(f"{flag} {given}: the transformers model in {folder} brings its own")
+    try:
+        model, img_size, prep = load_transformers_model(folder)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"argument --model: {err}") from None
+    if config.img_size is not None and config.img_size != img_size:
+        raise UsageError(
+            f"--img-size {config.img_size}, but the transformers model in {folder} takes {img_size} px"
+        )
+    labels = int(getattr(model.config, "num_labels", 0) or 0)
+    if config.num_classes is not None and config.num_classes != labels:
+        raise UsageError(f"--num-classes {config.num_classes}, but the model in {folder} has {labels} labels")
+    runtime = setup_runtime(config.device)
+    amp = amp_dtype(config.amp, runtime.device)
+    dataset = dataset_name(config)
+    splits, classes = load_datasets(config, dataset, config.data, splits=("val",))
+    if labels < len(classes):
+        raise UsageError(f"the model in {folder} has {labels} labels, the {dataset} dataset {len(classes)}")
+    own = prep["source"] != "ImageNet defaults"  # the folder's preprocessor_config.json
+    base = {**prep, "img_size": img_size} if own else None
+    stand_in = types.SimpleNamespace(pretrained_cfg=prep)  # data_config reads the model's pretrained_cfg
+    splits["val"].transform = build_transform(data_config(config, dataset, stand_in, img_size, base), False)
+    model.to(runtime.device)
+    if config.prune is not None:
+        apply_pruning(config.prune, model)
+    workers = config.workers if config.workers is not None else default_workers(runtime)
+    loader = val_loader(subset(splits["val"], config.max_val_images), config.batch_size, workers, runtime)
+    result = evaluate(
+        Logits(model),
+        loader,
+        runtime.device,
+        amp,
+        progress=config.progress and runtime.is_main,
+        runtime=runtime,
+    )
+    result["gflops"] = sys.modules[__package__]._count_gflops(model, img_size)
+    result.update(
+        pruning=config.prune.to_dict() if config.prune is not None else None,
+        label=config.prune.label if config.prune is not None else "unpruned",
+        model=str(folder.resolve()),
+        model_kwargs={},
+        img_size=img_size,
+        dataset=dataset,
+        checkpoint=None,
+        normalization={"mean": list(prep["mean"]), "std": list(prep["std"]), "source": prep["source"]},
         environment=environment(runtime),
     )
     if config.output is not None and runtime.is_main:

@@ -134,16 +134,17 @@ def _model_options(training: bool) -> list[Option | None]:
             option(
                 "--checkpoint",
                 "weights to evaluate: a checkpoint.pth of `renyi-prune train`, or a "
-                "timm/PyTorch state dict / .safetensors with --model",
+                "timm/PyTorch state dict / .safetensors with --model (none for a transformers --model "
+                "FOLDER)",
                 existing_file,
                 metavar="PATH",
-                required=True,
             ),
         ]
     return [
-        option("--model", "timm model name" + (" (default: %(default)s)" if training else " (default: the "
-               "checkpoint's; needed for other checkpoints)"), default=DEFAULT_MODEL if training else None,
-               metavar="NAME"),
+        option("--model", "timm model name" + (" (default: %(default)s)" if training else ", or a folder "
+               "holding a transformers image classifier saved with save_pretrained (ViT, DeiT, DINOv2; its "
+               "weights, offline) (default: the checkpoint's; needed for other checkpoints)"),
+               default=DEFAULT_MODEL if training else None, metavar="NAME"),
         option("--model-kwargs", "extra timm.create_model arguments, e.g. patch_size=4 embed_dim=192 "
                "num_heads=3", _key_value, [], "KEY=VALUE", nargs="+"),
         *weights,
