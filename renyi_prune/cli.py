@@ -95,10 +95,11 @@ _DEMO_OPTIONS = (
            output_dir, Path("renyi_prune_out"), "DIR"),
     option("--images", "folder of images (default: the bundled scikit-image/scikit-learn photos)",
            existing_dir, metavar="DIR"),
-    option("--model", "timm model name (default: the offline pretrained DINOv2 ViT-S/14)", metavar="NAME"),
+    option("--model", "timm model name, or a folder of a transformers model saved with save_pretrained "
+           "(default: the offline pretrained DINOv2 ViT-S/14)", metavar="NAME"),
     option("--checkpoint", "local weights for --model", existing_file, metavar="PATH"),
-    option("--img-size", "input resolution, a multiple of the patch size (default: %(default)s)",
-           positive_int, 224, "PX"),
+    option("--img-size", "input resolution, a multiple of the patch size (default: 224; a transformers "
+           "folder: its config's image_size)", positive_int, None, "PX"),
     option("--keep-rates", "keep rates in (0, 1] (default: 0.7 0.5 0.3)", keep_rate, [0.7, 0.5, 0.3], "R",
            nargs="+"),
     option("--alphas", "Rényi orders >= 0, 'inf' allowed, for the renyi criterion (default: 1 2 inf)",

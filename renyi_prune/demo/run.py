@@ -34,7 +34,7 @@ def run_demo(
     images_dir: str | os.PathLike[str] | None = None,
     model_name: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    img_size: int | None = 224,
+    img_size: int | None = None,
     keep_rates: Iterable[float] = (0.7, 0.5, 0.3),
     alphas: Iterable[float] = (1.0, 2.0, math.inf),
     device: str | torch.device | None = None,
@@ -53,12 +53,13 @@ def run_demo(
         images_dir: folder of images; ``None`` uses the bundled sample photos
             (:func:`renyi_prune.images.sample_images`).
         model_name, checkpoint, img_size: passed to :func:`renyi_prune.pretrained.load_model`
-            (``None``, ``None``, 224: the offline DINOv2 ViT-S/14, 16 x 16 patches + CLS; ``img_size``
-            ``None`` = 224). A ``model_name`` that is an existing folder holding a ``config.json`` is a
-            ``transformers`` image model saved with ``save_pretrained`` (ViT, DeiT, DINOv2), loaded
-            offline by :func:`renyi_prune.train.model.load_transformers_model` (no ``checkpoint``): it
-            runs at its ``config.image_size`` (an ``img_size`` other than 224 or ``None`` must match
-            it), normalized with the folder's ``preprocessor_config.json`` mean/std, else ImageNet's.
+            (``None``, ``None``, ``None``: the offline DINOv2 ViT-S/14 at 224 px, 16 x 16 patches + CLS;
+            ``img_size`` ``None`` = 224 for timm models). A ``model_name`` that is an existing folder
+            holding a ``config.json`` is a ``transformers`` image model saved with ``save_pretrained``
+            (ViT, DeiT, DINOv2), loaded offline by
+            :func:`renyi_prune.train.model.load_transformers_model` (no ``checkpoint``): it runs at its
+            ``config.image_size`` (an ``img_size`` other than ``None`` must match it), normalized with
+            the folder's ``preprocessor_config.json`` mean/std, else ImageNet's.
         keep_rates: keep rates r in (0, 1] to compare (each pruning block keeps ceil(r · patches)).
         alphas: Rényi orders α ≥ 0 to compare (``math.inf`` allowed); used by the ``renyi`` criterion.
         device: torch device; ``None`` = CUDA if available, else CPU.
@@ -171,7 +172,7 @@ def _prepare(
         raise ValueError(f"checkpoint {checkpoint}: the transformers model {folder} brings its own weights")
     if folder is not None:
         model, size, norm = load_transformers_model(folder)
-        if img_size not in (None, 224, size):
+        if img_size not in (None, size):
             raise ValueError(f"img_size {img_size} but the transformers model {folder} takes {size} px")
         img_size = size
     else:
