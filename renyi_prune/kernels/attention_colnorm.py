@@ -86,7 +86,15 @@ _colnorm_launch = TiledKernel(_attn_colnorm_kernel, _COLNORM_TILES, grid_block="
 
 def alloc_column_sums(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """The uninitialized (B, H, M) fp32 contiguous output of :func:`attention_column_power_sum` for q
-    (B, H, N, D) and k (B, H, M, D), on q's device; also the column op's fake implementation."""
+    (B, H, N, D) and k (B, H, M, D), on q's device; also the column op's fake implementation.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.kernels.attention_colnorm import alloc_column_sums
+        >>> out = alloc_column_sums(torch.zeros(2, 3, 5, 16), torch.zeros(2, 3, 7, 16))
+        >>> out.shape, out.dtype, out.is_contiguous()
+        (torch.Size([2, 3, 7]), torch.float32, True)
+    """
     B, H = q.shape[:2]
     return torch.empty((B, H, k.shape[2]), dtype=torch.float32, device=q.device)
 
