@@ -42,6 +42,8 @@ from renyi_prune.train import (
     train,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[1]
 HAS_FMNIST = all(
     (fashion_mnist_dir() / f"{stem}.gz").is_file() or (fashion_mnist_dir() / stem).is_file()
@@ -88,21 +90,6 @@ PLAIN = [
     "--warmup-epochs",
     "0",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and on a shared 2-core machine spinning
-    OpenMP workers make every op ~10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def eager(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the eager CPU attention path (read at each call)
 
 
 def _train(tmp: Path, *extra: str) -> dict:
