@@ -19,8 +19,9 @@ Pruning", Aizawa & Igaue, arXiv 2604.03803, Defs. 2–3, H_α = log(Σ_j p_j^α)
 
 This fast path runs only when every logit is provably finite (finite q and k and
 scale · D · max|q| · max|k| below the compute dtype's overflow). Otherwise (NaN/Inf inputs, empty
-tensors) the logits go through the reference's own rules (:func:`~renyi_prune.reference.probs_from_logits`
-and the log-domain entropy), so non-finite rows behave exactly as the reference's. Everything is
+tensors, or under ``torch.compile``, where the check would break the graph) the logits go through
+the reference's own rules (:func:`~renyi_prune.reference.probs_from_logits` and the log-domain
+entropy), so non-finite rows behave exactly as the reference's. Everything is
 plain PyTorch, so autograd differentiates ``out`` and the entropy.
 """
 
@@ -49,8 +50,9 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _logits_are_finite(q: torch.Tensor, k: torch.Tensor, scale: float) -> bool:
     """Whether every entry of (q kᵀ) · scale is certainly finite: finite, non-empty q and k and
-    scale · D · max|q| · max|k| at most 1e-3 of the dtype's largest value (|q·k| ≤ D max|q| max|k|)."""
-    if q.numel() == 0 or k.numel() == 0:
+    scale · D · max|q| · max|k| at most 1e-3 of the dtype's largest value (|q·k| ≤ D max|q| max|k|).
+    Under ``torch.compile`` False without looking (a data-dependent branch would break the graph)."""
+    if q.numel() == 0 or k.numel() == 0 or torch.compiler.is_compiling():
         return False
     bound = q.abs().amax().item() * k.abs().amax().item() * q.shape[-1] * abs(scale)
     return math.isfinite(bound) and bound <= 1e-3 * torch.finfo(q.dtype).max

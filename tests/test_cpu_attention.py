@@ -195,3 +195,17 @@ def test_op_on_cpu_dispatches_to_the_cpu_path(monkeypatch):
         attention_with_entropy(q.double(), k.double(), v.double())
     assert calls == [2.0, math.inf]
     assert renyi_prune.attention_with_entropy is attention_with_entropy
+
+
+def test_torch_compile_fullgraph_on_the_cpu_path():
+    """The finiteness check does not break a fullgraph compile (it takes the reference-rule path there)."""
+    q, k, v = _qkv(torch.float32)
+
+    def fn(q, k, v):
+        return attention_with_entropy(q, k, v, alpha=2.0, return_lse=True)
+
+    torch._dynamo.reset()
+    with ops.eager_on_cpu():  # read once when the graph is traced
+        got = torch.compile(fn, backend="eager", fullgraph=True)(q, k, v)
+    for a, r in zip(got, _reference64(q, k, v, 2.0, "mean"), strict=True):
+        _assert_close(a, r, 2e-5)
