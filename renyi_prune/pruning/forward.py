@@ -7,7 +7,6 @@ fusing the pruned ones into one token), and runs the MLP on the kept tokens only
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -16,7 +15,7 @@ from torch import nn
 from ..criteria import AttentionPass, run_attention
 from .checkpoint import Decision, recall, recomputing, remember
 from .records import Record
-from .selection import gather_tokens, select_tokens
+from .selection import gather_tokens, num_kept, select_tokens
 from .state import STATE, BlockState
 
 
@@ -83,8 +82,7 @@ def decide(state: BlockState, attention: AttentionPass, x: torch.Tensor) -> Deci
                 "set_grad_checkpointing does) or use a deterministic criterion"
             )
     score = state.criterion.score(attention, state.params)
-    # renyi_prune.pruning.num_kept, looked up at each call so that it can be monkeypatched there
-    k = sys.modules[__package__].num_kept(x.shape[1], state.num_prefix_tokens, state.keep_rate)
+    k = num_kept(x.shape[1], state.num_prefix_tokens, state.keep_rate)
     keep, pruned = select_tokens(score, state.num_prefix_tokens, k, state.criterion.keep, return_pruned=True)
     if not again:
         state.log.write(state.index, Record(keep, score.detach(), state.fuses(pruned)), first=state.first)
