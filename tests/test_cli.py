@@ -215,9 +215,9 @@ def test_bench_scripts_report_bad_values_in_one_line(capsys):
 
 
 def test_training_failing_mid_run_keeps_the_last_complete_epoch(data, tmp_path, monkeypatch, capsys, eager):
-    import renyi_prune.train as train_mod
+    import renyi_prune.train.run as train_run
 
-    real = train_mod._train_one_epoch
+    real = train_run.train_one_epoch
     calls = []
 
     def fail_in_epoch_2(*args, **kwargs):
@@ -226,7 +226,7 @@ def test_training_failing_mid_run_keeps_the_last_complete_epoch(data, tmp_path, 
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "_train_one_epoch", fail_in_epoch_2)
+    monkeypatch.setattr(train_run, "train_one_epoch", fail_in_epoch_2)
     out = tmp_path / "run"
     assert main(_train_argv(data, out, "--epochs", "3")) == 1
     captured = capsys.readouterr()
@@ -240,7 +240,7 @@ def test_training_failing_mid_run_keeps_the_last_complete_epoch(data, tmp_path, 
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
     assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
     # what the message says works
-    monkeypatch.setattr(train_mod, "_train_one_epoch", real)
+    monkeypatch.setattr(train_run, "train_one_epoch", real)
     assert main(_train_argv(data, out, "--epochs", "3", "--resume", str(ckpt))) == 0
     assert [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
@@ -273,7 +273,7 @@ def test_torn_checkpoint_write_leaves_no_checkpoint(failure, data, tmp_path, mon
 
 
 def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eager):
-    import renyi_prune.train as train_mod
+    import renyi_prune.train.evaluation as train_eval
 
     out = tmp_path / "run"
     assert main(_train_argv(data, out, "--epochs", "1")) == 0
@@ -284,7 +284,7 @@ def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eage
     def broken_counter(*args, **kwargs):
         raise KeyError("aten::scaled_dot_product_attention")
 
-    monkeypatch.setattr(train_mod, "_count_gflops", broken_counter)
+    monkeypatch.setattr(train_eval, "count_gflops", broken_counter)
     assert main(argv) == 1
     assert cli_error_line(capsys) == "renyi-prune eval failed: KeyError: 'aten::scaled_dot_product_attention'"
     assert not (tmp_path / "eval").exists() or _left_behind(tmp_path / "eval") == []
@@ -293,7 +293,7 @@ def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eage
     assert main(argv) == 0
     assert json.loads(result.read_text())["images"] == 4
     with pytest.raises(KeyError):  # --traceback: the exception itself
-        monkeypatch.setattr(train_mod, "_count_gflops", broken_counter)
+        monkeypatch.setattr(train_eval, "count_gflops", broken_counter)
         main(["--traceback", *argv])
 
 

@@ -19,6 +19,7 @@ import timm
 import torch
 
 import renyi_prune.train as train_mod
+import renyi_prune.train.run as train_run
 from conftest import cli_error_line
 from renyi_prune import _io
 from renyi_prune.cli import main
@@ -58,7 +59,7 @@ def finished(tmp_path_factory) -> Path:
 
 def test_a_second_run_into_a_busy_folder_is_refused(data, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    real = train_mod._train_one_epoch
+    real = train_run.train_one_epoch
     inside, release = threading.Event(), threading.Event()
     first: dict = {}
 
@@ -74,7 +75,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(data, tmp_path, monkeypatch,
         except BaseException as err:  # reported by the assertion below
             first["error"] = err
 
-    monkeypatch.setattr(train_mod, "_train_one_epoch", held_open)
+    monkeypatch.setattr(train_run, "train_one_epoch", held_open)
     worker = threading.Thread(target=first_run)
     worker.start()
     try:
@@ -132,7 +133,7 @@ def test_a_lock_of_another_host_or_a_live_process_is_respected(data, tmp_path, c
 @pytest.mark.parametrize("ending", ["normal", "failure", "interrupt"])
 def test_the_lock_is_held_during_the_run_and_removed_after_it(ending, data, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    real = train_mod._train_one_epoch
+    real = train_run.train_one_epoch
     seen = []
 
     def epoch(*args, **kwargs):
@@ -143,7 +144,7 @@ def test_the_lock_is_held_during_the_run_and_removed_after_it(ending, data, tmp_
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "_train_one_epoch", epoch)
+    monkeypatch.setattr(train_run, "train_one_epoch", epoch)
     code = main(_argv(data, out, "--epochs", "1"))
     assert code == {"normal": 0, "failure": 1, "interrupt": 130}[ending]
     assert seen[0]["pid"] == os.getpid() and seen[0]["host"] == socket.gethostname()
@@ -312,7 +313,7 @@ def test_resuming_a_finished_run_says_nothing_was_trained(finished, data, tmp_pa
 
 
 def test_ctrl_c_says_which_epoch_the_checkpoint_holds(data, tmp_path, monkeypatch, capsys):
-    real = train_mod._train_one_epoch
+    real = train_run.train_one_epoch
     calls = []
 
     def interrupted_in_epoch_2(*args, **kwargs):
@@ -321,7 +322,7 @@ def test_ctrl_c_says_which_epoch_the_checkpoint_holds(data, tmp_path, monkeypatc
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "_train_one_epoch", interrupted_in_epoch_2)
+    monkeypatch.setattr(train_run, "train_one_epoch", interrupted_in_epoch_2)
     out = tmp_path / "run"
     assert main(_argv(data, out, "--epochs", "3")) == 130
     ckpt = out / "checkpoint.pth"

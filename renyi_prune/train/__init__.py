@@ -53,9 +53,7 @@ from .cli import (
 )
 from .config import EvalConfig, TrainConfig
 from .evaluation import evaluate_checkpoint
-from .loop import count_gflops as _count_gflops  # noqa: F401  (replaceable by tests, see run._hook)
 from .loop import evaluate
-from .loop import train_one_epoch as _train_one_epoch  # noqa: F401  (replaceable by tests, see run._hook)
 from .run import train
 
 __all__ = [

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from ..data import build_transform, subset
 from .checkpoint import read_checkpoint
 from .config import EvalConfig
 from .loaders import data_config, dataset_name, load_datasets, val_loader
-from .loop import evaluate
+from .loop import count_gflops, evaluate
 from .model import (
     Logits,
     apply_pruning,
@@ -155,7 +154,7 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
     result = evaluate(
         model, loader, runtime.device, amp, progress=config.progress and runtime.is_main, runtime=runtime
     )
-    result["gflops"] = sys.modules[__package__]._count_gflops(model, img_size)
+    result["gflops"] = count_gflops(model, img_size)
     result.update(
         pruning=prune.to_dict() if prune is not None else None,
         label=prune.label if prune is not None else "unpruned",
@@ -210,7 +209,7 @@ def _evaluate_transformers(config: EvalConfig, folder: Path) -> dict[str, Any]:
         progress=config.progress and runtime.is_main,
         runtime=runtime,
     )
-    result["gflops"] = sys.modules[__package__]._count_gflops(model, img_size)
+    result["gflops"] = count_gflops(model, img_size)
     result.update(
         pruning=config.prune.to_dict() if config.prune is not None else None,
         label=config.prune.label if config.prune is not None else "unpruned",

@@ -28,7 +28,7 @@ from . import checkpoint as ckpt_io
 from .checkpoint import read_checkpoint
 from .config import TrainConfig
 from .loaders import data_config, dataset_name, load_datasets, train_loader, val_loader
-from .loop import TrainParts, evaluate, preserve_rng
+from .loop import TrainParts, count_gflops, evaluate, preserve_rng, train_one_epoch
 from .model import apply_pruning, check_model_name, create_model, load_weights, model_img_size
 from .optim import build_optimizer, build_scheduler, loss_and_mixup
 from .runtime import (
@@ -44,12 +44,6 @@ from .runtime import (
 )
 
 __all__ = ["train"]
-
-
-def _hook(name: str) -> Any:
-    """``renyi_prune.train.<name>`` looked up at call time (``_train_one_epoch``, ``_count_gflops``), so that
-    a test can replace it on the package to fail or hold a run at a chosen point."""
-    return getattr(sys.modules[__package__], name)
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -196,7 +190,7 @@ class _Run:
             write_json(cfg.output / "config.json", record)
             for note in notes:
                 print(f"renyi-prune train: {note}", file=sys.stderr)
-        self.gflops = _hook("_count_gflops")(parts.unwrapped, self.img_size) if self.runtime.is_main else None
+        self.gflops = count_gflops(parts.unwrapped, self.img_size) if self.runtime.is_main else None
         if self.resume is not None:
             self._restore_rng(parts.unwrapped)
         history = self._epochs(parts, start_epoch, num_updates, history)
@@ -350,7 +344,7 @@ class _Run:
         if self.train_loader.sampler is not None and hasattr(self.train_loader.sampler, "set_epoch"):
             self.train_loader.sampler.set_epoch(epoch)
         self.loader_gen.manual_seed(epoch_seed(cfg.seed, epoch, runtime.rank))
-        stats = _hook("_train_one_epoch")(parts, self.train_loader, epoch, num_updates)
+        stats = train_one_epoch(parts, self.train_loader, epoch, num_updates)
         if parts.scheduler is not None:
             parts.scheduler.step(epoch + 1)
         if cfg.has_keep_rate_warmup:
