@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ._io import jsonable
 from ._validate import check_alpha, check_flag, check_keep_rate, check_schedule, per_block
 from .criteria import get_criterion
 
@@ -176,14 +177,8 @@ class PruneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (tuples as lists, α = ∞ as ``"inf"``); :meth:`from_dict` inverts it."""
-        return {
-            "criterion": self.criterion,
-            "keep_rate": _jsonable(self.keep_rate),
-            "alpha": _jsonable(self.alpha),
-            "prune_blocks": list(self.prune_blocks),
-            "fuse_pruned": self.fuse_pruned,
-            "params": {k: _jsonable(v) for k, v in self.params.items()},
-        }
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return jsonable({**fields, "params": dict(self.params)})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PruneConfig:
@@ -217,12 +212,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "∞" if value == math.inf else f"{value:g}"
     return str(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return "inf" if value == math.inf else value
 
 
 def _from_json(value: Any) -> Any:

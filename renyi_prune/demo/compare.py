@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._io import jsonable
 from ..adapters import adapter_for
 from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from ..flops import count_flops
 from ..ops import eager_on_cpu
 from ..pruning import kept_token_indices, patch, token_scores, unpatch
-from .config import json_alpha, label
+from .config import label
 
 #: Nothing here is in ``__all__`` (each function needs a model to run; ``tests/test_demo.py`` runs them);
 #: :mod:`renyi_prune.demo` re-exports them by name.
@@ -150,7 +151,7 @@ def evaluate_config(
         "patch_criterion": None if config is None else config.criterion,
         "criterion_params": {} if config is None else _plain_params(config),
         "fused_token": config is not None and config.fuse_pruned,
-        "alpha": None if config is None else json_alpha(config.alpha),
+        "alpha": None if config is None else jsonable(config.alpha),
         "keep_rate": 1.0 if config is None else config.keep_rate,
         "prune_config": None if config is None else config.to_dict(),
         "gflops": gflops,

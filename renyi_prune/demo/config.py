@@ -158,8 +158,3 @@ def fmt_alpha(alpha: float | None) -> str:
     if alpha is None:
         return "–"
     return "∞" if math.isinf(alpha) else f"{alpha:g}"
-
-
-def json_alpha(alpha: float | None) -> float | str | None:
-    """α for JSON, which has no infinity: ``math.inf`` becomes the string ``"inf"``."""
-    return "inf" if alpha is not None and math.isinf(alpha) else alpha
