@@ -19,9 +19,9 @@ Pruning", Aizawa & Igaue, arXiv 2604.03803, Defs. 2–3, H_α = log(Σ_j p_j^α)
 
 This fast path runs only when every logit is provably finite (finite q and k and
 scale · D · max|q| · max|k| below the compute dtype's overflow). Otherwise (NaN/Inf inputs, empty
-tensors, or under ``torch.compile``, where the check would break the graph) the logits go through
-the reference's own rules (:func:`~renyi_prune.reference.probs_from_logits` and the log-domain
-entropy), so non-finite rows behave exactly as the reference's. Everything is
+tensors, or under ``torch.compile``, where the check would break the graph) the call goes to the
+reference itself (:func:`~renyi_prune.reference.attention_with_entropy_reference`), so non-finite
+rows behave exactly as the reference's. Everything is
 plain PyTorch, so autograd differentiates ``out`` and the entropy.
 """
 
@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from .reference import probs_from_logits, renyi_entropy_from_log_probs
+from .reference import attention_with_entropy_reference, renyi_entropy_from_log_probs
 
 __all__ = ["attention_with_entropy_cpu"]
 
@@ -104,15 +104,6 @@ def _fast(qc: torch.Tensor, kc: torch.Tensor, scale: float, alpha: float):
     return p, _entropy_fast(p, s, lse, log_pmax, alpha), lse
 
 
-def _careful(qc: torch.Tensor, kc: torch.Tensor, scale: float, alpha: float):
-    """P, per-head H_α and lse by the reference's rules (non-finite or empty inputs)."""
-    s = (qc @ kc.transpose(-2, -1)) * scale
-    p, lse = probs_from_logits(s)
-    finite = torch.isfinite(lse)
-    ent = renyi_entropy_from_log_probs(s - lse.masked_fill(~finite, 0.0).unsqueeze(-1), alpha)
-    return p, ent.masked_fill(~finite, math.nan), lse
-
-
 def attention_with_entropy_cpu(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -157,8 +148,9 @@ def attention_with_entropy_cpu(
     """
     dtype = _compute_dtype(q.dtype)
     qc, kc, vc = (t.to(dtype) for t in (q, k, v))
-    path = _fast if _logits_are_finite(qc, kc, scale) else _careful
-    p, ent, lse = path(qc, kc, scale, alpha)
+    if not _logits_are_finite(qc, kc, scale):  # non-finite or empty inputs: the reference's own rules
+        return attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
+    p, ent, lse = _fast(qc, kc, scale, alpha)
     out = (p @ vc).to(q.dtype)
     if head_reduce == "mean":
         ent = ent.mean(dim=1)

@@ -79,9 +79,9 @@ def test_fast_path_is_taken_for_finite_inputs(monkeypatch):
     """The comparisons above exercise the fast path: the reference-rule fallback is not called."""
 
     def fail(*args):
-        raise AssertionError("careful path used for finite inputs")
+        raise AssertionError("reference fallback used for finite inputs")
 
-    monkeypatch.setattr(cpu_attention, "_careful", fail)
+    monkeypatch.setattr(cpu_attention, "attention_with_entropy_reference", fail)
     for alpha in ALPHAS:
         attention_with_entropy_cpu(*_qkv(torch.float32), alpha, D**-0.5, "none")
 
