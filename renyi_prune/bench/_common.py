@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 
 from .._argtypes import Option, Parser, UsageError, add_options, option, output_file, print_error
 from .._io import atomic_open, atomic_write_bytes
+from .._timing import cpu_times, cuda_times, quantiles, time_calls, time_cpu, time_cuda  # noqa: F401
 from ..kernels import is_interpreting
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -114,100 +114,8 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
-    """Median, 20th and 80th percentile (linear interpolation)."""
-    t = torch.tensor(list(values), dtype=torch.float64)
-    med, p20, p80 = torch.quantile(t, torch.tensor([0.5, 0.2, 0.8], dtype=torch.float64)).tolist()
-    return med, p20, p80
-
-
 # --------------------------------------------------------------------------------------------------
-# timing: one timer for every benchmark (do_bench on CUDA, cpu_times on CPU)
-
-
-def cpu_times(
-    fn: Callable[[], object], reps: int, warmup_ms: float = 100.0, run_ms: float = 0.0
-) -> tuple[list[float], int]:
-    """Milliseconds per call of ``reps`` timed runs on the CPU (wall clock), and the calls per run.
-
-    Warm-up: at least one call and at least ``warmup_ms`` of calls, discarded. Then one call is timed to
-    choose ``iters`` = calls per run so that a run lasts about ``run_ms`` (1 if ``run_ms`` ≤ 0); each run
-    is ``iters`` back-to-back calls, divided by ``iters``. CPU numbers are for smoke tests only; on small
-    VMs torch's spin-waiting OpenMP workers can add ~8 ms per parallel op (run with
-    ``OMP_WAIT_POLICY=PASSIVE``, see benchmarks/README.md).
-
-    Example:
-        >>> times, iters = cpu_times(lambda: sum(range(100)), reps=3, warmup_ms=0.0)
-        >>> len(times), iters, all(t >= 0 for t in times)
-        (3, 1, True)
-    """
-    t_end = time.perf_counter() + warmup_ms * 1e-3
-    fn()
-    while time.perf_counter() < t_end:
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    one_ms = (time.perf_counter() - t0) * 1e3
-    iters = max(1, math.ceil(run_ms / max(one_ms, 1e-3))) if run_ms > 0 else 1
-    times = []
-    for _ in range(max(1, reps)):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        times.append((time.perf_counter() - t0) * 1e3 / iters)
-    return times, iters
-
-
-def cuda_times(
-    fn: Callable[[], object], reps: int | None = None, warmup_ms: float = 25.0, run_ms: float | None = None
-) -> list[float]:
-    """Milliseconds of each timed call by ``triton.testing.do_bench`` (CUDA events, L2 flushed before
-    each call, ``warmup_ms`` of warm-up calls discarded).
-
-    The timed budget: ``reps`` × ``run_ms`` ms when both are given; else about ``reps`` calls (one call is
-    timed first); else do_bench's default 100 ms.
-    """
-    import triton.testing
-
-    rep_ms = 100.0
-    if reps is not None and run_ms:
-        rep_ms = reps * run_ms
-    elif reps is not None:
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        rep_ms = max(1.0, reps * (time.perf_counter() - t0) * 1e3)
-    return [float(t) for t in triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="all")]
-
-
-def time_calls(
-    fn: Callable[[], object], device: str, reps: int, run_ms: float, warmup_ms: float
-) -> tuple[list[float], int]:
-    """The benchmarks' timer: milliseconds per call of each timed run, and the calls per run.
-
-    CUDA: :func:`cuda_times` (do_bench; one call per run, ``reps`` × ``run_ms`` ms of calls, or about
-    ``reps`` calls when ``run_ms`` ≤ 0); CPU: :func:`cpu_times`.
-
-    Example:
-        >>> times, iters = time_calls(lambda: None, "cpu", reps=2, run_ms=0.0, warmup_ms=0.0)
-        >>> len(times), iters
-        (2, 1)
-    """
-    if device.startswith("cuda"):
-        return cuda_times(fn, reps, max(warmup_ms, 1.0), run_ms if run_ms > 0 else None), 1
-    return cpu_times(fn, reps, warmup_ms, run_ms)
-
-
-def time_cpu(fn: Callable[[], object], reps: int, warmup_ms: float = 100.0) -> tuple[float, float, float]:
-    """Median, 20th and 80th percentile (ms) of ``reps`` single calls (:func:`cpu_times`)."""
-    return quantiles(cpu_times(fn, reps, warmup_ms)[0])
-
-
-def time_cuda(fn: Callable[[], object], reps: int | None) -> tuple[float, float, float]:
-    """Median, 20th and 80th percentile (ms) of do_bench's calls (:func:`cuda_times`): about ``reps``
-    calls, or do_bench's default 100 ms for ``None``."""
-    return quantiles(cuda_times(fn, reps))
+# timing: one timer for every benchmark, in renyi_prune/_timing.py (imported above)
 
 
 def is_oom(exc: BaseException) -> bool:

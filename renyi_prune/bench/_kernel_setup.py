@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -41,6 +42,7 @@ CSV_COLUMNS = [
     "device", "torch", "triton", "git_commit", "date", "mode", "provider", "impl", "dtype", "alpha",
     "B", "H", "N", "D", "ms_median", "ms_p20", "ms_p80", "tflops", "peak_mem_MiB",
     "x_sdpa", "x_eager", "out_max_abs_err", "ent_max_abs_err", "error",
+    "ms_iqr", "ms_min", "ms_max", "repeats",
 ]  # fmt: skip
 
 
@@ -269,6 +271,37 @@ def check_fused_grad(
             "No benchmark rows written."
         )
     return rel_err
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (B, H, N, D) shape × dtype × α of a run, in ``mode`` ``fwd`` or ``fwdbwd``."""
+
+    B: int
+    H: int
+    N: int
+    D: int
+    dtype: torch.dtype
+    alpha: float
+    mode: str
+
+    @property
+    def fwdbwd(self) -> bool:
+        return self.mode == "fwdbwd"
+
+    def columns(self) -> dict:
+        name = _common.dtype_name(self.dtype)
+        return dict(dtype=name, alpha=self.alpha, B=self.B, H=self.H, N=self.N, D=self.D)
+
+
+def make_inputs(case: Case, device: str) -> tuple:
+    """(q, k, v, qkv, grad_out): timm-like q/k/v views; with ``fwdbwd`` also the (B, N, 3, H, D) leaf
+    and the output gradient (else None)."""
+    if not case.fwdbwd:
+        return (*make_qkv(case.B, case.H, case.N, case.D, case.dtype, device), None, None)
+    qkv = make_qkv_leaf(case.B, case.H, case.N, case.D, case.dtype, device)
+    grad_out = make_grad_out(case.B, case.H, case.N, case.D, case.dtype, device)
+    return (*split_qkv(qkv.detach()), qkv, grad_out)  # q, k, v for the forward guard
 
 
 def peak_mem_mib(fn: Callable[[], object], device: str) -> float:

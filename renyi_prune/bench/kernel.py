@@ -34,8 +34,9 @@ dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q, each the size of one forward matmul), 
 total, whether or not a provider recomputes S. The same count is used for every provider, so TFLOP/s
 compares useful work per second.
 
-Timing: :func:`renyi_prune.bench._common.time_cuda` (``triton.testing.do_bench``) on CUDA,
-:func:`renyi_prune.bench._common.time_cpu` on the CPU: the timer the end-to-end benchmark shares.
+Timing: :func:`renyi_prune._timing.time_cuda` (``triton.testing.do_bench``) on CUDA,
+:func:`renyi_prune._timing.time_cpu` on the CPU: the timer the end-to-end benchmark and the demo share.
+Reported per provider: the median call and the spread of the timed calls (p20/p80, IQR, min, max).
 
 A PNG of time and TFLOP/s against N is written next to the CSV (pandas writes the CSV) when matplotlib
 is installed. Modules: :mod:`._kernel_setup` (inputs, providers, checks), :mod:`._kernel_output`
@@ -54,6 +55,7 @@ Usage (see benchmarks/README.md; ``benchmarks/bench_kernel.py`` is a thin script
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -61,6 +63,7 @@ from pathlib import Path  # noqa: F401  (used by the doctests)
 
 import torch
 
+from .._timing import time_cpu, time_cuda
 from . import _common
 from ._common import (  # noqa: F401  (re-exported: the kernel benchmark's public helpers)
     RESULTS_DIR,
@@ -68,8 +71,6 @@ from ._common import (  # noqa: F401  (re-exported: the kernel benchmark's publi
     device_slug,
     git_commit,
     is_interpreting,
-    time_cpu,
-    time_cuda,
     triton_version,
 )
 from ._kernel_options import (
@@ -81,7 +82,17 @@ from ._kernel_options import (
     default_out_path,
     resolve_shapes,
 )
-from ._kernel_output import TABLE_COLUMNS, format_table, plot_path, write_csv, write_plot
+from ._kernel_output import (
+    SMOKE_NOTE,
+    TABLE_COLUMNS,
+    add_speed_ratios,
+    format_table,
+    plot_path,
+    summary_lines,
+    time_columns,
+    write_csv,
+    write_plot,
+)
 from ._kernel_setup import (
     BWD_FLOP_FACTOR,
     CSV_COLUMNS,
@@ -99,6 +110,7 @@ from ._kernel_setup import (
     PROVIDER_IMPL,
     PROVIDERS,
     SMOKE,
+    Case,
     CorrectnessError,
     attention_flops,
     check_fused,
@@ -107,6 +119,7 @@ from ._kernel_setup import (
     grad_tol,
     make_fwdbwd_provider,
     make_grad_out,
+    make_inputs,
     make_provider,
     make_qkv,
     make_qkv_leaf,
@@ -129,7 +142,7 @@ __all__ = [
 ]
 
 _REEXPORTED = (  # the helpers of the split modules, importable from here as before
-    DESCRIPTION, EPILOG, TABLE_COLUMNS, BWD_FLOP_FACTOR, DEFAULT_BATCH_FOR_SEQ, DEFAULT_HEAD_DIM,
+    DESCRIPTION, EPILOG, SMOKE_NOTE, TABLE_COLUMNS, BWD_FLOP_FACTOR, DEFAULT_BATCH_FOR_SEQ, DEFAULT_HEAD_DIM,
     DEFAULT_HEADS, DEFAULT_SEQ, ENT_TOL, GRAD_TOL, GRAD_TOL_TF32, OUT_TOL, OUT_TOL_TF32, SMOKE,
     check_fused, default_batch, grad_tol, make_qkv_leaf, make_grad_out, make_qkv, split_qkv,
     plot_path, write_csv, write_plot,
@@ -141,6 +154,11 @@ _free = _common.free_memory
 
 def _oom_message(exc: BaseException) -> str:
     return f"OOM: {_common.first_line(exc)}"
+
+
+def _log(verbose: bool, msg: str) -> None:
+    if verbose:
+        print(f"[bench] {msg}", file=sys.stderr)
 
 
 def run_benchmark(
@@ -161,8 +179,8 @@ def run_benchmark(
     :class:`CorrectnessError` — before timing anything of that shape — if ``fused`` is among the
     providers and disagrees with SDPA / the reference (in ``fwdbwd`` mode: also its input gradient
     vs SDPA's). A provider that runs out of memory gives a row with ``error`` set instead of timings.
-    Times are ms per call (median, p20, p80), ``tflops`` in TFLOP/s (:func:`attention_flops`),
-    ``peak_mem_MiB`` the peak extra CUDA memory of a call (NaN on CPU).
+    Times are ms per call (median, p20, p80; IQR, min and max of the timed calls), ``tflops`` in
+    TFLOP/s (:func:`attention_flops`), ``peak_mem_MiB`` the peak extra CUDA memory of a call (NaN on CPU).
 
     Raises:
         ValueError: an unknown provider or mode.
@@ -180,112 +198,94 @@ def run_benchmark(
         raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    on_cuda = device.startswith("cuda")
-    if not on_cuda and reps is None:
+    if not device.startswith("cuda") and reps is None:
         reps = 5
-    common = dict(
-        device=device_name(device),
-        torch=torch.__version__,
-        triton=triton_version(),
-        git_commit=git_commit(),
-        date=_common.utc_now(),
-        mode=mode,
-    )
+    common = dict(device=device_name(device), torch=torch.__version__, triton=triton_version(),
+                  git_commit=git_commit(), date=_common.utc_now(), mode=mode)  # fmt: skip
     rows: list[dict] = []
     for dtype in dtypes:
         for alpha in alphas:
             for B, H, N, D in shapes:
-                shape_rows = _bench_shape(
-                    B, H, N, D, dtype, alpha, providers, device, reps, common, verbose, mode
-                )
-                rows.extend(shape_rows)
+                case = Case(B, H, N, D, dtype, alpha, mode)
+                rows.extend(_bench_shape(case, providers, device, reps, common, verbose))
     return rows
 
 
-def _bench_shape(B, H, N, D, dtype, alpha, providers, device, reps, common, verbose, mode) -> list[dict]:
-    on_cuda = device.startswith("cuda")
-    fwdbwd = mode == "fwdbwd"
-    if fwdbwd:
-        qkv = make_qkv_leaf(B, H, N, D, dtype, device)
-        grad_out = make_grad_out(B, H, N, D, dtype, device)
-        q, k, v = split_qkv(qkv.detach())  # for the forward guard
-    else:
-        qkv = grad_out = None
-        q, k, v = make_qkv(B, H, N, D, dtype, device)
-    base = dict(common, dtype=_common.dtype_name(dtype), alpha=alpha, B=B, H=H, N=N, D=D)
-    flops = attention_flops(B, H, N, D, mode)
-    if verbose:
-        tag = "fwdbwd " if fwdbwd else ""
-        print(
-            f"[bench] {tag}{_common.dtype_name(dtype)} alpha={alpha:g} B={B} H={H} N={N} D={D}",
-            file=sys.stderr,
-        )
+def _row(base: dict, provider: str, **kw) -> dict:
+    r = {c: math.nan for c in CSV_COLUMNS}
+    r.update(base, provider=provider, impl=PROVIDER_IMPL.get(provider, ""), error="")
+    r.update(kw)
+    return r
 
-    def row(provider: str, **kw) -> dict:
-        r = {c: math.nan for c in CSV_COLUMNS}
-        r.update(base, provider=provider, impl=PROVIDER_IMPL.get(provider, ""), error="")
-        r.update(kw)
-        return r
 
-    if fwdbwd:
-        fns = {p: make_fwdbwd_provider(p, qkv, grad_out, alpha) for p in providers}
+def _bench_shape(case: Case, providers, device: str, reps, common: dict, verbose: bool) -> list[dict]:
+    """Guard, then time every provider on one case; one row per provider."""
+    q, k, v, qkv, grad_out = make_inputs(case, device)
+    base = dict(common, **case.columns())
+    _log(verbose, f"{'fwdbwd ' if case.fwdbwd else ''}{_common.dtype_name(case.dtype)} alpha={case.alpha:g} "
+                  f"B={case.B} H={case.H} N={case.N} D={case.D}")  # fmt: skip
+    if case.fwdbwd:
+        fns = {p: make_fwdbwd_provider(p, qkv, grad_out, case.alpha) for p in providers}
     else:
-        fns = {p: make_provider(p, q, k, v, alpha) for p in providers}
-    errs = {}
-    # correctness guard: first calls of fused (Triton autotuning happens here) and sdpa; every
-    # provider is called once more below before its memory is measured and it is timed
-    if "fused" in fns:
-        try:
-            with torch.inference_mode():
-                fwd_fn = make_provider("fused", q, k, v, alpha) if fwdbwd else fns["fused"]
-                out_err, ent_err = check_fused(q, k, v, alpha, fwd_fn)
-            errs = dict(out_max_abs_err=out_err, ent_max_abs_err=ent_err)
-            if fwdbwd:
-                errs["grad_max_rel_err"] = check_fused_grad(qkv, grad_out, fns["fused"])
-                if verbose:
-                    print(f"[bench]   fused dq, dk, dv vs sdpa: worst max |diff| / max |sdpa| = "
-                          f"{errs['grad_max_rel_err']:.3g} (tol {grad_tol(dtype, on_cuda):g})",
-                          file=sys.stderr)  # fmt: skip
-        except CorrectnessError:
+        fns = {p: make_provider(p, q, k, v, case.alpha) for p in providers}
+    try:
+        errs = _guard(case, fns, (q, k, v), qkv, grad_out, device, verbose) if "fused" in fns else {}
+    except CorrectnessError:
+        raise
+    except Exception as exc:  # only OOM is recorded; anything else re-raised
+        if not _is_oom(exc):
             raise
-        except Exception as exc:  # only OOM is recorded; anything else re-raised
-            if not _is_oom(exc):
-                raise
-            _free(device)
-            msg = "correctness check not run: " + _oom_message(exc)
-            return [row(p, error=msg) for p in providers]
+        _free(device)
+        return [_row(base, p, error="correctness check not run: " + _oom_message(exc)) for p in providers]
+    fused = fused_impl(q) if "fused" in fns else ""
+    rows = _time_providers(case, fns, base, errs, fused, device, reps, verbose)
+    add_speed_ratios(rows)
+    del q, k, v, qkv, grad_out, fns
+    _free(device)
+    return rows
+
+
+def _guard(case: Case, fns: dict, qkv_views: tuple, qkv, grad_out, device: str, verbose: bool) -> dict:
+    """The correctness guard of ``fused``: its output (and entropy) vs SDPA / the reference, in
+    ``fwdbwd`` also its input gradient; the first calls of fused (Triton autotuning happens here) and
+    sdpa. Returns the errors for the fused row; raises :class:`CorrectnessError`."""
+    q, k, v = qkv_views
+    with torch.inference_mode():
+        fwd_fn = make_provider("fused", q, k, v, case.alpha) if case.fwdbwd else fns["fused"]
+        out_err, ent_err = check_fused(q, k, v, case.alpha, fwd_fn)
+    errs = dict(out_max_abs_err=out_err, ent_max_abs_err=ent_err)
+    if case.fwdbwd:
+        errs["grad_max_rel_err"] = check_fused_grad(qkv, grad_out, fns["fused"])
+        tol = grad_tol(case.dtype, device.startswith("cuda"))
+        _log(verbose, "  fused dq, dk, dv vs sdpa: worst max |diff| / max |sdpa| = "
+                      f"{errs['grad_max_rel_err']:.3g} (tol {tol:g})")  # fmt: skip
+    return errs
+
+
+def _time_providers(
+    case: Case, fns: dict, base: dict, errs: dict, fused: str, device: str, reps, verbose: bool
+) -> list[dict]:
+    """Call each provider once more, measure its peak memory and time it (``time_cuda`` / ``time_cpu``);
+    one row each (an OOM gives a row with ``error``). ``fused``: the fused row's ``impl``."""
+    flops = attention_flops(case.B, case.H, case.N, case.D, case.mode)
     rows = []
-    times = {}
     # fwd: no autograd at all; fwdbwd: autograd on (also if the caller disabled it)
-    with torch.enable_grad() if fwdbwd else torch.inference_mode():
+    with torch.enable_grad() if case.fwdbwd else torch.inference_mode():
         for p, fn in fns.items():
             try:
                 fn()  # first call (again) outside the guard, result dropped
                 mem = peak_mem_mib(fn, device)
-                med, p20, p80 = time_cuda(fn, reps) if on_cuda else time_cpu(fn, reps)
+                t = time_cuda(fn, reps) if device.startswith("cuda") else time_cpu(fn, reps)
             except Exception as exc:  # only OOM is recorded
                 if not _is_oom(exc):
                     raise
                 _free(device)
-                rows.append(row(p, error=_oom_message(exc)))
-                if verbose:
-                    print(f"[bench]   {p}: {_oom_message(exc)}", file=sys.stderr)
+                rows.append(_row(base, p, error=_oom_message(exc)))
+                _log(verbose, f"  {p}: {_oom_message(exc)}")
                 continue
-            times[p] = med
             extra = errs if p == "fused" else {}
-            impl = fused_impl(q) if p == "fused" else PROVIDER_IMPL[p]
-            rows.append(
-                row(p, impl=impl, ms_median=med, ms_p20=p20, ms_p80=p80,
-                    tflops=flops / (med * 1e-3) / 1e12, peak_mem_MiB=mem, **extra)
-            )  # fmt: skip
-    for r in rows:
-        if r["error"]:
-            continue
-        for ref_p, col in (("sdpa", "x_sdpa"), ("eager", "x_eager")):
-            if ref_p in times:
-                r[col] = r["ms_median"] / times[ref_p]
-    del q, k, v, qkv, grad_out, fns
-    _free(device)
+            impl = fused if p == "fused" else PROVIDER_IMPL[p]
+            rows.append(_row(base, p, impl=impl, **time_columns(t, flops), peak_mem_MiB=mem, **extra))
     return rows
 
 
@@ -333,52 +333,34 @@ def run(args: argparse.Namespace) -> int:
     device = _common.resolve_device(args.device)
     # TRITON_INTERPRET only takes effect if set before the kernels are decorated, i.e. before
     # renyi_prune is imported: too late here (benchmarks/bench_kernel.py sets it for --smoke)
-
     shapes = resolve_shapes(args)
     dtypes = [DTYPES[d] for d in (args.dtype or (SMOKE["dtype"] if args.smoke else ["bf16"]))]
-    alphas = args.alpha or [1.0]
     providers = args.providers or list(PROVIDERS)
     reps = args.reps if args.reps is not None else (SMOKE["reps"] if args.smoke else None)
+    _warn_on_cpu(args, device, providers, dtypes[0])
+    out_path = args.out if args.out is not None else default_out_path(args.mode, device, args.smoke)
+    try:
+        alphas = args.alpha or [1.0]
+        rows = run_benchmark(shapes, dtypes, alphas, providers, device, reps, not args.quiet, args.mode)
+    except CorrectnessError as exc:
+        return _common.correctness_failed(exc)
+    for line in summary_lines(rows, args.mode, args.smoke):
+        print(line)
+    print(format_table(rows))
+    plot = functools.partial(write_plot, smoke=args.smoke) if getattr(args, "plot", True) else None
+    _common.write_results(rows, out_path, CSV_COLUMNS, plot, "bench")
+    return 0
 
+
+def _warn_on_cpu(args: argparse.Namespace, device: str, providers: Sequence[str], dtype: torch.dtype) -> None:
+    """Warnings of a CPU run: ``fused`` on the eager fallback, GPU-sized default shapes."""
     if device == "cpu" and "fused" in providers:
-        q = torch.empty(1, 1, 1, 16, dtype=dtypes[0])
-        if fused_impl(q) == "eager-fallback":
+        if fused_impl(torch.empty(1, 1, 1, 16, dtype=dtype)) == "eager-fallback":
             print("[bench] WARNING: no CUDA and TRITON_INTERPRET unset: 'fused' runs the eager fallback, "
                   "not the Triton kernel (impl=eager-fallback); set TRITON_INTERPRET=1 before renyi_prune "
                   "is imported (benchmarks/bench_kernel.py --smoke does)", file=sys.stderr)  # fmt: skip
     if device == "cpu" and not args.smoke and args.seq is None:
         print("[bench] WARNING: GPU-sized default shapes on CPU: slow (try --smoke)", file=sys.stderr)
-
-    out_path = args.out if args.out is not None else default_out_path(args.mode, device, args.smoke)
-
-    try:
-        rows = run_benchmark(
-            shapes, dtypes, alphas, providers, device, reps, verbose=not args.quiet, mode=args.mode
-        )
-    except CorrectnessError as exc:
-        return _common.correctness_failed(exc)
-
-    first = rows[0] if rows else {}
-    print(
-        f"device: {first.get('device', '')}  torch {first.get('torch', '')}  "
-        f"triton {first.get('triton', '')}  commit {first.get('git_commit', '') or '?'}  "
-        f"{first.get('date', '')}"
-    )
-    if args.mode == "fwd":
-        print("TFLOP/s counts 4*B*H*N^2*D (QK^T and PV, 2 FLOPs per multiply-add); "
-              "MiB = peak extra CUDA memory")  # fmt: skip
-    else:
-        print("mode fwdbwd: ms per forward+backward call; TFLOP/s counts 3.5 * 4*B*H*N^2*D (forward + "
-              "backward at 2.5x forward, FlashAttention's convention); MiB = peak extra CUDA "
-              "memory")  # fmt: skip
-        grads = [r for r in rows if r.get("grad_max_rel_err") is not None and r["provider"] == "fused"]
-        for r in grads:
-            print(f"fused dq, dk, dv vs SDPA ({r['dtype']} alpha={r['alpha']:g} B={r['B']} N={r['N']}): "
-                  f"worst max |diff| / max |sdpa| = {r['grad_max_rel_err']:.3g}")  # fmt: skip
-    print(format_table(rows))
-    plot = write_plot if getattr(args, "plot", True) else None
-    _common.write_results(rows, out_path, CSV_COLUMNS, plot, "bench")
-    return 0
 
 
 if __name__ == "__main__":
