@@ -7,8 +7,64 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._timing import Timing
 from . import _common
-from ._e2e_setup import CSV_COLUMNS, TARGET
+from ._e2e_setup import CSV_COLUMNS, TARGET, Settings
+
+#: Printed above the table of a ``--smoke`` run and in its plot's title: its numbers are no results.
+SMOKE_NOTE = (
+    "SMOKE RUN - a tiny model input, batch and repeats, usually on the CPU: it checks that the benchmark "
+    "runs; these numbers are not results (run without --smoke on a GPU for those)"
+)
+
+
+def rate_columns(t: Timing, batch: int) -> dict:
+    """The timing columns of one row: images/s of the median run, its p20/p80 and IQR; ms per batch of the
+    median run, its p20/p80, IQR, min and max; the timed runs and the calls per run.
+
+    Example:
+        >>> cols = rate_columns(Timing((10.0, 20.0, 40.0)), batch=2)
+        >>> cols["images_per_s"], cols["ms_per_batch"], cols["repeats"], cols["ms_min"]
+        (100.0, 20.0, 3, 10.0)
+    """
+    tp = t.throughput(batch)
+    return dict(
+        images_per_s=tp["median"],
+        images_per_s_p20=tp["p20"],  # the 20th percentile of throughput is the 80th of time
+        images_per_s_p80=tp["p80"],
+        images_per_s_iqr=tp["iqr"],
+        ms_per_batch=t.median,
+        ms_p20=t.p20,
+        ms_p80=t.p80,
+        ms_iqr=t.iqr,
+        ms_min=t.min,
+        ms_max=t.max,
+        repeats=t.repeats,
+        iters=t.iters,
+    )
+
+
+def summary_lines(rows: Sequence[dict], settings: Settings, smoke: bool = False) -> list[str]:
+    """The lines printed above the table: the stamp, what the columns mean and, for a smoke run,
+    :data:`SMOKE_NOTE`.
+
+    Example:
+        >>> summary_lines([], Settings(gflops=False), smoke=True)[-1].startswith("SMOKE RUN")
+        True
+    """
+    from ._e2e_setup import has_fvcore
+
+    first = rows[0] if rows else {}
+    versions = " ".join(f"{k} {first.get(k, '')}" for k in ("torch", "triton", "timm"))
+    gflops_note = "" if has_fvcore() or not settings.gflops else " - blank: fvcore not installed"
+    lines = [
+        f"device: {first.get('device', '')}  {versions}  commit {first.get('git_commit', '') or '?'}  "
+        f"{first.get('date', '')}",
+        f"batch {settings.batch}, {first.get('dtype', '')}, compile={first.get('compile', '')}; images/s = "
+        "median of the timed runs (p20/p80 = its 20th/80th percentiles, IQR = p75 - p25); GFLOPs per image, "
+        f"fvcore (1 multiply-add = 1 FLOP){gflops_note}",
+    ]
+    return [*lines, SMOKE_NOTE] if smoke else lines
 
 
 def _add_ratios(rows: list[dict]) -> None:
@@ -37,7 +93,8 @@ TABLE_COLUMNS = [
     ("model", "model", "{}"), ("img_size", "px", "{}"), ("config", "config", "{}"),
     ("impl", "impl", "{}"), ("compile", "compile", "{}"), ("keep_rate", "r", "{:g}"),
     ("images_per_s", "img/s", "{:.1f}"), ("images_per_s_p20", "p20", "{:.1f}"),
-    ("images_per_s_p80", "p80", "{:.1f}"), ("ms_per_batch", "ms/batch", "{:.4g}"),
+    ("images_per_s_p80", "p80", "{:.1f}"), ("images_per_s_iqr", "IQR", "{:.3g}"),
+    ("ms_per_batch", "ms/batch", "{:.4g}"),
     ("gflops", "GFLOPs", "{:.3f}"), ("speedup_vs_unpruned", "speedup", "{:.3f}"),
     ("x_evit", "x_evit", "{:.3f}"), ("tokens_kept", "tokens", "{}"), ("error", "error", "{}"),
 ]  # fmt: skip
@@ -101,10 +158,10 @@ def plot_path(csv_path: Path) -> Path:
     return Path(csv_path).with_suffix(".png")
 
 
-def write_plot(rows: Sequence[dict], path: Path) -> bool:
+def write_plot(rows: Sequence[dict], path: Path, smoke: bool = False) -> bool:
     """Images/s against keep rate, one line per configuration (p20–p80 bars), the unpruned model as a
-    dashed line; one panel per model and image size. Returns False (nothing written) if matplotlib is
-    missing or no row has a timing."""
+    dashed line; one panel per model and image size; a ``smoke`` run's title says so. Returns False
+    (nothing written) if matplotlib is missing or no row has a timing."""
     rows = [r for r in rows if not r["error"] and not math.isnan(r["images_per_s"])]
     if not rows:
         return False
@@ -136,11 +193,11 @@ def write_plot(rows: Sequence[dict], path: Path) -> bool:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     r0 = rows[0]
-    fig.suptitle(
+    stamp = (
         f"{r0['device']}  batch {r0['batch']}  {r0['dtype']}  compile={r0['compile']}  torch {r0['torch']}  "
-        f"triton {r0['triton']}  timm {r0['timm']}  {r0['git_commit']}",
-        fontsize=9,
+        f"triton {r0['triton']}  timm {r0['timm']}  {r0['git_commit']}"
     )
+    fig.suptitle(("SMOKE RUN, not results: " if smoke else "") + stamp, fontsize=9)
     _common.save_figure(fig, path)
     return True
 

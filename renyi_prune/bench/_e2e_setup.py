@@ -144,6 +144,7 @@ CSV_COLUMNS = [
     "keep_rate", "alpha", "prune_blocks", "batch", "dtype",
     "images_per_s", "images_per_s_p20", "images_per_s_p80", "ms_per_batch", "ms_p20", "ms_p80",
     "repeats", "iters", "gflops", "speedup_vs_unpruned", "x_evit", "tokens_kept", "guard_rel_err", "error",
+    "ms_iqr", "ms_min", "ms_max", "images_per_s_iqr",
 ]  # fmt: skip
 
 

@@ -15,8 +15,9 @@ the throughput of DeiTs pruned by Rényi attention entropy with EViT's. Each con
 Any other registered criterion (:func:`renyi_prune.available_criteria`), with ``+fusion`` or (criteria
 with a ``backend``) ``-eager``, is a configuration too (:func:`config_names`).
 
-Modules: :mod:`._e2e_setup` (configurations, settings, model checks), :mod:`._e2e_output` (ratios, CSV
-via pandas, table, plot), :mod:`._e2e_options` (command line); this one runs the benchmark.
+Modules: :mod:`._e2e_setup` (configurations, settings, model checks), :mod:`._e2e_model` (one model's
+batch, forward and reference logits), :mod:`._e2e_output` (ratios, timing columns, CSV via pandas,
+table, plot), :mod:`._e2e_options` (command line); this one runs the benchmark.
 
 Each pruned configuration runs at every keep rate r (``--keep-rates``, default 0.9 … 0.3), pruning
 after blocks 4, 7 and 10 (indices 3, 6, 9). Models come from ``timm.create_model(name,
@@ -26,8 +27,10 @@ token counts depend on r only), so nothing is downloaded.
 Timing: the model alone, on one random input batch already on the device (no data loading), under
 ``torch.inference_mode()``, with ``torch.autocast`` bf16 on CUDA (fp32 on CPU; ``--dtype``). Warm-up
 calls are discarded; then ``--repeats`` timed runs of ``iters`` back-to-back forwards each (``iters``
-chosen so that a run lasts about ``--run-ms``), timed with CUDA events (``time.perf_counter`` on
-CPU). Reported: images/s of the median run and of its 20th/80th percentiles. ``--compile`` times
+chosen so that a run lasts about ``--run-ms``), timed by the shared timer :mod:`renyi_prune._timing`
+(``triton.testing.do_bench`` on CUDA, ``time.perf_counter`` on CPU). Reported: images/s of the median
+run, of its 20th/80th percentiles and its IQR; ms per batch of the median run with p20/p80, IQR, min
+and max. ``--smoke`` output is labelled as a smoke run: its numbers are not results. ``--compile`` times
 ``torch.compile(model, fullgraph=True)`` instead (patched models compile without graph breaks);
 dynamo is reset before each compiled configuration.
 
@@ -52,7 +55,6 @@ Usage (see benchmarks/README.md; ``benchmarks/bench_e2e.py`` is a thin script ca
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import math
 import sys
@@ -61,16 +63,21 @@ from pathlib import Path  # noqa: F401  (used by the doctests)
 
 import torch
 
+from .._timing import Timing
+from .._timing import time_calls as time_model
 from . import _common
 from ._common import RESULTS_DIR, device_name, device_slug  # noqa: F401  (re-exported)
-from ._common import time_calls as time_model
+from ._e2e_model import ModelRun, config_columns, make_row, prepare_model
 from ._e2e_options import DESCRIPTION, add_arguments, build_parser, check_settings, settings_from_args
 from ._e2e_output import (
+    SMOKE_NOTE,
     TABLE_COLUMNS,
     _add_ratios,
     default_out_path,
     format_table,
     plot_path,
+    rate_columns,
+    summary_lines,
     target_checks,
     target_summary,
     write_csv,
@@ -101,7 +108,6 @@ from ._e2e_setup import (
     _recorded_error,
     apply_config,
     compare_logits,
-    config_impl,
     config_names,
     create_model,
     expected_tokens,
@@ -134,7 +140,7 @@ __all__ = [
 ]
 
 _REEXPORTED = (  # the helpers of the split modules, importable from here as before
-    DESCRIPTION, TABLE_COLUMNS, CPU_TIMING, CUDA_TIMING, DEFAULT_BATCH, DEFAULT_KEEP_RATES,
+    DESCRIPTION, SMOKE_NOTE, TABLE_COLUMNS, CPU_TIMING, CUDA_TIMING, DEFAULT_BATCH, DEFAULT_KEEP_RATES,
     DEFAULT_MODELS, EAGER_SUFFIX, LOGIT_TOL, LOGIT_TOL_TF32, NOISE_FACTOR, SMOKE, compare_logits,
     default_out_path, format_table, plot_path, write_csv, write_plot, has_fvcore, logit_tolerance,
     create_model, model_img_size,
@@ -171,13 +177,29 @@ def run_benchmark(settings: Settings) -> list[dict]:
     s = settings
     configs = [get_config(c) for c in s.configs]  # ValueError for an unknown name
     device = s.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    on_cuda = device.startswith("cuda")
-    dtype = DTYPES[s.dtype or ("bf16" if on_cuda else "fp32")]
-    timing = dict(CUDA_TIMING if on_cuda else CPU_TIMING)
+    dtype = DTYPES[s.dtype or ("bf16" if device.startswith("cuda") else "fp32")]
+    common = _stamp(s, device, dtype)
+    configs.sort(key=lambda c: c.criterion is not None)  # unpruned first: the speedup reference
+    rows: list[dict] = []
+    for name in s.models:
+        model_rows = _bench_model(name, configs, s, device, dtype, _timing_settings(s, device), common)
+        _add_ratios(model_rows)
+        rows.extend(model_rows)
+    return rows
+
+
+def _timing_settings(s: Settings, device: str) -> dict:
+    """``warmup_ms``, ``run_ms``, ``repeats``: the settings' values, else the device's defaults."""
+    timing = dict(CUDA_TIMING if device.startswith("cuda") else CPU_TIMING)
     for key in timing:
         if getattr(s, key) is not None:
             timing[key] = getattr(s, key)
-    common = dict(
+    return timing
+
+
+def _stamp(s: Settings, device: str, dtype: torch.dtype) -> dict:
+    """The cells every row of a run shares: machine, versions, commit, date and the run's settings."""
+    return dict(
         device=device_name(device),
         torch=torch.__version__,
         triton=_common.triton_version(),
@@ -189,164 +211,108 @@ def run_benchmark(settings: Settings) -> list[dict]:
         prune_blocks=" ".join(map(str, sorted(s.prune_blocks))),
         compile=(s.compile_mode or "default") if s.compile else "off",
     )
-    configs.sort(key=lambda c: c.criterion is not None)  # unpruned first: the speedup reference
-    rows: list[dict] = []
-    for name in s.models:
-        model_rows = _bench_model(name, configs, s, device, dtype, timing, common)
-        _add_ratios(model_rows)
-        rows.extend(model_rows)
-    return rows
-
-
-def _log(settings: Settings, msg: str) -> None:
-    if settings.verbose:
-        print(f"[bench-e2e] {msg}", file=sys.stderr, flush=True)
 
 
 def _bench_model(name, configs, s: Settings, device, dtype, timing, common) -> list[dict]:
-    amp = dtype != torch.float32
-    model = create_model(name, s.img_size, device)
-    size = model_img_size(model)
-    num_prefix = model.num_prefix_tokens
-    num_tokens = model.patch_embed.num_patches + num_prefix
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(s.batch, 3, *size, generator=g, device=device)
-    autocast = (
-        (lambda: torch.autocast(device_type=torch.device(device).type, dtype=dtype))
-        if amp
-        else contextlib.nullcontext
-    )
-
-    def forward(m) -> torch.Tensor:
-        with torch.inference_mode(), autocast():
-            return m(x)
-
-    _log(s, f"{name} img_size={size[0]}x{size[1]} batch={s.batch} {_common.dtype_name(dtype)} on {device}")
+    """Every configuration × keep rate of one model (:func:`_bench_config`)."""
     import renyi_prune
 
-    renyi_prune.unpatch(model)
-    ref = forward(model).float()
-    if not torch.isfinite(ref).all():
-        raise CorrectnessError(f"{name}: the unpatched model gives non-finite logits")
-    noise = 0.0
-    if amp:  # the dtype's own noise: unpatched under autocast vs in fp32
-        with torch.inference_mode():
-            ref32 = model(x).float()
-        noise = (ref - ref32).abs().max().item() / max(ref32.abs().max().item(), 1e-30)
-        del ref32
-    tol = logit_tolerance(dtype, device, noise)
-    base = dict(common, model=name, img_size=size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}")
+    run = prepare_model(name, s, device, dtype, timing, common)
     rows = []
-    flops_cache: dict[tuple[str, float], float] = {}
     for config in configs:
-        rates = [1.0] if config.criterion is None else list(s.keep_rates)
-        attn_dtype = dtype if amp else torch.float32
-        cfg_base = dict(
-            base,
-            config=config.name,
-            criterion=config.criterion or "",
-            fusion=config.fusion,
-            backend=config.backend or "",
-            impl=config_impl(config, model, attn_dtype, device),
-            alpha=math.nan
-            if config.criterion is None or config.at(1.0, s.alpha, s.prune_blocks).alpha is None
-            else s.alpha,
-        )
-        row = functools.partial(_row, cfg_base)
-
-        # -- correctness guard at keep rate 1.0 (nothing pruned): eager, then compiled
-        try:
-            guard_err, compiled_r1 = _guard(model, config, s, ref, tol, forward, f"{name} {config.name}")
-        except CorrectnessError:
-            raise
-        except Exception as exc:
-            msg = _recorded_error(exc, s.compile)
-            torch._dynamo.reset()
-            _common.free_memory(device)
-            rows += [row(r, error=msg) for r in rates]
-            _log(s, f"  {config.name}: {msg} (guard)")
-            continue
-        if not math.isnan(guard_err):
-            _log(s, f"  {config.name}: guard max |logits - reference| / max |reference| = {guard_err:.3g} "
-                    f"(tol {tol:.3g})")  # fmt: skip
-
-        for rate in rates:
-            # the guard's compiled model is this very model at r = 1 (same patch): no second compile
-            reuse = compiled_r1 if rate == 1.0 else None
-            compiled_r1 = None
-            if reuse is None:
-                apply_config(model, config, rate, s.alpha, s.prune_blocks)
-                if s.compile:
-                    torch._dynamo.reset()
-            try:
-                r = _bench_rate(model, config, rate, s, device, timing, forward, size, num_tokens,
-                                num_prefix, flops_cache, reuse)  # fmt: skip
-            except CorrectnessError:
-                raise
-            except Exception as exc:
-                msg = _recorded_error(exc, s.compile)
-                _common.free_memory(device)
-                rows.append(row(rate, error=msg, guard_rel_err=guard_err))
-                _log(s, f"  {config.name} r={rate:g}: {msg}")
-                continue
-            finally:
-                reuse = None  # noqa: F841  (drop the compiled model before the next configuration)
-                if s.compile:
-                    torch._dynamo.reset()
-            rows.append(row(rate, guard_rel_err=guard_err, **r))
-            _log(s, f"  {config.name} r={rate:g}: {r['images_per_s']:.1f} images/s "
-                    f"({r['ms_per_batch']:.3g} ms/batch, x{r['iters']} calls x {r['repeats']} runs), "
-                    f"tokens {r['tokens_kept'] or '-'}")  # fmt: skip
-    renyi_prune.unpatch(model)
+        rows += _bench_config(run, config)
+    renyi_prune.unpatch(run.model)
     return rows
 
 
-def _row(cfg_base: dict, rate: float, **kw) -> dict:
-    r = {c: math.nan for c in CSV_COLUMNS}
-    r.update(cfg_base, keep_rate=rate, tokens_kept="", error="")
-    r.update(kw)
-    return r
+def _bench_config(run: ModelRun, config: Config) -> list[dict]:
+    """Guard one configuration at keep rate 1.0, then time it at every keep rate (one row each)."""
+    s = run.settings
+    rates = [1.0] if config.criterion is None else list(s.keep_rates)
+    row = functools.partial(make_row, config_columns(run, config))
+    try:
+        guard_err, compiled_r1 = _guard(
+            run.model, config, s, run.ref, run.tol, run.forward, f"{run.name} {config.name}"
+        )
+    except CorrectnessError:
+        raise
+    except Exception as exc:
+        msg = _recorded_error(exc, s.compile)
+        torch._dynamo.reset()
+        _common.free_memory(run.device)
+        run.log(f"  {config.name}: {msg} (guard)")
+        return [row(r, error=msg) for r in rates]
+    if not math.isnan(guard_err):
+        run.log(f"  {config.name}: guard max |logits - reference| / max |reference| = {guard_err:.3g} "
+                f"(tol {run.tol:.3g})")  # fmt: skip
+    rows = []
+    for rate in rates:
+        # the guard's compiled model is this very model at r = 1 (same patch): no second compile
+        rows.append(_rate_row(run, config, rate, row, guard_err, compiled_r1 if rate == 1.0 else None))
+        compiled_r1 = None  # dropped before the next keep rate
+    return rows
 
 
-def _bench_rate(model, config, rate, s: Settings, device, timing, forward, size, num_tokens, num_prefix,
-                flops_cache, compiled=None) -> dict:  # fmt: skip
-    import renyi_prune
+def _rate_row(run: ModelRun, config: Config, rate: float, row, guard_err: float, reuse) -> dict:
+    """Patch the model at ``rate`` (unless ``reuse``, the guard's compiled model at r = 1) and time it
+    (:func:`_bench_rate`); an out-of-memory or compile failure gives a row with ``error``."""
+    s = run.settings
+    if reuse is None:
+        apply_config(run.model, config, rate, s.alpha, s.prune_blocks)
+        if s.compile:
+            torch._dynamo.reset()
+    try:
+        r = _bench_rate(run.model, config, rate, run, reuse)
+    except CorrectnessError:
+        raise
+    except Exception as exc:
+        msg = _recorded_error(exc, s.compile)
+        _common.free_memory(run.device)
+        run.log(f"  {config.name} r={rate:g}: {msg}")
+        return row(rate, error=msg, guard_rel_err=guard_err)
+    finally:
+        reuse = None  # noqa: F841  (drop the compiled model before the next configuration)
+        if s.compile:
+            torch._dynamo.reset()
+    run.log(f"  {config.name} r={rate:g}: {r['images_per_s']:.1f} images/s (IQR {r['images_per_s_iqr']:.3g}; "
+            f"{r['ms_per_batch']:.3g} ms/batch, x{r['iters']} calls x {r['repeats']} runs), "
+            f"tokens {r['tokens_kept'] or '-'}")  # fmt: skip
+    return row(rate, guard_rel_err=guard_err, **r)
 
+
+def _bench_rate(model, config: Config, rate: float, run: ModelRun, compiled=None) -> dict:
+    """Check and time ``model`` (patched at ``rate``; ``compiled``: its compiled form, else compiled here
+    with ``compile``): kept token counts, finite logits, GFLOPs, the timing columns."""
+    s = run.settings
     # one eager forward: the kept token counts (and finite logits) at this keep rate
-    _check_finite(forward(model).float(), f"{config.name} at keep_rate={rate:g}")
-    tokens = ""
-    if config.criterion is not None:
-        got = [int(idx.shape[1]) for idx in renyi_prune.kept_token_indices(model).values()]
-        want = expected_tokens(num_tokens, num_prefix, rate, len(got), config.fusion)
-        if got != want:
-            raise CorrectnessError(
-                f"{config.name} at keep_rate={rate:g}: pruning blocks kept {got} tokens, expected {want}"
-            )
-        tokens = " ".join(map(str, got))
+    _check_finite(run.forward(model).float(), f"{config.name} at keep_rate={rate:g}")
+    tokens = _kept_tokens(model, config, rate, run)
     key = (config.name, rate)
-    if s.gflops and key not in flops_cache:
-        flops_cache[key] = gflops_per_image(model, size)
-    gflops = flops_cache.get(key, math.nan)
-
+    if s.gflops and key not in run.flops_cache:
+        run.flops_cache[key] = gflops_per_image(model, run.size)
     target = model
     if s.compile:
         target = compiled if compiled is not None else _compile(model, s.compile_mode)
-    times, iters = time_model(lambda: forward(target), device, timing["repeats"], timing["run_ms"],
-                              timing["warmup_ms"])  # fmt: skip
-    med, p20, p80 = _common.quantiles(times)
-    per_s = 1e3 * s.batch
-    return dict(
-        images_per_s=per_s / med,
-        images_per_s_p20=per_s / p80,  # the 20th percentile of throughput is the 80th of time
-        images_per_s_p80=per_s / p20,
-        ms_per_batch=med,
-        ms_p20=p20,
-        ms_p80=p80,
-        repeats=len(times),
-        iters=iters,
-        gflops=gflops,
-        tokens_kept=tokens,
-    )
+    times, iters = time_model(lambda: run.forward(target), run.device, run.timing["repeats"],
+                              run.timing["run_ms"], run.timing["warmup_ms"])  # fmt: skip
+    t = Timing(tuple(times), iters)
+    return dict(rate_columns(t, s.batch), gflops=run.flops_cache.get(key, math.nan), tokens_kept=tokens)
+
+
+def _kept_tokens(model, config: Config, rate: float, run: ModelRun) -> str:
+    """The tokens each pruning block kept (``"139 98 69"``; ``""`` unpruned); raises
+    :class:`CorrectnessError` unless they are :func:`expected_tokens`."""
+    import renyi_prune
+
+    if config.criterion is None:
+        return ""
+    got = [int(idx.shape[1]) for idx in renyi_prune.kept_token_indices(model).values()]
+    want = expected_tokens(run.num_tokens, run.num_prefix, rate, len(got), config.fusion)
+    if got != want:
+        raise CorrectnessError(
+            f"{config.name} at keep_rate={rate:g}: pruning blocks kept {got} tokens, expected {want}"
+        )
+    return " ".join(map(str, got))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -407,18 +373,13 @@ def run(args: argparse.Namespace) -> int:
     except CorrectnessError as exc:
         return _common.correctness_failed(exc)
 
-    first = rows[0] if rows else {}
-    versions = " ".join(f"{k} {first.get(k, '')}" for k in ("torch", "triton", "timm"))
-    print(f"device: {first.get('device', '')}  {versions}  commit {first.get('git_commit', '') or '?'}  "
-          f"{first.get('date', '')}")  # fmt: skip
-    gflops_note = "" if has_fvcore() or not settings.gflops else " - blank: fvcore not installed"
-    print(f"batch {settings.batch}, {first.get('dtype', '')}, compile={first.get('compile', '')}; images/s = "
-          "median of the timed runs (p20/p80 = its 20th/80th percentiles); GFLOPs per image, fvcore "
-          f"(1 multiply-add = 1 FLOP){gflops_note}")  # fmt: skip
+    for line in summary_lines(rows, settings, args.smoke):
+        print(line)
     print(format_table(rows))
     for line in target_summary(rows):
         print(line)
-    _common.write_results(rows, out_path, CSV_COLUMNS, write_plot if args.plot else None, "bench-e2e")
+    plot = functools.partial(write_plot, smoke=args.smoke) if args.plot else None
+    _common.write_results(rows, out_path, CSV_COLUMNS, plot, "bench-e2e")
     return 0
 
 
