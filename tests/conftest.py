@@ -1,4 +1,10 @@
-"""Shared test helpers (the interpreter switch itself is in the root ``conftest.py``)."""
+"""Shared test helpers, all of them fixtures (the interpreter switch itself is in the root ``conftest.py``).
+
+Test modules request them by name and never import this file. The helpers that are plain functions
+(``timm_qkv``, ``assert_same_choices``, ``cut_gap``) and the values (``device``, ``tol``) are
+session-scoped, so module-scoped fixtures and hypothesis ``@given`` tests can use them too. Module-level
+code (``parametrize`` lists, ``skipif`` conditions) cannot request fixtures: it tests
+``torch.cuda.is_available()`` itself."""
 
 import math
 import os
@@ -13,21 +19,27 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None, 
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
 # Per-dtype tolerances for the kernel vs the fp64 reference computed from the same (rounded) inputs.
 # fp32 on GPU runs IEEE fp32 dots (TF32 off, PyTorch's default); half dtypes round P to the input
 # dtype before the P·V product, as every flash kernel does.
-TOL = {
+_TOL = {
     torch.float32: {"out": 2e-5, "ent": 2e-5, "lse": 2e-5},
     torch.float16: {"out": 2e-3, "ent": 2e-4, "lse": 2e-4},
     torch.bfloat16: {"out": 1.5e-2, "ent": 2e-4, "lse": 2e-4},
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def device() -> str:
-    return DEVICE
+    """The device the tests run on: "cuda" when a GPU is present, else "cpu" (kernels interpreted)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(scope="session")
+def tol() -> dict:
+    """Per-dtype tolerances ``tol[dtype]["out" | "ent" | "lse"]`` for the kernel vs the fp64 reference
+    (the tolerance policy of ``CONTRIBUTING.md``)."""
+    return _TOL
 
 
 @pytest.fixture
@@ -42,20 +54,22 @@ def nan_empty(monkeypatch):
     monkeypatch.setattr(torch, "empty", empty)
 
 
-def timm_qkv(
-    B: int,
-    H: int,
-    N: int,
-    D: int,
-    dtype=torch.float32,
-    device: str = DEVICE,
-    scale: float = 1.0,
-    seed: int = 0,
-):
-    """q, k, v as timm makes them: strided views of one (B, N, 3·H·D) projection."""
-    g = torch.Generator().manual_seed(seed)
-    qkv = (torch.randn(B, N, 3, H, D, generator=g) * scale).to(device=device, dtype=dtype)
-    return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+@pytest.fixture(scope="session")
+def timm_qkv(device):
+    """``timm_qkv(B, H, N, D, dtype=float32, device=<test device>, scale=1.0, seed=0)`` → q, k, v as timm
+    makes them: strided (B, H, N, D) views of one (B, N, 3·H·D) projection, N(0, scale²) entries."""
+    default_device = device
+
+    def timm_qkv(B: int, H: int, N: int, D: int, dtype=torch.float32, device: str | None = None,
+                 scale: float = 1.0, seed: int = 0):  # fmt: skip
+        """q, k, v as timm makes them: strided views of one (B, N, 3·H·D) projection."""
+        g = torch.Generator().manual_seed(seed)
+        qkv = (torch.randn(B, N, 3, H, D, generator=g) * scale).to(
+            device=device or default_device, dtype=dtype
+        )
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+    return timm_qkv
 
 
 def _ranked(score: torch.Tensor, keep: str, prefix: int) -> torch.Tensor:
@@ -64,7 +78,7 @@ def _ranked(score: torch.Tensor, keep: str, prefix: int) -> torch.Tensor:
     return s.sort(dim=1, descending=keep == "highest").values
 
 
-def cut_gap(score: torch.Tensor, k: int, keep: str, prefix: int = 1) -> float:
+def _cut_gap(score: torch.Tensor, k: int, keep: str, prefix: int = 1) -> float:
     """Smallest gap, over the batch, between the k-th and the (k+1)-th best patch score: how far the
     scores are from a near-tie at the cut. Kept sets from two code paths must be equal when this
     exceeds the paths' rounding difference (then a test of equal kept sets holds on any hardware)."""
@@ -74,7 +88,7 @@ def cut_gap(score: torch.Tensor, k: int, keep: str, prefix: int = 1) -> float:
     return (ranked[:, k - 1] - ranked[:, k]).abs().min().item()
 
 
-def assert_same_choices(kept_a: dict, kept_b: dict, scores: dict, keep: str, prefix: int = 1,
+def _assert_same_choices(kept_a: dict, kept_b: dict, scores: dict, keep: str, prefix: int = 1,
                         atol: float = 1e-5) -> bool:  # fmt: skip
     """Kept tokens of two runs (``{block: (B, prefix + k)}`` original positions, no fused tokens)
     agree up to near-ties: a patch may be kept by one run only if its score in ``scores`` (run a's
@@ -105,13 +119,33 @@ def assert_same_choices(kept_a: dict, kept_b: dict, scores: dict, keep: str, pre
     return True
 
 
-def cli_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    """The CLI's stderr, which must be exactly one line and no traceback; returns that line."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
+@pytest.fixture(scope="session")
+def cut_gap():
+    """``cut_gap(score, k, keep, prefix=1)``: the margin of a cut (see :func:`_cut_gap`)."""
+    return _cut_gap
+
+
+@pytest.fixture(scope="session")
+def assert_same_choices():
+    """``assert_same_choices(kept_a, kept_b, scores, keep, prefix=1, atol=1e-5)``: kept tokens of two
+    runs agree up to near-ties of the cut (see :func:`_assert_same_choices`)."""
+    return _assert_same_choices
+
+
+@pytest.fixture
+def cli_error_line(capsys: pytest.CaptureFixture[str]):
+    """``cli_error_line()``: the CLI's stderr captured so far, which must be exactly one line and no
+    traceback; returns that line (and consumes the captured output, as ``capsys.readouterr``)."""
+
+    def cli_error_line() -> str:
+        """The CLI's stderr, which must be exactly one line and no traceback; returns that line."""
+        err = capsys.readouterr().err
+        assert "Traceback" not in err, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        return lines[0]
+
+    return cli_error_line
 
 
 # Fixtures of the training and CLI tests (tiny ViTs on a few fake Fashion-MNIST images).

@@ -11,7 +11,6 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 import renyi_prune
-from conftest import DEVICE
 from renyi_prune import num_kept
 from renyi_prune.adapters import (
     AttentionInputs,
@@ -32,20 +31,32 @@ REGISTER_MODELS = {
 }
 
 
-def make(name, **kwargs):
-    torch.manual_seed(0)
-    return timm.create_model(name, pretrained=False, **kwargs).eval().to(DEVICE)
+@pytest.fixture(scope="module")
+def make(device):
+    """``make(name, **kwargs)``: a timm model, random weights (seed 0), in eval mode on the test device."""
+
+    def make(name, **kwargs):
+        torch.manual_seed(0)
+        return timm.create_model(name, pretrained=False, **kwargs).eval().to(device)
+
+    return make
 
 
-def register_vit(name):
-    model = make(name, **REGISTER_MODELS[name])
-    x = torch.randn(2, 3, *model.patch_embed.img_size, generator=torch.Generator().manual_seed(1)).to(DEVICE)
-    return model, x
+@pytest.fixture(scope="module")
+def register_vit(make, device):
+    """``register_vit(name)`` → a register-token ViT of ``REGISTER_MODELS`` and a batch of 2 images for it."""
+
+    def register_vit(name):
+        model = make(name, **REGISTER_MODELS[name])
+        x = torch.randn(2, 3, *model.patch_embed.img_size, generator=torch.Generator().manual_seed(1))
+        return model, x.to(device)
+
+    return register_vit
 
 
 @pytest.mark.parametrize("name", list(REGISTER_MODELS))
 @pytest.mark.parametrize("criterion", ["renyi", "random"])
-def test_register_tokens_are_never_pruned(name, criterion):
+def test_register_tokens_are_never_pruned(name, criterion, register_vit):
     model, x = register_vit(name)
     npt = model.num_prefix_tokens
     assert model.num_reg_tokens == 4 and npt == 4 + (model.cls_token is not None)
@@ -64,7 +75,7 @@ def test_register_tokens_are_never_pruned(name, criterion):
 
 
 @pytest.mark.parametrize("name", list(REGISTER_MODELS))
-def test_register_token_vit_at_keep_rate_one_is_the_unpatched_model(name):
+def test_register_token_vit_at_keep_rate_one_is_the_unpatched_model(name, register_vit):
     model, x = register_vit(name)
     with torch.no_grad():
         ref = model(x)
@@ -73,7 +84,7 @@ def test_register_token_vit_at_keep_rate_one_is_the_unpatched_model(name):
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_adapter_for_picks_by_type():
+def test_adapter_for_picks_by_type(make):
     timm_adapter = adapter_for(make("deit_tiny_patch16_224", img_size=32))
     assert timm_adapter.family == "timm VisionTransformer"
     assert adapter_for(make("deit_tiny_distilled_patch16_224", img_size=32)) is timm_adapter  # a subclass
@@ -190,10 +201,10 @@ def toy_adapter():
     unregister_adapter(adapter.family)
 
 
-def test_a_second_family_prunes_through_its_adapter(toy_adapter):
+def test_a_second_family_prunes_through_its_adapter(toy_adapter, device):
     torch.manual_seed(0)
-    model = ToyViT().eval().to(DEVICE)
-    x = torch.randn(2, 16, 3).to(DEVICE)
+    model = ToyViT().eval().to(device)
+    x = torch.randn(2, 16, 3).to(device)
     assert adapter_for(model) is toy_adapter
     with torch.no_grad():
         ref = model(x)
@@ -206,7 +217,7 @@ def test_a_second_family_prunes_through_its_adapter(toy_adapter):
     assert [t.shape for t in kept.values()] == [(2, 1 + 8), (2, 1 + 4)]
     assert toy_adapter.gathered[-2:] == [((2, 9), False), ((2, 5), False)]
     with pytest.raises(NotImplementedError, match="head_mask"):
-        model.layer[1](torch.randn(1, 17, 32).to(DEVICE), torch.ones(2))
+        model.layer[1](torch.randn(1, 17, 32).to(device), torch.ones(2))
     renyi_prune.unpatch(model)
     assert all("forward" not in layer.__dict__ for layer in model.layer)
     with torch.no_grad():

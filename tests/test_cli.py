@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import cli_error_line
 from renyi_prune.cli import COMMANDS, main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -114,9 +113,9 @@ def test_bench_needs_a_benchmark_name(capsys):
         (["bench", "e2e", "--configs", "tome"], "argument --configs: invalid choice: 'tome'"),
     ],
 )
-def test_bad_values_are_one_line_and_exit_2(argv, message, capsys):
+def test_bad_values_are_one_line_and_exit_2(argv, message, cli_error_line):
     assert main(argv) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     command = " ".join(argv[:2] if argv[0] == "bench" else argv[:1])
     assert line.startswith(f"renyi-prune {command}: error: "), line
     assert message in line
@@ -136,77 +135,77 @@ def test_bad_values_are_one_line_and_exit_2(argv, message, capsys):
         (["--scale", "0.9", "0.5"], "argument --scale: need 0 < MIN <= MAX"),
     ],
 )
-def test_train_options_that_do_not_fit(extra, message, data, tmp_path, capsys, eager):
+def test_train_options_that_do_not_fit(extra, message, data, tmp_path, eager, cli_error_line):
     out = tmp_path / "run"
     argv = ["train", *_tiny(data), "--output", str(out), *extra]
     assert main(argv) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert line.startswith("renyi-prune train: error: ") and message in line, line
     assert not out.exists() or _left_behind(out) == []
 
 
-def test_missing_or_empty_data_folder(tmp_path, capsys):
+def test_missing_or_empty_data_folder(tmp_path, cli_error_line):
     (tmp_path / "empty").mkdir()
     argv = ["train", *_tiny(tmp_path / "empty"), "--output", str(tmp_path / "run")]
     assert main(argv) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert line.startswith(f"renyi-prune train: error: argument --data {tmp_path / 'empty'}: Fashion-MNIST")
     assert main(["train", "--dataset", "imagefolder", "--output", str(tmp_path / "run")]) == 2
-    assert "--dataset imagefolder needs --data DIR" in cli_error_line(capsys)
+    assert "--dataset imagefolder needs --data DIR" in cli_error_line()
     assert not (tmp_path / "run").exists()
 
 
-def test_output_paths_must_fit(data, tmp_path, capsys, eager):
+def test_output_paths_must_fit(data, tmp_path, capsys, eager, cli_error_line):
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a folder")
     assert main(_train_argv(data, a_file)) == 2
-    assert f"argument --output: exists and is not a folder: {a_file}" in cli_error_line(capsys)
+    assert f"argument --output: exists and is not a folder: {a_file}" in cli_error_line()
     assert main(["demo", "--out", str(a_file)]) == 2
-    assert "argument --out: exists and is not a folder" in cli_error_line(capsys)
+    assert "argument --out: exists and is not a folder" in cli_error_line()
     assert main(["eval", "--checkpoint", __file__, "--output", str(tmp_path)]) == 2
-    assert f"argument --output: is a folder, not a file: {tmp_path}" in cli_error_line(capsys)
+    assert f"argument --output: is a folder, not a file: {tmp_path}" in cli_error_line()
     assert main(["bench", "kernel", "--out", str(a_file / "k.csv")]) == 2
-    assert "a parent of" in cli_error_line(capsys)
+    assert "a parent of" in cli_error_line()
     # a new run must not mix its files with an earlier run's checkpoint (continue that one with --resume)
     out = tmp_path / "run"
     assert main(_train_argv(data, out, "--epochs", "1")) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     capsys.readouterr()
     assert main(_train_argv(data, out, "--epochs", "1", "--lr", "1e-2")) == 2
-    assert "already holds a run (checkpoint.pth, metrics.jsonl); continue it with --resume" in cli_error_line(
-        capsys
+    assert (
+        "already holds a run (checkpoint.pth, metrics.jsonl); continue it with --resume" in cli_error_line()
     )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_bench_options_that_do_not_fit(tmp_path, capsys):
+def test_bench_options_that_do_not_fit(tmp_path, cli_error_line):
     out = tmp_path / "x.csv"
     assert main(["bench", "kernel", "--smoke", "--batch", "1", "2", "--seq", "17", "--out", str(out)]) == 2
-    assert cli_error_line(capsys).startswith(
+    assert cli_error_line().startswith(
         "renyi-prune bench kernel: error: argument --batch: takes 1 value or one per --seq value (1), got 2"
     )
     assert main(["bench", "e2e", "--smoke", "--models", "deit_nano", "--out", str(out)]) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert "renyi-prune bench e2e: error: argument --models: unknown timm model(s) deit_nano" in line
     assert main(["bench", "e2e", "--smoke", "--prune-blocks", "3", "20", "--out", str(out)]) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert "argument --prune-blocks: block 20 is beyond deit_tiny_patch16_224's 12 blocks" in line
     assert main(["bench", "e2e", "--smoke", "--prune-blocks", "3", "3", "--out", str(out)]) == 2
-    assert "repeated block indices [3, 3]" in cli_error_line(capsys)
+    assert "repeated block indices [3, 3]" in cli_error_line()
     if not torch.cuda.is_available():
         for bench in ("kernel", "e2e"):
             assert main(["bench", bench, "--device", "cuda", "--out", str(out)]) == 2
-            assert "argument --device: cuda, but CUDA is not available" in cli_error_line(capsys)
+            assert "argument --device: cuda, but CUDA is not available" in cli_error_line()
     assert not out.exists() and _left_behind(tmp_path) == []
 
 
-def test_bench_scripts_report_bad_values_in_one_line(capsys):
+def test_bench_scripts_report_bad_values_in_one_line(cli_error_line):
     from renyi_prune.bench import e2e, kernel
 
     assert kernel.main(["--batch", "-1"]) == 2
-    assert "error: argument --batch: must be >= 1, got -1" in cli_error_line(capsys)
+    assert "error: argument --batch: must be >= 1, got -1" in cli_error_line()
     assert e2e.main(["--smoke", "--models", "deit_nano"]) == 2
-    assert "error: argument --models: unknown timm model(s) deit_nano" in cli_error_line(capsys)
+    assert "error: argument --models: unknown timm model(s) deit_nano" in cli_error_line()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -246,7 +245,9 @@ def test_training_failing_mid_run_keeps_the_last_complete_epoch(data, tmp_path, 
 
 
 @pytest.mark.parametrize("failure", ["disk full", "interrupt"])
-def test_torn_checkpoint_write_leaves_no_checkpoint(failure, data, tmp_path, monkeypatch, capsys, eager):
+def test_torn_checkpoint_write_leaves_no_checkpoint(
+    failure, data, tmp_path, monkeypatch, eager, cli_error_line
+):
     real_save = torch.save
 
     def save_half(obj, fh, *args, **kwargs):
@@ -259,7 +260,7 @@ def test_torn_checkpoint_write_leaves_no_checkpoint(failure, data, tmp_path, mon
     monkeypatch.setattr(torch, "save", save_half)
     out = tmp_path / "run"
     code = main(_train_argv(data, out, "--epochs", "1"))
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     if failure == "interrupt":
         assert code == 130
         assert line == "renyi-prune train: interrupted; epoch 1/1 did not complete; no checkpoint was written"
@@ -272,7 +273,7 @@ def test_torn_checkpoint_write_leaves_no_checkpoint(failure, data, tmp_path, mon
     assert _left_behind(out) == ["config.json"]  # the options, and no checkpoint or metrics
 
 
-def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eager):
+def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eager, cli_error_line):
     import renyi_prune.train.evaluation as train_eval
 
     out = tmp_path / "run"
@@ -286,7 +287,7 @@ def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eage
 
     monkeypatch.setattr(train_eval, "count_gflops", broken_counter)
     assert main(argv) == 1
-    assert cli_error_line(capsys) == "renyi-prune eval failed: KeyError: 'aten::scaled_dot_product_attention'"
+    assert cli_error_line() == "renyi-prune eval failed: KeyError: 'aten::scaled_dot_product_attention'"
     assert not (tmp_path / "eval").exists() or _left_behind(tmp_path / "eval") == []
     monkeypatch.undo()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -297,7 +298,7 @@ def test_eval_failure_writes_no_result(data, tmp_path, monkeypatch, capsys, eage
         main(["--traceback", *argv])
 
 
-def test_benchmark_failures_write_no_csv(tmp_path, monkeypatch, capsys, eager):
+def test_benchmark_failures_write_no_csv(tmp_path, monkeypatch, eager, cli_error_line):
     from renyi_prune.bench import e2e, kernel
 
     def fail(*args, **kwargs):
@@ -307,11 +308,9 @@ def test_benchmark_failures_write_no_csv(tmp_path, monkeypatch, capsys, eager):
     monkeypatch.setattr(kernel, "time_cpu", fail)
     argv = ["bench", "kernel", "--smoke", "--providers", "sdpa", "--device=cpu", "--quiet", "--out", str(out)]
     assert main(argv) == 1
-    assert cli_error_line(capsys) == (
-        "renyi-prune bench kernel failed: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"
-    )
+    assert cli_error_line() == "renyi-prune bench kernel failed: cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"
     monkeypatch.setattr(e2e, "_bench_rate", fail)
     argv = ["bench", "e2e", "--smoke", "--configs", "evit", "--no-gflops", "--quiet", "--out", str(out)]
     assert main(argv) == 1
-    assert cli_error_line(capsys).startswith("renyi-prune bench e2e failed: cuDNN error")
+    assert cli_error_line().startswith("renyi-prune bench e2e failed: cuDNN error")
     assert _left_behind(tmp_path) == []

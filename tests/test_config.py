@@ -10,18 +10,32 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 import renyi_prune
-from conftest import DEVICE
 from renyi_prune import PruneConfig, num_kept
 
 
-def vit():
-    torch.manual_seed(0)
-    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10)
-    return model.eval().to(DEVICE)
+@pytest.fixture(scope="module")
+def vit(device):
+    """``vit()``: a tiny timm ViT (32 px, 16 patches, depth 4, 2 heads), random weights (seed 0), in
+    eval mode on the test device."""
+
+    def vit():
+        torch.manual_seed(0)
+        model = VisionTransformer(
+            img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10
+        )
+        return model.eval().to(device)
+
+    return vit
 
 
-def images(batch=2, seed=1):
-    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+@pytest.fixture(scope="module")
+def images(device):
+    """``images(batch=2, seed=1)``: random (batch, 3, 32, 32) images on the test device."""
+
+    def images(batch=2, seed=1):
+        return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    return images
 
 
 @pytest.mark.parametrize(
@@ -126,7 +140,7 @@ def _run(model, x):
         dict(criterion="colln", order=3.0, keep_rate=0.6, prune_blocks=(2,)),
     ],
 )
-def test_patch_with_a_config_is_patch_with_keywords(settings):
+def test_patch_with_a_config_is_patch_with_keywords(settings, images, vit):
     """The same computation run twice: the kept tokens and outputs are equal bit for bit."""
     fields = {k: v for k, v in settings.items() if k in ("criterion", "keep_rate", "alpha", "prune_blocks",
                                                         "fuse_pruned")}  # fmt: skip
@@ -140,7 +154,7 @@ def test_patch_with_a_config_is_patch_with_keywords(settings):
         assert got.keys() == want.keys() and all(torch.equal(got[i], want[i]) for i in got)
 
 
-def test_keywords_override_the_config():
+def test_keywords_override_the_config(images, vit):
     model = vit()
     config = PruneConfig("colln", keep_rate=0.5, params={"order": 3.0}, prune_blocks=(1, 2))
     renyi_prune.patch(model, config, keep_rate=0.75)
@@ -163,7 +177,7 @@ def test_keywords_override_the_config():
 
 
 @pytest.mark.parametrize("second", [0.5, "renyi", {"keep_rate": 0.5}, (1, 2)])
-def test_a_positional_second_argument_must_be_a_config(second):
+def test_a_positional_second_argument_must_be_a_config(second, vit):
     model = vit()
     with pytest.raises(TypeError, match=re.escape(f"must be a PruneConfig, got {second!r}")):
         renyi_prune.patch(model, second)

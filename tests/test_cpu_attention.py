@@ -11,7 +11,6 @@ from test_nonfinite import _inputs as nonfinite_inputs
 import renyi_prune
 import renyi_prune.cpu_attention as cpu_attention
 import renyi_prune.ops as ops
-from conftest import TOL
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference
 from renyi_prune.cpu_attention import attention_with_entropy_cpu
 
@@ -50,28 +49,28 @@ def _assert_close(got, expected, tol):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_matches_fp64_reference(alpha, dtype):
+def test_matches_fp64_reference(alpha, dtype, tol):
     q, k, v = _qkv(dtype)
     assert not q.is_contiguous() and not k.is_contiguous()
     out, ent, lse = attention_with_entropy_cpu(q, k, v, alpha, D**-0.5, "none")
     ref_out, ref_ent, ref_lse = _reference64(q, k, v, alpha)
     assert out.dtype == dtype and ent.dtype == lse.dtype == torch.float32
     assert ent.shape == lse.shape == (B, H, N) and out.shape == (B, H, N, D)
-    _assert_close(out, ref_out, TOL[dtype]["out"])
-    _assert_close(ent, ref_ent, TOL[dtype]["ent"])
-    _assert_close(lse, ref_lse, TOL[dtype]["lse"])
+    _assert_close(out, ref_out, tol[dtype]["out"])
+    _assert_close(ent, ref_ent, tol[dtype]["ent"])
+    _assert_close(lse, ref_lse, tol[dtype]["lse"])
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
-def test_peaked_and_flat_rows(alpha):
+def test_peaked_and_flat_rows(alpha, tol):
     """Nearly one-hot rows (H_α ≈ 0, where lse − Σ p s cancels) and uniform rows (H_α = log M)."""
     q, k, v = _qkv(torch.float32, q_scale=40.0)
     q = torch.cat([q[:, :, :10], torch.zeros_like(q[:, :, :5])], dim=2)
     out, ent, lse = attention_with_entropy_cpu(q, k, v, alpha, D**-0.5, "none")
     ref_out, ref_ent, ref_lse = _reference64(q, k, v, alpha)
     _assert_close(ent, ref_ent, 5e-5)
-    _assert_close(lse, ref_lse, TOL[torch.float32]["lse"])
-    _assert_close(out, ref_out, TOL[torch.float32]["out"])
+    _assert_close(lse, ref_lse, tol[torch.float32]["lse"])
+    _assert_close(out, ref_out, tol[torch.float32]["out"])
     torch.testing.assert_close(ent[:, :, 10:], torch.full_like(ent[:, :, 10:], math.log(M)))
 
 
@@ -170,7 +169,7 @@ def test_edge_shapes(shape, head_reduce):
             _assert_close(a, r, 2e-5)
 
 
-def test_op_on_cpu_dispatches_to_the_cpu_path(monkeypatch):
+def test_op_on_cpu_dispatches_to_the_cpu_path(monkeypatch, tol):
     """eager_on_cpu() and TRITON_INTERPRET=0 → the CPU path (fp16/bf16/fp32); backend='eager' and fp64 →
     the reference; results and detaching as the op documents."""
     calls = []
@@ -185,8 +184,8 @@ def test_op_on_cpu_dispatches_to_the_cpu_path(monkeypatch):
         out, ent, lse = attention_with_entropy(q, k, v, alpha=2.0, return_lse=True)
     assert calls == [2.0] and ent.shape == (B, N) and not lse.requires_grad
     ref = _reference64(q, k, v, 2.0, "mean")
-    _assert_close(ent, ref[1], TOL[torch.float32]["ent"])
-    _assert_close(out, ref[0], TOL[torch.float32]["out"])
+    _assert_close(ent, ref[1], tol[torch.float32]["ent"])
+    _assert_close(out, ref[0], tol[torch.float32]["out"])
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     attention_with_entropy(q.half(), k.half(), v.half(), alpha=math.inf)
     assert calls == [2.0, math.inf]

@@ -7,7 +7,6 @@ import timm
 import torch
 
 import renyi_prune
-from conftest import DEVICE, assert_same_choices
 from renyi_prune import attention_probs, renyi_entropy
 from renyi_prune.criteria import (
     AttentionPass,
@@ -20,19 +19,26 @@ from renyi_prune.criteria import (
 from renyi_prune.pruning import num_kept
 
 
-def make(name="deit_tiny_patch16_224", **kwargs):
-    torch.manual_seed(0)
-    return timm.create_model(name, pretrained=False, **kwargs).eval().to(DEVICE)
+@pytest.fixture(scope="module")
+def make(device):
+    """``make(name="deit_tiny_patch16_224", **kwargs)``: a timm model, random weights (seed 0), in eval
+    mode on the test device."""
+
+    def make(name="deit_tiny_patch16_224", **kwargs):
+        torch.manual_seed(0)
+        return timm.create_model(name, pretrained=False, **kwargs).eval().to(device)
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def deit_tiny():
+def deit_tiny(make):
     return make()
 
 
 @pytest.fixture(scope="module")
-def images():
-    return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+def images(device):
+    return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
 
 
 def block3_probs(model, x):
@@ -72,7 +78,7 @@ PARAM_NAME = {"renyi": "alpha", "colln": "order", "headvar": "source", "headmad"
 
 
 @pytest.mark.parametrize("name, param", list(EAGER))
-def test_criterion_keeps_what_the_eager_score_keeps(deit_tiny, images, name, param):
+def test_criterion_keeps_what_the_eager_score_keeps(deit_tiny, images, name, param, assert_same_choices):
     kwargs = {PARAM_NAME[name]: param} if name in PARAM_NAME else {}
     renyi_prune.patch(deit_tiny, keep_rate=0.5, criterion=name, **kwargs)
     try:
@@ -108,11 +114,11 @@ def test_random_criterion_is_seeded(deit_tiny, images):
 
 
 @pytest.mark.parametrize("criterion", ["renyi", "evit", "colln", "headvar", "headmad", "random", "shannon"])
-def test_prefix_tokens_never_pruned(criterion):
+def test_prefix_tokens_never_pruned(criterion, device, make):
     model = make("deit_small_distilled_patch16_224")
     renyi_prune.patch(model, keep_rate=0.3, criterion=criterion)
     with torch.no_grad():
-        model(torch.randn(1, 3, 224, 224).to(DEVICE))
+        model(torch.randn(1, 3, 224, 224).to(device))
     for idx in renyi_prune.kept_token_indices(model).values():
         assert idx[0, :2].tolist() == [0, 1] and (idx[0, 2:] >= 2).all()
 
@@ -140,18 +146,18 @@ def test_attention_pass_computes_only_what_is_needed(monkeypatch):
 
 
 @pytest.mark.parametrize("keep_rate, gflops", [(0.7, 3.04), (0.5, 2.31), (0.3, 1.82)])
-def test_fusion_flops_match_evit_column(keep_rate, gflops):
+def test_fusion_flops_match_evit_column(keep_rate, gflops, make):
     model = make("deit_small_patch16_224")
     renyi_prune.patch(model, keep_rate=keep_rate, criterion="evit", fuse_pruned=True)
     assert renyi_prune.count_flops(model) == pytest.approx(gflops, abs=0.01)
 
 
-def test_fused_token_is_cls_weighted_sum_of_pruned_tokens():
+def test_fused_token_is_cls_weighted_sum_of_pruned_tokens(device, make):
     """With the MLP branch silenced (ls2 = 0) a pruning block outputs kept tokens + the fused token."""
     model = make("vit_small_patch14_dinov2", img_size=56, init_values=0.5)
     blk = model.blocks[3]
     blk.ls2.gamma.data.zero_()
-    x = torch.randn(2, 17, model.embed_dim).to(DEVICE)
+    x = torch.randn(2, 17, model.embed_dim).to(device)
     with torch.no_grad():
         attn = blk.attn
         y = x + blk.ls1(attn(blk.norm1(x)))  # the block's tokens after the attention residual
@@ -220,7 +226,7 @@ def test_keep_rate_warmup():
         keep_rate_warmup(0, 1.5, ramp_steps=3)
 
 
-def test_registering_a_criterion_is_one_object():
+def test_registering_a_criterion_is_one_object(device, make):
     from renyi_prune.criteria import register_criterion
     from renyi_prune.criteria.base import _REGISTRY
 
@@ -232,7 +238,7 @@ def test_registering_a_criterion_is_one_object():
         model = make()
         renyi_prune.patch(model, keep_rate=0.5, criterion="norm_test")
         with torch.no_grad():
-            model(torch.randn(1, 3, 224, 224).to(DEVICE))
+            model(torch.randn(1, 3, 224, 224).to(device))
         assert renyi_prune.kept_token_indices(model)[3].shape == (1, 99)
     finally:
         _REGISTRY.pop("norm_test")
@@ -242,11 +248,11 @@ def test_registering_a_criterion_is_one_object():
 
 
 @pytest.mark.parametrize("criterion", ["renyi", "evit", "colln", "headmad", "random"])
-def test_empty_batch(deit_tiny, criterion):
+def test_empty_batch(deit_tiny, criterion, device):
     renyi_prune.patch(deit_tiny, keep_rate=0.5, criterion=criterion, fuse_pruned=criterion == "evit")
     try:
         with torch.no_grad():
-            out = deit_tiny(torch.randn(0, 3, 224, 224).to(DEVICE))
+            out = deit_tiny(torch.randn(0, 3, 224, 224).to(device))
     finally:
         renyi_prune.unpatch(deit_tiny)
     assert out.shape == (0, 1000)
@@ -282,7 +288,7 @@ def test_criteria_are_copied_and_pickled_by_name():
         pickle.dumps(stray)
 
 
-def test_criterion_hooks_set_up_each_block_and_the_attention_pass(monkeypatch):
+def test_criterion_hooks_set_up_each_block_and_the_attention_pass(monkeypatch, device, make):
     """A user's criterion says how to set up each block (setup) and run the attention (attention)."""
     import renyi_prune.pruning.forward as forward
 
@@ -307,10 +313,10 @@ def test_criterion_hooks_set_up_each_block_and_the_attention_pass(monkeypatch):
         model = make(img_size=64)
         renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1, 2), criterion=crit.name, alpha=[1.0, 3.0])
         with torch.no_grad():
-            model(torch.randn(1, 3, 64, 64).to(DEVICE))
+            model(torch.randn(1, 3, 64, 64).to(device))
     finally:
         unregister_criterion(crit.name)
-    assert contexts == [(1, torch.device(DEVICE).type, 1.0), (2, torch.device(DEVICE).type, 3.0)]
+    assert contexts == [(1, torch.device(device).type, 1.0), (2, torch.device(device).type, 3.0)]
     assert [p["alpha"] for p in passes] == [2.0, 6.0]
     scores = renyi_prune.token_scores(model)
     assert (scores[1] <= 0).all() and (scores[2] >= 0).all()  # each block's own setup

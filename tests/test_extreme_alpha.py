@@ -14,7 +14,6 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 import renyi_prune
-from conftest import assert_same_choices, timm_qkv
 from renyi_prune import attention_with_entropy, renyi_entropy
 from renyi_prune.reference import attention_with_entropy_reference
 
@@ -40,7 +39,7 @@ def _truth(logits: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def case():
+def case(timm_qkv):
     """(q, k, v) fp32 with rows from near-uniform to peaked, and their fp64 logits."""
     q, k, v = timm_qkv(1, 3, N, 32, seed=11)
     q = q * torch.tensor([0.2, 1.0, 3.0]).view(1, 3, 1, 1)  # one head per regime
@@ -94,7 +93,7 @@ def test_entropy_gradient_near_one_is_finite(case):
 
 
 @pytest.mark.parametrize("alpha", [60.0, 1 + 1e-9])
-def test_eager_and_triton_paths_prune_alike_at_extreme_orders(alpha):
+def test_eager_and_triton_paths_prune_alike_at_extreme_orders(alpha, assert_same_choices):
     """A patched ViT keeps the same patches on the eager path as on the kernel (up to near-ties):
     before the log-domain entropy, α = 60 gave +inf scores in fp32 on the eager path (every patch
     tied, so the first ones were kept) and α = 1 + 1e-9 gave entropies of ±200 nats."""

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import renyi_prune
-from conftest import DEVICE, assert_same_choices
 from renyi_prune import num_kept
 
 T = pytest.importorskip("transformers")
@@ -38,16 +37,29 @@ MODELS = {
 }
 
 
-def make(name, **config):
-    torch.manual_seed(0)
-    cfg = MODELS[name][0]()
-    for key, value in config.items():
-        setattr(cfg, key, value)
-    return getattr(T, name)(cfg).eval().to(DEVICE)
+@pytest.fixture(scope="module")
+def make(device):
+    """``make(name, **config)``: the transformers model ``name`` of ``MODELS``, random weights (seed 0),
+    in eval mode on the test device."""
+
+    def make(name, **config):
+        torch.manual_seed(0)
+        cfg = MODELS[name][0]()
+        for key, value in config.items():
+            setattr(cfg, key, value)
+        return getattr(T, name)(cfg).eval().to(device)
+
+    return make
 
 
-def images(batch=2, seed=1):
-    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+@pytest.fixture(scope="module")
+def images(device):
+    """``images(batch=2, seed=1)``: random (batch, 3, 32, 32) images on the test device."""
+
+    def images(batch=2, seed=1):
+        return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    return images
 
 
 def result(output):
@@ -55,7 +67,7 @@ def result(output):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_keep_rate_one_is_the_unpatched_model_and_unpatch_restores_it(name):
+def test_keep_rate_one_is_the_unpatched_model_and_unpatch_restores_it(name, images, make):
     model, x = make(name), images()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -90,7 +102,9 @@ def _reference_scores(block, x, alpha):
 @pytest.mark.parametrize(
     "name", ["ViTForImageClassification", "DeiTForImageClassificationWithTeacher", "Dinov2WithRegistersModel"]
 )
-def test_kept_tokens_are_the_lowest_entropy_patches_and_prefix_tokens_stay(name):
+def test_kept_tokens_are_the_lowest_entropy_patches_and_prefix_tokens_stay(
+    name, assert_same_choices, images, make
+):
     model, x = make(name), images()
     npt = MODELS[name][1]
     renyi_prune.patch(model, keep_rate=0.5, alpha=2.0, prune_blocks=(1, 2))
@@ -118,7 +132,7 @@ def test_kept_tokens_are_the_lowest_entropy_patches_and_prefix_tokens_stay(name)
     "name", ["Dinov2ForImageClassification", "Dinov2WithRegistersForImageClassification"]
 )
 @pytest.mark.parametrize("fuse", [False, True])
-def test_dinov2_classifier_pools_the_kept_patch_tokens(name, fuse):
+def test_dinov2_classifier_pools_the_kept_patch_tokens(name, fuse, images, make):
     model, x = make(name), images()
     npt = MODELS[name][1]
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,), criterion="evit", fuse_pruned=fuse)
@@ -130,7 +144,7 @@ def test_dinov2_classifier_pools_the_kept_patch_tokens(name, fuse):
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_flops_keep_rate_schedule_and_fusion():
+def test_flops_keep_rate_schedule_and_fusion(images, make):
     model = make("ViTForImageClassification")
     dense = renyi_prune.count_flops(model, img_size=32)
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1, 2))
@@ -145,7 +159,7 @@ def test_flops_keep_rate_schedule_and_fusion():
     assert [h.shape[1] for h in hidden] == [17, 17, 1 + 8 + 1, 10]
 
 
-def test_what_pruning_cannot_honour_raises_naming_it():
+def test_what_pruning_cannot_honour_raises_naming_it(images, make):
     model, x = make("ViTForImageClassification"), images()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,))
     padding = torch.ones(2, 17, dtype=torch.bool)
@@ -181,7 +195,7 @@ def test_what_pruning_cannot_honour_raises_naming_it():
     renyi_prune.patch(model, prune_blocks=(1,))  # eager and sdpa are fine
 
 
-def test_unsupported_models_and_layers_are_named():
+def test_unsupported_models_and_layers_are_named(make):
     cfg = T.ViTConfig(**VIT)
     with pytest.raises(TypeError, match="unsupported model ViTForMaskedImageModeling; supported families"):
         renyi_prune.patch(T.ViTForMaskedImageModeling(cfg))
@@ -193,7 +207,7 @@ def test_unsupported_models_and_layers_are_named():
         renyi_prune.patch(model, prune_blocks=(3,))
 
 
-def test_empty_batch_and_bad_inputs():
+def test_empty_batch_and_bad_inputs(images, make):
     model = make("ViTForImageClassification")
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(0, 1, 2))  # transformers' own layers fail at B = 0
     with torch.no_grad():
@@ -205,10 +219,10 @@ def test_empty_batch_and_bad_inputs():
         model.base_model.layers[1](torch.randn(1, 9, 32), torch.ones(1, 9))
 
 
-def test_compiled_training_step_fullgraph():
+def test_compiled_training_step_fullgraph(device, images, make):
     model = make("ViTForImageClassification", num_hidden_layers=2).train()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(0,), alpha=2.0)
-    x, labels = images(), torch.tensor([0, 3]).to(DEVICE)
+    x, labels = images(), torch.tensor([0, 3]).to(device)
     eager = model(x).logits
     torch._dynamo.reset()
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
@@ -219,7 +233,7 @@ def test_compiled_training_step_fullgraph():
     assert [t.shape[1] for t in renyi_prune.kept_token_indices(model).values()] == [9]
 
 
-def test_gradient_checkpointing_reuses_the_forward_choice():
+def test_gradient_checkpointing_reuses_the_forward_choice(images, make):
     model, x = make("ViTForImageClassification").train(), images()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1, 2))
     model(x).logits.sum().backward()
@@ -258,7 +272,7 @@ def test_the_readme_example_runs(capsys):
     assert lines[1] == "[17, 17, 17, 17, 13, 13, 13, 10, 10, 10, 8, 8, 8]"
 
 
-def test_copies_prune_alike_and_unpatch_takes_every_layer_forward_off():
+def test_copies_prune_alike_and_unpatch_takes_every_layer_forward_off(images, make):
     model, x = make("ViTForImageClassification"), images()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,))
     # the pruning layer, and the layer after it (which cuts the mask to its tokens), have a forward

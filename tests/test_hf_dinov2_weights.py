@@ -17,7 +17,6 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 import renyi_prune
-from conftest import assert_same_choices, cut_gap
 from renyi_prune import images as rp_images
 from renyi_prune import pretrained as rp
 from renyi_prune.hf_weights import dinov2_from_timm, timm_to_hf_dinov2_state_dict
@@ -67,7 +66,7 @@ CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_transformers_dinov2_matches_timm_on_photos(models, photos, case, monkeypatch):
+def test_transformers_dinov2_matches_timm_on_photos(models, photos, case, monkeypatch, same_choices):
     # the attention op's eager CPU path (the Triton kernels are checked against it elsewhere): this test
     # is about the weight mapping and the transformers adapter
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -81,7 +80,7 @@ def test_transformers_dinov2_matches_timm_on_photos(models, photos, case, monkey
                 renyi_prune.patch(model, keep_rate=0.7, **settings)  # blocks 3, 6, 9
         ref, out = _cls(vit, photos), _cls(hf, photos)
         if settings is not None:
-            rows = _same_choices(vit, hf, "highest" if settings["criterion"] == "evit" else "lowest")
+            rows = same_choices(vit, hf, "highest" if settings["criterion"] == "evit" else "lowest")
     finally:
         renyi_prune.unpatch(vit)
         renyi_prune.unpatch(hf)
@@ -90,20 +89,26 @@ def test_transformers_dinov2_matches_timm_on_photos(models, photos, case, monkey
     assert rows.sum() >= 2 and diff <= FEATURE_ATOL, (rows, diff)
 
 
-def _same_choices(vit, hf, keep):
-    """Per photo, whether both models kept the same tokens in every pruning block; a disagreement is
-    allowed only at a near-tie of the cut (assert_same_choices), where float rounding decides."""
-    kept_t, kept_h = renyi_prune.kept_token_indices(vit), renyi_prune.kept_token_indices(hf)
-    scores, scores_h = renyi_prune.token_scores(vit), renyi_prune.token_scores(hf)
-    rows = torch.ones(len(PHOTOS), dtype=torch.bool)
-    for i in kept_t:
-        gap = cut_gap(scores[i], kept_t[i].shape[1] - 1, keep)
-        print(f"block {i}: smallest cut gap over the photos {gap:.3g}")
-        rows &= (kept_t[i] == kept_h[i]).all(dim=1).cpu()
-        if rows.all():  # both saw the same tokens: the same scores, up to rounding
-            torch.testing.assert_close(scores_h[i], scores[i], atol=1e-4, rtol=1e-4)
-    assert_same_choices(kept_t, kept_h, scores, keep, atol=1e-4)
-    return rows
+@pytest.fixture(scope="module")
+def same_choices(cut_gap, assert_same_choices):
+    """``same_choices(vit, hf, keep)`` → (photos,) bool: the photos both models pruned alike everywhere."""
+
+    def same_choices(vit, hf, keep):
+        """Per photo, whether both models kept the same tokens in every pruning block; a disagreement is
+        allowed only at a near-tie of the cut (assert_same_choices), where float rounding decides."""
+        kept_t, kept_h = renyi_prune.kept_token_indices(vit), renyi_prune.kept_token_indices(hf)
+        scores, scores_h = renyi_prune.token_scores(vit), renyi_prune.token_scores(hf)
+        rows = torch.ones(len(PHOTOS), dtype=torch.bool)
+        for i in kept_t:
+            gap = cut_gap(scores[i], kept_t[i].shape[1] - 1, keep)
+            print(f"block {i}: smallest cut gap over the photos {gap:.3g}")
+            rows &= (kept_t[i] == kept_h[i]).all(dim=1).cpu()
+            if rows.all():  # both saw the same tokens: the same scores, up to rounding
+                torch.testing.assert_close(scores_h[i], scores[i], atol=1e-4, rtol=1e-4)
+        assert_same_choices(kept_t, kept_h, scores, keep, atol=1e-4)
+        return rows
+
+    return same_choices
 
 
 def test_mapping_of_a_random_timm_dinov2_with_layerscale_and_without():

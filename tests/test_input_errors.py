@@ -15,7 +15,6 @@ import timm
 import torch
 from PIL import Image
 
-from conftest import cli_error_line
 from renyi_prune.cli import main
 from renyi_prune.data import image_folder
 from renyi_prune.images import load_image_dir
@@ -89,13 +88,13 @@ def test_load_model_names_what_is_wrong_with_the_weights_file(tmp_path):
     assert "weights_only" not in message and "(pathlib.PurePosixPath)" in message and "torch.save" in message
 
 
-def test_demo_with_an_empty_checkpoint_says_so(photos, tmp_path, capsys):
+def test_demo_with_an_empty_checkpoint_says_so(photos, tmp_path, cli_error_line):
     empty = tmp_path / "empty.pth"
     empty.touch()
     out = tmp_path / "out"
     argv = ["demo", "--model", MODEL, "--checkpoint", str(empty), "--images", str(photos), "--out", str(out)]
     assert main([*argv, "--no-progress"]) == 2
-    assert cli_error_line(capsys) == f"renyi-prune demo: error: empty file (0 bytes): {empty}"
+    assert cli_error_line() == f"renyi-prune demo: error: empty file (0 bytes): {empty}"
     assert not out.exists()
 
 
@@ -104,11 +103,11 @@ def test_demo_with_an_empty_checkpoint_says_so(photos, tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_a_failed_demo_leaves_no_output_folder(tmp_path, capsys):
+def test_a_failed_demo_leaves_no_output_folder(tmp_path, cli_error_line):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "new" / "out"
     assert main(["demo", "--out", str(out), "--images", str(tmp_path / "empty"), "--no-progress"]) == 1
-    assert cli_error_line(capsys).startswith("renyi-prune demo failed: no images found")
+    assert cli_error_line().startswith("renyi-prune demo failed: no images found")
     assert not (tmp_path / "new").exists()
     # an existing folder stays, with what it held
     kept = tmp_path / "kept"
@@ -118,9 +117,9 @@ def test_a_failed_demo_leaves_no_output_folder(tmp_path, capsys):
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
 
 
-def test_demo_output_under_a_file_fails_at_start(photos, tmp_path, capsys):
+def test_demo_output_under_a_file_fails_at_start(photos, tmp_path, cli_error_line):
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a folder")
     assert main(["demo", "--out", str(a_file / "out"), "--images", str(photos), "--no-progress"]) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert line.startswith("renyi-prune demo: error: ") and f"{a_file} is a file, not a folder" in line, line

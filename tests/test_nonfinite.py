@@ -10,7 +10,6 @@ from timm.models.vision_transformer import VisionTransformer
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import renyi_prune
-from conftest import assert_same_choices
 from renyi_prune import attention_column_norm, attention_with_entropy, attention_with_entropy_reference
 from renyi_prune.column_norm import attention_column_norm_reference
 from renyi_prune.criteria import get_criterion
@@ -128,7 +127,7 @@ def vit():
 
 
 @pytest.mark.parametrize("criterion", ["renyi", "evit", "colln", "headvar"])
-def test_kept_indices_are_deterministic_and_batch_independent(vit, criterion):
+def test_kept_indices_are_deterministic_and_batch_independent(vit, criterion, assert_same_choices):
     images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     images[3, :, :8, :8] = math.nan  # one poisoned sample must not change the others' choices
     renyi_prune.patch(vit, keep_rate=0.5, prune_blocks=(1, 2), criterion=criterion)

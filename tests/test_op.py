@@ -7,12 +7,11 @@ import threading
 import pytest
 import torch
 
-from conftest import timm_qkv
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference, renyi_entropy
 from renyi_prune.reference import attention_probs
 
 
-def test_eager_cpu_path_without_interpreter(monkeypatch):
+def test_eager_cpu_path_without_interpreter(monkeypatch, timm_qkv):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     q, k, v = (t.cpu() for t in timm_qkv(2, 3, 33, 16, device="cpu"))
     out, ent = attention_with_entropy(q, k, v, alpha=2.0)
@@ -26,7 +25,7 @@ def test_eager_cpu_path_without_interpreter(monkeypatch):
     assert q.grad is not None
 
 
-def test_triton_and_eager_paths_agree(monkeypatch):
+def test_triton_and_eager_paths_agree(monkeypatch, timm_qkv):
     q, k, v = timm_qkv(2, 3, 50, 32, device="cpu")
     fused = attention_with_entropy(q, k, v, alpha=0.5)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -35,13 +34,13 @@ def test_triton_and_eager_paths_agree(monkeypatch):
     torch.testing.assert_close(fused[1], eager[1], atol=2e-5, rtol=2e-5)
 
 
-def test_fp64_uses_reference():
+def test_fp64_uses_reference(timm_qkv):
     q, k, v = (t.double() for t in timm_qkv(1, 2, 20, 16))
     out, ent = attention_with_entropy(q, k, v)
     assert out.dtype == ent.dtype == torch.float64
 
 
-def test_empty_batch():
+def test_empty_batch(timm_qkv):
     q, k, v = timm_qkv(0, 2, 20, 16)
     out, ent = attention_with_entropy(q, k, v)
     assert out.shape == (0, 2, 20, 16) and ent.shape == (0, 20)
@@ -70,20 +69,20 @@ def test_reference_matches_textbook_definitions():
         (lambda q, k, v: (q.to("meta"), k, v), ValueError, "one device"),
     ],
 )
-def test_bad_inputs(make, exc, match):
+def test_bad_inputs(make, exc, match, timm_qkv):
     q, k, v = (t.cpu() for t in timm_qkv(1, 2, 10, 16, device="cpu"))
     with pytest.raises(exc, match=match):
         attention_with_entropy(*make(q, k, v))
 
 
 @pytest.mark.parametrize("alpha", [-0.5, float("nan"), "2", None, True])
-def test_bad_alpha(alpha):
+def test_bad_alpha(alpha, timm_qkv):
     q, k, v = timm_qkv(1, 1, 4, 16)
     with pytest.raises((ValueError, TypeError), match="alpha"):
         attention_with_entropy(q, k, v, alpha=alpha)
 
 
-def test_bad_head_dim_scale_and_reduce():
+def test_bad_head_dim_scale_and_reduce(timm_qkv):
     q, k, v = timm_qkv(1, 1, 4, 8)
     with pytest.raises(ValueError, match="D=8"):
         attention_with_entropy(q, k, v)
@@ -94,7 +93,7 @@ def test_bad_head_dim_scale_and_reduce():
         attention_with_entropy(q, k, v, head_reduce="max")
 
 
-def test_backend_choice(monkeypatch):
+def test_backend_choice(monkeypatch, timm_qkv):
     q, k, v = timm_qkv(1, 2, 20, 16, device="cpu")
     fused = attention_with_entropy(q, k, v, backend="triton")  # interpreter on CPU
     eager = attention_with_entropy(q, k, v, backend="eager")
@@ -108,7 +107,7 @@ def test_backend_choice(monkeypatch):
         attention_with_entropy(q, k, v, backend="triton")
 
 
-def test_eager_on_cpu_is_a_context_not_the_environment():
+def test_eager_on_cpu_is_a_context_not_the_environment(timm_qkv):
     """eager_on_cpu() leaves os.environ alone, nests, restores on exit (also after an error), and holds for
     its own thread only."""
     from renyi_prune.kernels import is_interpreting

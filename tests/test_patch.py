@@ -7,24 +7,29 @@ import timm
 import torch
 
 import renyi_prune
-from conftest import DEVICE, assert_same_choices
 from renyi_prune import attention_with_entropy_reference
 from renyi_prune.pruning import num_kept, select_tokens
 
 
-def make(name, **kwargs):
-    torch.manual_seed(0)
-    return timm.create_model(name, pretrained=False, **kwargs).eval().to(DEVICE)
+@pytest.fixture(scope="module")
+def make(device):
+    """``make(name, **kwargs)``: a timm model, random weights (seed 0), eval mode, test device."""
+
+    def make(name, **kwargs):
+        torch.manual_seed(0)
+        return timm.create_model(name, pretrained=False, **kwargs).eval().to(device)
+
+    return make
 
 
 @pytest.fixture(scope="module")
-def deit_tiny():
+def deit_tiny(make):
     return make("deit_tiny_patch16_224")
 
 
 @pytest.fixture(scope="module")
-def images():
-    return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+def images(device):
+    return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
 
 
 def block_inputs(model, x, upto):
@@ -86,7 +91,7 @@ def test_kept_tokens_are_lowest_entropy(deit_tiny, images, alpha):
         assert (idx[:, 0] == 0).all() and (idx[:, 1:].diff(dim=1) > 0).all()
 
 
-def test_evit_keeps_highest_cls_attention(deit_tiny, images):
+def test_evit_keeps_highest_cls_attention(deit_tiny, images, assert_same_choices):
     renyi_prune.patch(deit_tiny, keep_rate=0.7, criterion="evit")
     with torch.no_grad():
         deit_tiny(images)
@@ -109,7 +114,7 @@ def test_evit_keeps_highest_cls_attention(deit_tiny, images):
     assert_same_choices({3: expected}, {3: kept}, {3: cls}, "highest", atol=1e-6)
 
 
-def test_unpatch_restores_exactly(images):
+def test_unpatch_restores_exactly(images, make):
     model = make("deit_tiny_patch16_224")
     before = {i: dict(blk.__dict__) for i, blk in enumerate(model.blocks)}
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -128,10 +133,10 @@ def test_unpatch_restores_exactly(images):
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
 
-def test_distilled_prefix_tokens_always_kept():
+def test_distilled_prefix_tokens_always_kept(device, make):
     model = make("deit_small_distilled_patch16_224")
     assert model.num_prefix_tokens == 2
-    x = torch.randn(1, 3, 224, 224).to(DEVICE)
+    x = torch.randn(1, 3, 224, 224).to(device)
     renyi_prune.patch(model, keep_rate=0.3, alpha=2.0)
     with torch.no_grad():
         out = model(x)
@@ -142,13 +147,13 @@ def test_distilled_prefix_tokens_always_kept():
     assert [t.shape[1] for t in kept.values()] == [2 + 59, 2 + 18, 2 + 6]
 
 
-def test_layerscale_dinov2_and_qk_norm():
+def test_layerscale_dinov2_and_qk_norm(device, make):
     """LayerScale (ls1/ls2) and q_norm/k_norm are applied by the pruning block: keep_rate=1 is exact."""
     for model in (
         make("vit_small_patch14_dinov2", img_size=56, init_values=0.5),
         make("vit_tiny_patch16_224", img_size=64, qk_norm=True),
     ):
-        x = torch.randn(1, 3, *model.patch_embed.img_size).to(DEVICE)
+        x = torch.randn(1, 3, *model.patch_embed.img_size).to(device)
         with torch.no_grad():
             ref = model(x)
             renyi_prune.patch(model, keep_rate=1.0, prune_blocks=[0, 5])
@@ -179,9 +184,9 @@ def test_alpha_zero_warns(deit_tiny):
         ("vit_small_patch14_dinov2", {"img_size": 224}),
     ],
 )
-def test_supported_timm_models_prune(name, kwargs):
+def test_supported_timm_models_prune(name, kwargs, device, make):
     model = make(name, **kwargs)
-    x = torch.randn(1, 3, 224, 224).to(DEVICE)
+    x = torch.randn(1, 3, 224, 224).to(device)
     npt = model.num_prefix_tokens
     n = model.patch_embed.num_patches
     renyi_prune.patch(model, keep_rate=0.5, alpha=2.0)

@@ -17,7 +17,6 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.utils import ModelEmaV3
 
 import renyi_prune
-from conftest import DEVICE
 from renyi_prune.ops import eager_on_cpu
 from renyi_prune.pruning import num_kept
 
@@ -25,15 +24,27 @@ CRITERIA = ["renyi", "shannon", "evit", "colln", "headvar", "headmad", "random"]
 PRUNE = (1, 2)
 
 
-def vit(**kwargs):
-    """A tiny timm ViT: 32 px images in 8 px patches (16 patches), depth 4, 2 heads of 32."""
-    torch.manual_seed(0)
-    config = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10)
-    return VisionTransformer(**{**config, **kwargs}).eval().to(DEVICE)
+@pytest.fixture(scope="module")
+def vit(device):
+    """``vit(**kwargs)``: the tiny timm ViT below, random weights (seed 0), eval mode, test device."""
+
+    def vit(**kwargs):
+        """A tiny timm ViT: 32 px images in 8 px patches (16 patches), depth 4, 2 heads of 32."""
+        torch.manual_seed(0)
+        config = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10)
+        return VisionTransformer(**{**config, **kwargs}).eval().to(device)
+
+    return vit
 
 
-def images(batch=2, seed=1):
-    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+@pytest.fixture(scope="module")
+def images(device):
+    """``images(batch=2, seed=1)``: random (batch, 3, 32, 32) images on the test device."""
+
+    def images(batch=2, seed=1):
+        return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    return images
 
 
 def token_stream(model, x):
@@ -80,18 +91,18 @@ def assert_same_step(plain, checkpointed):
 @pytest.mark.parametrize(
     "criterion, fuse_pruned", [(c, False) for c in CRITERIA] + [("random", True), ("evit", True)]
 )
-def test_gradient_checkpointing_gives_the_same_gradients(criterion, fuse_pruned):
+def test_gradient_checkpointing_gives_the_same_gradients(criterion, fuse_pruned, device, images, vit):
     model = vit().train()
-    x, y = images(4), torch.tensor([1, 2, 3, 4], device=DEVICE)
+    x, y = images(4), torch.tensor([1, 2, 3, 4], device=device)
     plain, checkpointed = with_and_without_checkpointing(
         model, x, y, criterion=criterion, fuse_pruned=fuse_pruned
     )
     assert_same_step(plain, checkpointed)
 
 
-def test_reentrant_checkpointing_replays_the_random_draw():
+def test_reentrant_checkpointing_replays_the_random_draw(device, images, vit):
     model = vit().train()
-    x, y = images(4), torch.tensor([1, 2, 3, 4], device=DEVICE)
+    x, y = images(4), torch.tensor([1, 2, 3, 4], device=device)
     before = use_reentrant_ckpt()
     set_reentrant_ckpt(True)
     try:
@@ -101,10 +112,10 @@ def test_reentrant_checkpointing_replays_the_random_draw():
     assert_same_step(plain, checkpointed)
 
 
-def test_a_checkpointed_region_spanning_blocks():
+def test_a_checkpointed_region_spanning_blocks(device, images, vit):
     """A region that starts before a pruning block: deterministic criteria recompute the same decision;
     ``random`` cannot find its draw again and says so instead of training on a different one."""
-    x, y = images(4), torch.tensor([1, 2, 3, 4], device=DEVICE)
+    x, y = images(4), torch.tensor([1, 2, 3, 4], device=device)
 
     def step(model, checkpointed):
         model.zero_grad(set_to_none=True)
@@ -144,7 +155,7 @@ COPIES = {
 
 @pytest.mark.parametrize("how", list(COPIES))
 @pytest.mark.parametrize("criterion, fuse_pruned", [("random", False), ("evit", True)])
-def test_a_copy_prunes_like_the_original(how, criterion, fuse_pruned):
+def test_a_copy_prunes_like_the_original(how, criterion, fuse_pruned, images, vit):
     model = renyi_prune.patch(
         vit(), keep_rate=0.5, prune_blocks=PRUNE, criterion=criterion, fuse_pruned=fuse_pruned
     )
@@ -165,7 +176,7 @@ def test_a_copy_prunes_like_the_original(how, criterion, fuse_pruned):
     assert "forward_intermediates" not in clone.__dict__
 
 
-def test_a_copy_carries_no_record_of_the_original_forward():
+def test_a_copy_carries_no_record_of_the_original_forward(images, vit):
     model = renyi_prune.patch(vit(), keep_rate=0.5, prune_blocks=PRUNE, criterion="evit")
     with torch.no_grad():
         model(images())
@@ -189,7 +200,7 @@ def test_num_kept_rounds_as_documented():
             assert num_kept(patches + 1, 1, rate) == expected, (rate, patches)
 
 
-def test_model_without_prefix_tokens_keeps_a_patch_at_tiny_keep_rates():
+def test_model_without_prefix_tokens_keeps_a_patch_at_tiny_keep_rates(images, vit):
     model = vit(class_token=False, global_pool="avg")
     assert model.num_prefix_tokens == 0
     renyi_prune.patch(model, keep_rate=1e-10, prune_blocks=PRUNE, criterion="random")
@@ -202,7 +213,7 @@ def test_model_without_prefix_tokens_keeps_a_patch_at_tiny_keep_rates():
 # --- 10. threads -------------------------------------------------------------------------------------------
 
 
-def test_each_thread_reads_its_own_last_forward():
+def test_each_thread_reads_its_own_last_forward(images, vit):
     model = renyi_prune.patch(
         vit(), keep_rate=[0.5, 0.7], prune_blocks=PRUNE, criterion="evit", fuse_pruned=True
     )
@@ -254,21 +265,27 @@ MODELS = {
 }
 
 
-def _patched(kind, fuse_pruned=False):
-    model = vit(**MODELS[kind])
-    if fuse_pruned:
-        kwargs = dict(criterion="evit", fuse_pruned=True)
-    elif kind == "registers":
-        kwargs = dict(criterion="headvar")
-    else:  # deterministic, as the tests rerun the blocks; no CLS token
-        kwargs = dict(criterion="renyi", backend="eager")
-    return renyi_prune.patch(model, keep_rate=0.5, prune_blocks=PRUNE, **kwargs)
+@pytest.fixture(scope="module")
+def patched(vit):
+    """``patched(kind, fuse_pruned=False)``: a tiny ViT of ``MODELS[kind]``, patched at keep rate 0.5."""
+
+    def patched(kind, fuse_pruned=False):
+        model = vit(**MODELS[kind])
+        if fuse_pruned:
+            kwargs = dict(criterion="evit", fuse_pruned=True)
+        elif kind == "registers":
+            kwargs = dict(criterion="headvar")
+        else:  # deterministic, as the tests rerun the blocks; no CLS token
+            kwargs = dict(criterion="renyi", backend="eager")
+        return renyi_prune.patch(model, keep_rate=0.5, prune_blocks=PRUNE, **kwargs)
+
+    return patched
 
 
 def _token_origins(model, kept):
     """Original position of every token after each block (−1: a fused token), from kept_token_indices."""
     n = model.num_prefix_tokens + model.patch_embed.num_patches
-    origin = torch.arange(n, device=DEVICE).expand(2, -1)
+    origin = torch.arange(n, device=next(model.parameters()).device).expand(2, -1)
     out = []
     for i in range(len(model.blocks)):
         if i in kept:
@@ -281,8 +298,8 @@ def _token_origins(model, kept):
 @pytest.mark.parametrize(
     "kind, fuse_pruned", [("registers", False), ("registers", True), ("no_prefix", False)]
 )
-def test_forward_intermediates_put_kept_tokens_back_in_the_grid(kind, fuse_pruned):
-    model = _patched(kind, fuse_pruned)
+def test_forward_intermediates_put_kept_tokens_back_in_the_grid(kind, fuse_pruned, patched, device, images):
+    model = patched(kind, fuse_pruned)
     npt = model.num_prefix_tokens
     x = images()
     with torch.no_grad():
@@ -301,14 +318,14 @@ def test_forward_intermediates_put_kept_tokens_back_in_the_grid(kind, fuse_prune
             patches = origin[b, npt:] - npt  # the grid cell of each current patch token; fused: < 0
             real = patches >= 0
             torch.testing.assert_close(flat[b, patches[real]], tokens[i][b, npt:][real])
-            empty = torch.ones(16, dtype=torch.bool, device=DEVICE)
+            empty = torch.ones(16, dtype=torch.bool, device=device)
             empty[patches[real]] = False
             assert (flat[b, empty] == 0).all()  # pruned cells are zero
             assert int(empty.sum()) == (0 if i < 1 else 16 - int(real.sum()))
 
 
-def test_intermediates_before_the_first_pruning_block_are_timms():
-    model = _patched("registers")
+def test_intermediates_before_the_first_pruning_block_are_timms(patched, images, vit):
+    model = patched("registers")
     reference = vit(**MODELS["registers"])
     x = images()
     with torch.no_grad():
@@ -317,8 +334,8 @@ def test_intermediates_before_the_first_pruning_block_are_timms():
     torch.testing.assert_close(got, ref)
 
 
-def test_every_intermediates_format_and_get_intermediate_layers():
-    model = _patched("registers", fuse_pruned=True)
+def test_every_intermediates_format_and_get_intermediate_layers(patched, images):
+    model = patched("registers", fuse_pruned=True)
     x = images()
     with torch.no_grad():
         nlc = model.forward_intermediates(x, indices=2, output_fmt="NLC", intermediates_only=True, norm=True)
@@ -341,7 +358,7 @@ def test_every_intermediates_format_and_get_intermediate_layers():
         model.forward_intermediates(x, output_fmt="NHWC")
 
 
-def test_intermediates_that_cannot_be_placed_on_the_grid_raise():
+def test_intermediates_that_cannot_be_placed_on_the_grid_raise(device, images, vit):
     model = renyi_prune.patch(vit(patch_drop_rate=0.5).train(), keep_rate=0.5, prune_blocks=PRUNE)
     with pytest.raises(ValueError, match="8 patch tokens entered pruning block 1, not the 16"):
         model.forward_intermediates(images(), indices=[2])
@@ -351,7 +368,7 @@ def test_intermediates_that_cannot_be_placed_on_the_grid_raise():
             return super().forward_intermediates(x, indices=layers)
 
     torch.manual_seed(0)
-    other = OtherSignature(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2).to(DEVICE)
+    other = OtherSignature(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2).to(device)
     renyi_prune.patch(other, prune_blocks=PRUNE)
     with pytest.raises(NotImplementedError, match="OtherSignature.forward_intermediates"):
         other.forward_intermediates(images(), layers=[2])
@@ -360,8 +377,8 @@ def test_intermediates_that_cannot_be_placed_on_the_grid_raise():
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
-def test_forward_features_and_forward_head_run_on_the_kept_tokens(kind):
-    model = _patched(kind)
+def test_forward_features_and_forward_head_run_on_the_kept_tokens(kind, patched, images):
+    model = patched(kind)
     x = images()
     with torch.no_grad():
         feats = model.forward_features(x)
@@ -372,7 +389,7 @@ def test_forward_features_and_forward_head_run_on_the_kept_tokens(kind):
     assert logits.shape == (2, 10) and pre.shape == (2, 64) and torch.isfinite(logits).all()
 
 
-def test_unpatch_restores_the_model_and_instance_methods():
+def test_unpatch_restores_the_model_and_instance_methods(vit):
     model = vit()
     model_dict = dict(model.__dict__)
     before = {i: dict(blk.__dict__) for i, blk in enumerate(model.blocks)}
@@ -387,7 +404,7 @@ def test_unpatch_restores_the_model_and_instance_methods():
 
 
 @pytest.mark.parametrize("blocks", [np.arange(1, 3), [np.int64(1), np.int64(2)], (np.int32(2), 1)])
-def test_prune_blocks_as_numpy_integers(blocks):
+def test_prune_blocks_as_numpy_integers(blocks, images, vit):
     model = renyi_prune.patch(vit(), keep_rate=0.5, prune_blocks=blocks, criterion="evit")
     with torch.no_grad():
         model(images())
@@ -399,14 +416,14 @@ def test_prune_blocks_as_numpy_integers(blocks):
     "kwargs, img_size",
     [({}, 40), ({}, (32, 24)), ({"dynamic_img_size": True}, 36)],  # fixed size; not a patch multiple
 )
-def test_count_flops_names_an_img_size_the_model_cannot_take(kwargs, img_size):
+def test_count_flops_names_an_img_size_the_model_cannot_take(kwargs, img_size, vit):
     model = vit(**kwargs)
     with pytest.raises(ValueError, match=f"img_size={img_size!r}".replace("(", r"\(").replace(")", r"\)")):
         renyi_prune.count_flops(model, img_size=img_size)
     assert renyi_prune.count_flops(model, img_size=32) > 0
 
 
-def test_patch_keeps_and_unpatch_restores_a_users_block_forward():
+def test_patch_keeps_and_unpatch_restores_a_users_block_forward(images, vit):
     model = vit()
     calls = []
     timm_forward = model.blocks[1].forward

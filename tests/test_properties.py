@@ -7,7 +7,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TOL
 from renyi_prune import attention_with_entropy, attention_with_entropy_reference
 
 SETTINGS = settings(max_examples=25)  # deterministic: the profile in tests/conftest.py
@@ -36,18 +35,18 @@ alphas = st.one_of(
 
 @SETTINGS
 @given(qkv=attention_inputs(), alpha=alphas)
-def test_triton_matches_reference(qkv, alpha):
+def test_triton_matches_reference(qkv, alpha, tol):
     q, k, v = qkv
     out, ent = attention_with_entropy(q, k, v, alpha=alpha, head_reduce="none")
     r_out, r_ent, _ = attention_with_entropy_reference(
         q.double(), k.double(), v.double(), alpha, head_reduce="none"
     )
-    tol = TOL[q.dtype]
+    bound = tol[q.dtype]
     logit_scale = max(
         1.0, ((q.double() @ k.double().transpose(-2, -1)) * q.shape[-1] ** -0.5).abs().max().item() / 10
     )
-    torch.testing.assert_close(out.double(), r_out, atol=tol["out"] * logit_scale, rtol=tol["out"])
-    torch.testing.assert_close(ent.double(), r_ent, atol=tol["ent"] * logit_scale, rtol=tol["ent"])
+    torch.testing.assert_close(out.double(), r_out, atol=bound["out"] * logit_scale, rtol=bound["out"])
+    torch.testing.assert_close(ent.double(), r_ent, atol=bound["ent"] * logit_scale, rtol=bound["ent"])
 
 
 @SETTINGS

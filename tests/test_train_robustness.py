@@ -20,7 +20,6 @@ import torch
 
 import renyi_prune.train as train_mod
 import renyi_prune.train.run as train_run
-from conftest import cli_error_line
 from renyi_prune import _io
 from renyi_prune.cli import main
 from renyi_prune.data import write_fake_fashion_mnist
@@ -57,7 +56,7 @@ def finished(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_a_second_run_into_a_busy_folder_is_refused(data, tmp_path, monkeypatch, capsys):
+def test_a_second_run_into_a_busy_folder_is_refused(data, tmp_path, monkeypatch, capsys, cli_error_line):
     out = tmp_path / "run"
     real = train_run.train_one_epoch
     inside, release = threading.Event(), threading.Event()
@@ -82,7 +81,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(data, tmp_path, monkeypatch,
         assert inside.wait(60), first
         capsys.readouterr()
         code = main(_argv(data, out, "--epochs", "1", "--lr", "5e-3"))
-        line = cli_error_line(capsys)
+        line = cli_error_line()
     finally:
         release.set()
         worker.join(60)
@@ -118,13 +117,13 @@ def test_a_stale_lock_is_taken_over(data, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pth", "config.json", "metrics.jsonl"]
 
 
-def test_a_lock_of_another_host_or_a_live_process_is_respected(data, tmp_path, capsys):
+def test_a_lock_of_another_host_or_a_live_process_is_respected(data, tmp_path, cli_error_line):
     for pid, host in ((_dead_pid(), "elsewhere.example"), (os.getppid(), socket.gethostname())):
         out = tmp_path / f"run-{host}"
         lock = _write_lock(out, pid, host)
         before = lock.read_bytes()
         assert main(_argv(data, out, "--epochs", "1")) == 2
-        line = cli_error_line(capsys)
+        line = cli_error_line()
         assert f"output folder {out} is in use by renyi-prune train (pid {pid} on {host}" in line, line
         assert f"delete {lock}" in line
         assert lock.read_bytes() == before and sorted(p.name for p in out.iterdir()) == [LOCK]
@@ -174,14 +173,14 @@ def test_output_lock_api(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-def test_resume_into_a_folder_of_another_run_is_refused(finished, data, tmp_path, capsys):
+def test_resume_into_a_folder_of_another_run_is_refused(finished, data, tmp_path, capsys, cli_error_line):
     other = tmp_path / "other"
     assert main(_argv(data, other, "--epochs", "1")) == 0
     before = {p.name: p.read_bytes() for p in other.iterdir()}
     capsys.readouterr()
     ckpt = finished / "run" / "checkpoint.pth"
     assert main(_argv(data, other, "--epochs", "2", "--resume", str(ckpt))) == 2
-    assert f"argument --output: {other} already holds a run" in cli_error_line(capsys)
+    assert f"argument --output: {other} already holds a run" in cli_error_line()
     assert {p.name: p.read_bytes() for p in other.iterdir()} == before
 
 
@@ -222,25 +221,25 @@ def _read_only(monkeypatch, folder: Path) -> None:
     monkeypatch.setattr(os, "mkdir", guarded_mkdir)
 
 
-def test_output_parent_that_is_a_file_fails_before_the_data(tmp_path, capsys, no_data):
+def test_output_parent_that_is_a_file_fails_before_the_data(tmp_path, no_data, cli_error_line):
     a_file = tmp_path / "file.txt"
     a_file.write_text("not a folder")
     assert main(_argv(tmp_path, a_file / "run", "--epochs", "1")) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert line.startswith("renyi-prune train: error: ") and f"{a_file} is a file, not a folder" in line, line
 
 
-def test_read_only_output_fails_before_the_data(tmp_path, monkeypatch, capsys, no_data):
+def test_read_only_output_fails_before_the_data(tmp_path, monkeypatch, no_data, cli_error_line):
     folder = tmp_path / "read-only"
     folder.mkdir()
     _read_only(monkeypatch, folder)
     for out in (folder, folder / "run"):
         assert main(_argv(tmp_path, out, "--epochs", "1")) == 2
-        line = cli_error_line(capsys)
+        line = cli_error_line()
         assert line.startswith("renyi-prune train: error: ") and f"cannot write in {folder}" in line, line
     argv = ["eval", "--checkpoint", __file__, *TINY_MODEL, "--output", str(folder / "eval.json")]
     assert main(argv) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert line.startswith("renyi-prune eval: error: ") and f"cannot write in {folder}" in line, line
     assert list(folder.iterdir()) == []
 
@@ -260,26 +259,26 @@ def _options_with(option: str, path: Path, data: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("option", ["--resume", "train --checkpoint", "eval --checkpoint"])
-def test_a_truncated_checkpoint_is_reported_as_truncated(option, finished, data, tmp_path, capsys):
+def test_a_truncated_checkpoint_is_reported_as_truncated(option, finished, data, tmp_path, cli_error_line):
     whole = (finished / "run" / "checkpoint.pth").read_bytes()
     cut = tmp_path / "cut.pth"
     cut.write_bytes(whole[: len(whole) // 2])
     assert main(_options_with(option, cut, data, tmp_path / "run")) == 2
-    line = cli_error_line(capsys)
+    line = cli_error_line()
     assert f"corrupt or truncated file: {cut}" in line, line
     assert "not from renyi-prune train" not in line and "not a checkpoint written" not in line
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("option", ["--resume", "train --checkpoint", "eval --checkpoint"])
-def test_an_empty_weights_file_is_reported_as_empty(option, data, tmp_path, capsys):
+def test_an_empty_weights_file_is_reported_as_empty(option, data, tmp_path, cli_error_line):
     empty = tmp_path / "empty.pth"
     empty.touch()
     assert main(_options_with(option, empty, data, tmp_path / "run")) == 2
-    assert f"empty file (0 bytes): {empty}" in cli_error_line(capsys)
+    assert f"empty file (0 bytes): {empty}" in cli_error_line()
 
 
-def test_weights_with_python_objects_get_advice_the_user_can_follow(data, tmp_path, capsys):
+def test_weights_with_python_objects_get_advice_the_user_can_follow(data, tmp_path, cli_error_line):
     model = timm.create_model("vit_tiny_patch16_224", patch_size=14, embed_dim=8, depth=2, num_heads=1,
                               img_size=28, num_classes=10)  # fmt: skip
     path = tmp_path / "with-objects.pth"
@@ -288,7 +287,7 @@ def test_weights_with_python_objects_get_advice_the_user_can_follow(data, tmp_pa
     evaluating = ["eval", "--checkpoint", str(path), *TINY_MODEL, *source]
     for argv in (evaluating, _argv(data, tmp_path / "run", "--checkpoint", str(path))):
         assert main(argv) == 2
-        line = cli_error_line(capsys)
+        line = cli_error_line()
         assert "weights_only" not in line, line  # no torch.load option: the command has none to set
         assert f"{path} holds Python objects besides tensors (pathlib.PurePosixPath)" in line, line
         assert "torch.save" in line and "state dict" in line
@@ -312,7 +311,7 @@ def test_resuming_a_finished_run_says_nothing_was_trained(finished, data, tmp_pa
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
-def test_ctrl_c_says_which_epoch_the_checkpoint_holds(data, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_says_which_epoch_the_checkpoint_holds(data, tmp_path, monkeypatch, cli_error_line):
     real = train_run.train_one_epoch
     calls = []
 
@@ -326,7 +325,7 @@ def test_ctrl_c_says_which_epoch_the_checkpoint_holds(data, tmp_path, monkeypatc
     out = tmp_path / "run"
     assert main(_argv(data, out, "--epochs", "3")) == 130
     ckpt = out / "checkpoint.pth"
-    assert cli_error_line(capsys) == (
+    assert cli_error_line() == (
         f"renyi-prune train: interrupted; epoch 2/3 did not complete; {ckpt} holds epoch 1 (continue with "
         f"--resume {ckpt})"
     )
