@@ -169,6 +169,8 @@ _HELP = {
     "'bench static' (compiled kernels, no GPU)",
     "train": "fine-tune a timm model with pruning (Fashion-MNIST built in, or --data DIR ImageFolder)",
     "eval": "evaluate a checkpoint with pruning: top-1/top-5, GFLOPs, images/s",
+    "probe": "linear probe and k-NN of a pretrained ViT (default: offline DINOv2 on Fashion-MNIST), unpruned "
+    "vs pruned by each criterion, training-free: top-1 with 95% intervals, GFLOPs, images/s",
 }
 
 COMMANDS: dict[str, Command] = {
@@ -176,6 +178,9 @@ COMMANDS: dict[str, Command] = {
     "bench": Command(_HELP["bench"], _add_bench_arguments, _run_bench),
     "train": Command(_HELP["train"], _lazy("train", "add_train_arguments"), _lazy("train", "run_train")),
     "eval": Command(_HELP["eval"], _lazy("train", "add_eval_arguments"), _lazy("train", "run_eval")),
+    "probe": Command(
+        _HELP["probe"], _lazy("studies.probe.cli", "add_arguments"), _lazy("studies.probe.cli", "run")
+    ),
 }
 
 

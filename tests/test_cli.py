@@ -40,7 +40,7 @@ def _left_behind(folder: Path) -> list[str]:
 
 
 def test_commands_registered(capsys):
-    assert set(COMMANDS) == {"demo", "bench", "train", "eval"}
+    assert set(COMMANDS) == {"demo", "bench", "train", "eval", "probe"}
     helps = (
         ["--help"],
         ["bench", "--help"],
