@@ -10,7 +10,8 @@
    for every α × keep rate, and for every keep rate each other criterion with its registered defaults,
    plus EViT with token fusion), each row one :class:`renyi_prune.PruneConfig` pruning at blocks
    4, 7, 10: cosine similarity of the final CLS embedding to the unpruned one, GFLOPs per image,
-   images/s, and the patch tokens kept after each pruning block;
+   images/s (median and interquartile range of the timed passes, by the shared timer of
+   :mod:`renyi_prune._timing`), and the patch tokens kept after each pruning block;
 4. shows which patches each criterion keeps at each pruning block at the middle keep rate
    (``kept_patches.png``, cf. Fig. 4);
 5. writes ``report.md`` and ``report.json``.
@@ -36,10 +37,13 @@ from typing import Any
 _EXPORTS = {
     **dict.fromkeys(
         ["applied", "cls_embedding", "compare", "count_config_gflops", "entropy_maps", "evaluate_config",
-         "time_configs"],
+         "speed_columns", "time_configs"],
         "compare",
     ),
-    **dict.fromkeys(["build_configs", "check_criteria", "criterion_names", "describe", "label"], "config"),
+    **dict.fromkeys(
+        ["DEFAULT_REPEATS", "build_configs", "check_criteria", "criterion_names", "describe", "label"],
+        "config",
+    ),
     **dict.fromkeys(["plot_entropy_heatmaps", "plot_kept_patches"], "plots"),
     "render_markdown": "report",
     "run_demo": "run",

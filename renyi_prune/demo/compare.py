@@ -2,7 +2,8 @@
 and speed, and the per-patch entropy maps.
 
 Units: GFLOPs per image in fvcore's convention (one multiply-add = one FLOP), images/s of the whole
-batch on this machine (wall clock), entropies in nats.
+batch on this machine (the shared timer of :mod:`renyi_prune._timing`: the median pass and the
+interquartile range, min and max of the timed passes), entropies in nats.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 import copy
 import statistics
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import jsonable
+from .._timing import Timing, measure
 from ..adapters import adapter_for
 from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from ..flops import count_flops
@@ -105,17 +106,6 @@ def count_config_gflops(model: nn.Module, config: PruneConfig | None, img_size: 
         return count_flops(model, img_size)
 
 
-def forward_seconds(model: nn.Module, x: torch.Tensor) -> float:
-    """Wall-clock seconds of one forward pass of the batch ``x`` (CUDA synchronized)."""
-    if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
-    start = time.perf_counter()
-    model(x)
-    if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
-    return time.perf_counter() - start
-
-
 def evaluate_config(
     model: nn.Module,
     x: torch.Tensor,
@@ -178,22 +168,58 @@ def _plain_params(config: PruneConfig) -> dict[str, Any]:
 
 def time_configs(
     model: nn.Module, x: torch.Tensor, configs: Sequence[PruneConfig | None], repeats: int, bar: Any = None
-) -> list[float]:
-    """Throughput of each configuration in images/s: median over ``repeats`` timed forwards of ``x``.
+) -> list[Timing]:
+    """The forward passes of ``x`` through each configuration, timed by the shared timer
+    (:func:`renyi_prune._timing.measure`: one wall-clock call on the CPU, ``do_bench`` on CUDA), ``repeats``
+    rounds; one :class:`renyi_prune._timing.Timing` (ms per batch: median, IQR, min, max) per configuration.
 
     The configurations are timed round-robin (one pass of every configuration per round), so a change
     in machine load during the run affects all of them alike rather than a few. Each configuration
     should have run once before (warm-up; :func:`evaluate_config` does it). ``bar`` (a tqdm bar or
     ``None``) is advanced once per timed pass.
     """
-    seconds: list[list[float]] = [[] for _ in configs]
+    times_ms: list[list[float]] = [[] for _ in configs]
     for _ in range(repeats):
-        for times, config in zip(seconds, configs, strict=True):
+        for times, config in zip(times_ms, configs, strict=True):
             with applied(model, config):
-                times.append(forward_seconds(model, x))
+                times += measure(lambda: model(x), str(x.device), 1, warmup_calls=0).times_ms
             if bar is not None:
                 bar.update()
-    return [x.shape[0] / statistics.median(times) for times in seconds]
+    return [Timing(tuple(times)) for times in times_ms]
+
+
+def speed_columns(timing: Timing, batch: int, reference: Timing | None = None) -> dict[str, Any]:
+    """A report row's speed: ``images_per_s`` of the median pass, its interquartile range
+    ``images_per_s_iqr`` and its ``images_per_s_min`` / ``_max`` (slowest / fastest pass), the
+    ``timed_passes``, and with ``reference`` (the unpruned model's timing) the ``speed_up`` over it.
+
+    ``speed_up`` is the median over rounds of the per-round ratio (reference pass time / this pass time):
+    the configurations are timed round-robin, so the two passes of one round share the machine's load,
+    and their ratio is steadier than the ratio of the two medians (which it falls back to when the
+    passes do not pair up, e.g. on CUDA where ``do_bench`` times several calls per pass).
+
+    Example:
+        >>> cols = speed_columns(Timing((100.0, 200.0, 400.0)), 10, reference=Timing((200.0, 300.0, 1200.0)))
+        >>> cols["images_per_s"], cols["images_per_s_min"], cols["images_per_s_max"], cols["timed_passes"]
+        (50.0, 25.0, 100.0, 3)
+        >>> cols["speed_up"]  # per round 2, 1.5, 3
+        2.0
+    """
+    tp = timing.throughput(batch)
+    cols = {
+        "images_per_s": tp["median"],
+        "images_per_s_iqr": tp["iqr"],
+        "images_per_s_min": tp["min"],
+        "images_per_s_max": tp["max"],
+        "timed_passes": timing.repeats,
+    }
+    if reference is not None:
+        if reference.repeats == timing.repeats:
+            ratios = [r / t for r, t in zip(reference.times_ms, timing.times_ms, strict=True)]
+            cols["speed_up"] = statistics.median(ratios)
+        else:
+            cols["speed_up"] = reference.median / timing.median
+    return cols
 
 
 def entropy_maps(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -227,7 +253,8 @@ def compare(
     """Evaluate every configuration (:func:`evaluate_config`), then time them all (:func:`time_configs`).
 
     Returns:
-        ``(rows, kept)``: one report row per configuration (with ``images_per_s``; the unpruned row's
+        ``(rows, kept)``: one report row per configuration (with :func:`speed_columns`, ``speed_up`` over
+        the unpruned configuration ``None`` when it is among ``configs``; the unpruned row's
         ``patch_tokens_kept`` are the model's patches at each pruning block of the others) and the kept
         token indices of each configuration, in ``configs`` order.
     """
@@ -251,6 +278,8 @@ def compare(
             rows.append(row)
             kept.append(k)
             bar.update()
-        for row, ips in zip(rows, time_configs(model, x, configs, repeats, bar), strict=True):
-            row["images_per_s"] = ips
+        timings = time_configs(model, x, configs, repeats, bar)
+    reference = timings[list(configs).index(None)] if None in configs else None
+    for row, timing in zip(rows, timings, strict=True):
+        row.update(speed_columns(timing, x.shape[0], reference))
     return rows, kept

@@ -119,6 +119,8 @@ def build_report(
             "repeats": repeats,
             "warmup": 1,
             "order": "round-robin",
+            "statistics": "images_per_s: median pass; images_per_s_iqr, _min, _max: spread of the passes; "
+            "speed_up: median over rounds of the unpruned pass time / this pass time",
             "mode": timing_mode,
         },
         "gflops_counting": "fvcore (one multiply-add = one FLOP, per image) on the eager CPU path, once "
@@ -159,13 +161,30 @@ def comparison_table(report: dict[str, Any]) -> pd.DataFrame:
             "α": alpha,
             "keep rate": rows["keep_rate"].map("{:g}".format),
             "GFLOPs": rows["gflops"].map("{:.2f}".format),
-            "images/s": rows["images_per_s"].map("{:.1f}".format),
-            "speed-up": (rows["images_per_s"] / rows["images_per_s"].iloc[0]).map("{:.2f}×".format),
+            "images/s": _images_per_s(rows),
+            "speed-up": _speed_up(rows).map("{:.2f}×".format),
             "CLS cos (mean)": rows["cls_cosine_mean"].map("{:.4f}".format),
             "CLS cos (min)": rows["cls_cosine_min"].map("{:.4f}".format),
             f"patch tokens after blocks {blocks}": tokens,
         }
     )
+
+
+def _images_per_s(rows: pd.DataFrame) -> list[str]:
+    """``median ± IQR/2`` of each row's timed passes (the median alone for a report without the IQR)."""
+    iqr = rows["images_per_s_iqr"] if "images_per_s_iqr" in rows else [None] * len(rows)
+    return [
+        f"{ips:.1f}" if spread is None or pd.isna(spread) else f"{ips:.1f} ± {spread / 2:.1f}"
+        for ips, spread in zip(rows["images_per_s"], iqr, strict=True)
+    ]
+
+
+def _speed_up(rows: pd.DataFrame) -> pd.Series:
+    """Each row's ``speed_up`` (median of the per-round ratios to the unpruned pass); for a report
+    without it, images/s over the first row's."""
+    if "speed_up" in rows:
+        return rows["speed_up"]
+    return rows["images_per_s"] / rows["images_per_s"].iloc[0]
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -206,9 +225,11 @@ def _comparison(report: dict[str, Any]) -> list[str]:
         "",
         "GFLOPs per image (fvcore convention: one multiply-add = one FLOP), counted once per criterion and "
         f"keep rate by fvcore on the eager CPU path{note}. Images/s: batch of {timing['batch_size']} on "
-        f"this machine, {timing['mode']}, median of {timing['repeats']} timed passes after one warm-up "
-        "(configurations timed round-robin, so load changes hit all alike). CLS cosine: cosine similarity "
-        "of the final CLS embedding to the unpruned model's (mean and min over images). Tokens kept: "
+        f"this machine, {timing['mode']}, median ± half the interquartile range of {timing['repeats']} "
+        "timed passes after one warm-up (configurations timed round-robin, so load changes hit all alike; "
+        "speed-up: the median over rounds of the unpruned pass time / this pass time; differences within "
+        "the spread are noise). CLS cosine: cosine similarity of the final CLS embedding to the unpruned "
+        "model's (mean and min over images). Tokens kept: "
         f"patch tokens left after blocks {blocks} (+1: and the fused token of EViT's token fusion). "
         "Criteria: see below the table.",
         "",

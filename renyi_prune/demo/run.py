@@ -17,7 +17,7 @@ from torch import nn
 from .._io import atomic_write_bytes, locked_folder
 from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from .compare import cls_embedding, compare, entropy_maps, num_blocks, num_prefix_tokens, patch_grid
-from .config import build_configs, check_criteria, criterion_names, label
+from .config import DEFAULT_REPEATS, build_configs, check_criteria, criterion_names, label
 from .plots import display_images, plot_entropy_heatmaps, plot_kept_patches, save_figure
 from .report import ENTROPY_PNG, KEPT_PNG, REPORT_JSON, REPORT_MD, build_report, model_info, render_markdown
 
@@ -41,7 +41,7 @@ def run_demo(
     progress: bool = True,
     *,
     max_images: int | None = None,
-    repeats: int = 3,
+    repeats: int = DEFAULT_REPEATS,
     prune_blocks: Sequence[int] = DEFAULT_PRUNE_BLOCKS,
     criteria: Iterable[str] | None = None,
 ) -> dict[str, Any]:
@@ -65,7 +65,8 @@ def run_demo(
         device: torch device; ``None`` = CUDA if available, else CPU.
         progress: show a tqdm progress bar over the configurations (on stderr).
         max_images: use only the first ``max_images`` images (quick runs, tests).
-        repeats: timed forward passes per configuration (images/s is their median).
+        repeats: timed forward passes per configuration (images/s: their median and interquartile range;
+            default :data:`renyi_prune.demo.config.DEFAULT_REPEATS`).
         prune_blocks: 0-based pruning blocks (default 3, 6, 9 = the paper's blocks 4, 7, 10).
         criteria: names among :func:`renyi_prune.demo.criterion_names` (default: all); the rows follow
             that order whatever the order given here.
@@ -106,25 +107,20 @@ def run_demo(
     """
     t_start = time.perf_counter()
     alphas = tuple(alphas)
-    criteria = check_criteria(criterion_names() if criteria is None else criteria)
-    configs = build_configs(tuple(keep_rates), alphas, criteria, prune_blocks)
-    if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images must be >= 1, got {max_images}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    criteria, configs = _checked_configs(keep_rates, alphas, criteria, prune_blocks, max_images, repeats)
     out = Path(out_dir).expanduser()
     dev = torch.device(device) if device is not None else _default_device()
 
     with locked_folder(out, "renyi-prune demo"):  # removed again if the run fails before writing
         model, names, x, norm = _prepare(model_name, checkpoint, img_size, images_dir, max_images, dev)
-        mean, std, img_size = norm["mean"], norm["std"], x.shape[-1]  # a transformers model's own size
+        img_size = x.shape[-1]  # a transformers model's own size
         with torch.inference_mode():
             ref = cls_embedding(model, x)
             maps = entropy_maps(model, x)
             rows, kept = compare(model, x, configs, ref, img_size, repeats, progress)
         figure_configs = _kept_figure_configs(configs, alphas)
         heat_blocks = sorted({0, *prune_blocks, num_blocks(model) - 1})  # paper's blocks 1, 4, 7, 10, 12
-        shown = display_images(x, mean, std)
+        shown = display_images(x, norm["mean"], norm["std"])
         save_figure(
             plot_entropy_heatmaps(shown, names[:HEATMAP_IMAGES], maps, heat_blocks), out / ENTROPY_PNG
         )
@@ -140,13 +136,35 @@ def run_demo(
             entropy=(heat_blocks, maps.mean(dim=(1, 2, 3)).tolist()),
             kept_figure_configs=[label(c) for c in figure_configs],
         )
-        report["model"]["normalization"] = {"mean": list(mean), "std": list(std), "source": norm["source"]}
+        report["model"]["normalization"] = {"mean": list(norm["mean"]), "std": list(norm["std"]),
+                                            "source": norm["source"]}  # fmt: skip
         report["wall_time_s"] = time.perf_counter() - t_start
-        atomic_write_bytes(
-            out / REPORT_JSON, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
-        )
-        atomic_write_bytes(out / REPORT_MD, render_markdown(report).encode())
+        _write_report(report, out)
         return report
+
+
+def _checked_configs(
+    keep_rates: Iterable[float],
+    alphas: Sequence[float],
+    criteria: Iterable[str] | None,
+    prune_blocks: Sequence[int],
+    max_images: int | None,
+    repeats: int,
+) -> tuple[list[str], list[PruneConfig | None]]:
+    """The demo's criteria and configurations; ``ValueError`` for a bad argument, before anything loads."""
+    criteria = check_criteria(criterion_names() if criteria is None else criteria)
+    configs = build_configs(tuple(keep_rates), alphas, criteria, prune_blocks)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    return criteria, configs
+
+
+def _write_report(report: dict[str, Any], out: Path) -> None:
+    """``report.json`` (strict JSON, UTF-8) and ``report.md``, each written atomically."""
+    atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode())
+    atomic_write_bytes(out / REPORT_MD, render_markdown(report).encode())
 
 
 def _default_device() -> torch.device:
