@@ -22,7 +22,7 @@ from ._io import jsonable
 from ._validate import check_alpha, check_flag, check_keep_rate, check_schedule, per_block
 from .criteria import get_criterion
 
-__all__ = ["DEFAULT_PRUNE_BLOCKS", "FUSION_SUFFIX", "PruneConfig"]
+__all__ = ["DEFAULT_PRUNE_BLOCKS", "FUSION_SUFFIX", "PruneConfig", "format_alpha"]
 
 #: The paper's pruning blocks 4, 7, 10 as 0-based indices (Aizawa & Igaue, arXiv 2604.03803, Sec. 3).
 DEFAULT_PRUNE_BLOCKS = (3, 6, 9)
@@ -206,11 +206,32 @@ def _check_prune_blocks(prune_blocks: Any) -> tuple[int, ...]:
     return tuple(sorted(indices))
 
 
+def format_alpha(alpha: float | None, *, style: str = "label") -> str:
+    """α (or any order or rate) as the project writes it: ``f"{alpha:g}"``, α = ∞ as ``"∞"`` in labels and
+    tables (``style="label"``) or as ``"inf"`` in file names, CSV cells and JSON-like text
+    (``style="file"``); ``None`` (no α) as ``"–"``.
+
+    Example:
+        >>> import math
+        >>> format_alpha(2.0), format_alpha(0.5), format_alpha(math.inf), format_alpha(math.inf, style="file")
+        ('2', '0.5', '∞', 'inf')
+        >>> format_alpha(None)
+        '–'
+    """
+    if style not in ("label", "file"):
+        raise ValueError(f"style must be 'label' or 'file', got {style!r}")
+    if alpha is None:
+        return "–"
+    if alpha == math.inf:
+        return "∞" if style == "label" else "inf"
+    return f"{alpha:g}"
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "/".join(_fmt(v) for v in value)
     if isinstance(value, float):
-        return "∞" if value == math.inf else f"{value:g}"
+        return format_alpha(value)
     return str(value)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._timing import Timing
+from ..config import format_alpha
 from . import _common
 from ._kernel_setup import CSV_COLUMNS, PROVIDERS
 
@@ -85,9 +86,9 @@ def summary_lines(rows: Sequence[dict], mode: str, smoke: bool = False) -> list[
                      "CUDA memory")  # fmt: skip
         for r in rows:
             if r.get("grad_max_rel_err") is not None and r["provider"] == "fused":
-                lines.append(f"fused dq, dk, dv vs SDPA ({r['dtype']} alpha={r['alpha']:g} B={r['B']} "
-                             f"N={r['N']}): worst max |diff| / max |sdpa| = "
-                             f"{r['grad_max_rel_err']:.3g}")  # fmt: skip
+                alpha = format_alpha(r["alpha"], style="file")
+                lines.append(f"fused dq, dk, dv vs SDPA ({r['dtype']} alpha={alpha} B={r['B']} N={r['N']}): "
+                             f"worst max |diff| / max |sdpa| = {r['grad_max_rel_err']:.3g}")  # fmt: skip
     return [*lines, SMOKE_NOTE] if smoke else lines
 
 
@@ -128,7 +129,7 @@ def write_plot(rows: Sequence[dict], path: Path, smoke: bool = False) -> bool:
             ax.set_xticks([n for n, _ in ticks], [f"{n}\nB={b}" for n, b in ticks])
             ax.grid(True, alpha=0.3)
         H, D = sel[0]["H"], sel[0]["D"]
-        ax_ms.set_title(f"{mode}: {dtype}, alpha={alpha:g}, H={H}, D={D}")
+        ax_ms.set_title(f"{mode}: {dtype}, alpha={format_alpha(alpha, style='file')}, H={H}, D={D}")
         ax_ms.set_yscale("log")
         ax_ms.set_ylabel("ms per call (median, p20-p80)")
         ax_tf.set_ylabel("TFLOP/s")

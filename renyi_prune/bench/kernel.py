@@ -64,6 +64,7 @@ from pathlib import Path  # noqa: F401  (used by the doctests)
 import torch
 
 from .._timing import time_cpu, time_cuda
+from ..config import format_alpha
 from . import _common
 from ._common import (  # noqa: F401  (re-exported: the kernel benchmark's public helpers)
     RESULTS_DIR,
@@ -222,8 +223,9 @@ def _bench_shape(case: Case, providers, device: str, reps, common: dict, verbose
     """Guard, then time every provider on one case; one row per provider."""
     q, k, v, qkv, grad_out = make_inputs(case, device)
     base = dict(common, **case.columns())
-    _log(verbose, f"{'fwdbwd ' if case.fwdbwd else ''}{_common.dtype_name(case.dtype)} alpha={case.alpha:g} "
-                  f"B={case.B} H={case.H} N={case.N} D={case.D}")  # fmt: skip
+    what = f"{'fwdbwd ' if case.fwdbwd else ''}{_common.dtype_name(case.dtype)}"
+    _log(verbose, f"{what} alpha={format_alpha(case.alpha, style='file')} B={case.B} H={case.H} N={case.N} "
+                  f"D={case.D}")  # fmt: skip
     if case.fwdbwd:
         fns = {p: make_fwdbwd_provider(p, qkv, grad_out, case.alpha) for p in providers}
     else:

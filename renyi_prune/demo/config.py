@@ -9,7 +9,6 @@ left out: it is ``renyi`` at α = 1, which the demo compares already (``--alphas
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 from ..config import DEFAULT_PRUNE_BLOCKS, FUSION_SUFFIX, PruneConfig
@@ -157,10 +156,3 @@ def build_configs(
             else:
                 configs.append(PruneConfig.from_name(name, **common))
     return configs
-
-
-def fmt_alpha(alpha: float | None) -> str:
-    """α for tables: ``"∞"``, ``"–"`` (no α) or ``f"{alpha:g}"``."""
-    if alpha is None:
-        return "–"
-    return "∞" if math.isinf(alpha) else f"{alpha:g}"

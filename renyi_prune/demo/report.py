@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..config import format_alpha
 from .config import describe
 
 __all__ = ["render_markdown"]
@@ -149,7 +150,7 @@ def comparison_table(report: dict[str, Any]) -> pd.DataFrame:
     """The comparison as a table of display strings, one row per configuration (``report["results"]``)."""
     blocks = "/".join(str(b + 1) for b in report["prune_blocks"])
     rows = pd.DataFrame(report["results"])
-    alpha = rows["alpha"].map(lambda a: "∞" if a == "inf" else ("–" if a is None or pd.isna(a) else f"{a:g}"))
+    alpha = rows["alpha"].map(lambda a: format_alpha(None if a is None or pd.isna(a) else float(a)))
     tokens = [
         "/".join(f"{t}+1" if fused else str(t) for t in kept)
         for kept, fused in zip(rows["patch_tokens_kept"], rows["fused_token"], strict=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...config import PruneConfig
+from ...config import PruneConfig, format_alpha
 from ...train import EvalConfig, TrainConfig
 
 __all__ = [
@@ -29,13 +29,14 @@ __all__ = [
 
 
 def fmt(x: float) -> str:
-    """``x`` as in labels and tables: ``inf`` or the shortest ``%g`` form.
+    """``x`` as in the study's labels, tables and file names: ``inf`` or the shortest ``%g`` form
+    (:func:`renyi_prune.config.format_alpha` with ``style="file"``).
 
     Example:
         >>> fmt(0.5), fmt(2.0), fmt(math.inf)
         ('0.5', '2', 'inf')
     """
-    return "inf" if x == math.inf else f"{x:g}"
+    return format_alpha(x, style="file")
 
 
 @dataclass(frozen=True)
