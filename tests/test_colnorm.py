@@ -197,42 +197,6 @@ def test_fp64_uses_reference(timm_qkv):
     torch.testing.assert_close(got, reference(q, k, 2.0), rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize(
-    "kwargs, exc, match",
-    [
-        (dict(order=0.0), ValueError, "0.0"),
-        (dict(order=-1.0), ValueError, "-1.0"),
-        (dict(order=math.nan), ValueError, "nan"),
-        (dict(order="2"), TypeError, "'2'"),
-        (dict(order=True), TypeError, "True"),
-        (dict(head_reduce="max"), ValueError, "'max'"),
-        (dict(scale=math.inf), ValueError, "inf"),
-        (dict(lse=torch.zeros(1, 2, 16)), ValueError, r"\(1, 2, 16\)"),
-        (dict(lse=torch.zeros(1, 2, 17, dtype=torch.float16)), ValueError, "float16"),
-        (dict(lse=[0.0] * 17), TypeError, "list"),
-    ],
-)
-def test_bad_arguments(kwargs, exc, match, timm_qkv):
-    q, k, _ = timm_qkv(1, 2, 17, 16)
-    with pytest.raises(exc, match=match):
-        attention_column_norm(q, k, **kwargs)
-
-
-def test_bad_tensors(timm_qkv):
-    q, k, _ = timm_qkv(1, 2, 17, 16)
-    with pytest.raises(ValueError, match="rank 3"):
-        attention_column_norm(q[0], k)
-    with pytest.raises(ValueError, match="one dtype"):
-        attention_column_norm(q, k.half())
-    with pytest.raises(ValueError, match="does not match"):
-        attention_column_norm(q, k[:, :1])
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        attention_column_norm(q, None)
-    q8, k8, _ = timm_qkv(1, 2, 17, 8)
-    with pytest.raises(ValueError, match="D=8"):
-        attention_column_norm(q8, k8)
-
-
 # --- the column pass as a custom op --------------------------------------------------------------------
 
 

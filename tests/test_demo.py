@@ -1,4 +1,5 @@
-"""End-to-end test of ``renyi-prune demo`` and of the CLI's argument errors.
+"""End-to-end test of ``renyi-prune demo``, of its argument errors and of its failures (an empty
+checkpoint, no images, an output folder under a file: one error line, no output folder left behind).
 
 The demo runs twice on 2 real photos at one keep rate, at 112 px (8 × 8 patches of 14 px: the
 interpreter's cost grows with the token count; the default 224 px is the same code):
@@ -17,9 +18,11 @@ import json
 import math
 import os
 import re
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from renyi_prune import PruneConfig, get_criterion
 from renyi_prune.cli import build_parser, main
@@ -220,3 +223,48 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch: pytest.Mo
         _io.atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+# --- failures: a checkpoint that is no weights file, no images, an output folder under a file -------------
+
+TINY_MODEL = "vit_tiny_patch16_224"
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / "red.png")
+    return folder
+
+
+def test_demo_with_an_empty_checkpoint_says_so(photos, tmp_path, cli_error_line):
+    empty = tmp_path / "empty.pth"
+    empty.touch()
+    out = tmp_path / "out"
+    argv = ["demo", "--model", TINY_MODEL, "--checkpoint", str(empty), "--images", str(photos)]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 2
+    assert cli_error_line() == f"renyi-prune demo: error: empty file (0 bytes): {empty}"
+    assert not out.exists()
+
+
+def test_a_failed_demo_leaves_no_output_folder(tmp_path, cli_error_line):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "new" / "out"
+    assert main(["demo", "--out", str(out), "--images", str(tmp_path / "empty"), "--no-progress"]) == 1
+    assert cli_error_line().startswith("renyi-prune demo failed: no images found")
+    assert not (tmp_path / "new").exists()
+    # an existing folder stays, with what it held
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(kept), "--images", str(tmp_path / "empty"), "--no-progress"]) == 1
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def test_demo_output_under_a_file_fails_at_start(photos, tmp_path, cli_error_line):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    assert main(["demo", "--out", str(a_file / "out"), "--images", str(photos), "--no-progress"]) == 2
+    line = cli_error_line()
+    assert line.startswith("renyi-prune demo: error: ") and f"{a_file} is a file, not a folder" in line, line

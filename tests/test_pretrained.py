@@ -309,15 +309,8 @@ def test_sample_images() -> None:
     assert small.shape == (1, 3, 112, 112)
 
 
-def test_preprocess_errors() -> None:
-    img = Image.new("RGB", (50, 40))
-    with pytest.raises(ValueError):
-        rp_images.preprocess([])
-    with pytest.raises(TypeError):
-        rp_images.preprocess([np.zeros((4, 4, 3))])
-    with pytest.raises(ValueError):
-        rp_images.preprocess([img], crop_pct=1.5)
-    # a solid gray image equal to the mean maps to ~0 everywhere
+def test_preprocess_maps_the_mean_colour_to_zero() -> None:
+    """A solid gray image equal to the mean maps to ~0 everywhere (argument checks: test_validation.py)."""
     gray = Image.new("RGB", (300, 200), tuple(round(255 * m) for m in rp_images.IMAGENET_DEFAULT_MEAN))
     assert float(rp_images.preprocess([gray], img_size=28).abs().max()) < 0.02
 

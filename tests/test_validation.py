@@ -1,20 +1,30 @@
-"""Every public entry point against the list of bad inputs of the robustness issue.
+"""Every public entry point against the list of bad inputs of the robustness issue: the op, the reference
+and the column pass, PruneConfig, patch and its readers, criteria, schedules, adapters, FLOPs, and the
+readers of images and weights files.
 
 Each case must raise TypeError (wrong type) or ValueError (wrong value) with the offending value in
-the message, or, for B = 0 and N = 1, return well-formed results.
+the message (a file that cannot be read: an error naming the file), or, for B = 0 and N = 1, return
+well-formed results. The command line's errors are tested with each command (test_cli.py, test_demo.py,
+test_train_robustness.py).
 """
 
+import io
 import math
+import pathlib
 import re
 from functools import partial
+from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
+from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 
 import renyi_prune
 from renyi_prune import (
+    PruneConfig,
     attention_column_norm,
     attention_probs,
     attention_with_entropy,
@@ -26,6 +36,9 @@ from renyi_prune import (
 )
 from renyi_prune.column_norm import attention_column_norm_reference
 from renyi_prune.criteria import Criterion, register_criterion
+from renyi_prune.data import image_folder
+from renyi_prune.images import load_image_dir, preprocess
+from renyi_prune.pretrained import load_model
 from renyi_prune.pruning import select_tokens
 
 
@@ -163,6 +176,134 @@ def test_renyi_entropy_and_reference_arguments():
         renyi_entropy(torch.tensor([1, 0]))
     with pytest.raises(ValueError, match="compute_dtype"):
         attention_with_entropy_reference(*qkv(), compute_dtype=torch.int32)
+
+
+# --- the op and the column pass on timm's strided q, k, v (on the test device: CUDA when present) -------
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda q, k, v: (q[0], k, v), ValueError, "rank 3"),
+        (lambda q, k, v: (q, k[:, :1], v[:, :1]), ValueError, "does not match"),
+        (lambda q, k, v: (q, k, v[..., :8]), ValueError, "same shape"),
+        (lambda q, k, v: (q.half(), k, v), ValueError, "one dtype"),
+        (lambda q, k, v: (q.int(), k.int(), v.int()), TypeError, "torch.int32"),
+        (lambda q, k, v: (q.numpy(), k, v), TypeError, "ndarray"),
+        (lambda q, k, v: (q.to("meta"), k, v), ValueError, "one device"),
+    ],
+)
+def test_op_bad_inputs(make, exc, match, timm_qkv):
+    q, k, v = (t.cpu() for t in timm_qkv(1, 2, 10, 16, device="cpu"))
+    with pytest.raises(exc, match=match):
+        attention_with_entropy(*make(q, k, v))
+
+
+@pytest.mark.parametrize("alpha", [-0.5, float("nan"), "2", None, True])
+def test_op_bad_alpha(alpha, timm_qkv):
+    q, k, v = timm_qkv(1, 1, 4, 16)
+    with pytest.raises((ValueError, TypeError), match="alpha"):
+        attention_with_entropy(q, k, v, alpha=alpha)
+
+
+def test_op_bad_head_dim_scale_and_reduce(timm_qkv):
+    q, k, v = timm_qkv(1, 1, 4, 8)
+    with pytest.raises(ValueError, match="D=8"):
+        attention_with_entropy(q, k, v)
+    q, k, v = timm_qkv(1, 1, 4, 16)
+    with pytest.raises(ValueError, match="scale"):
+        attention_with_entropy(q, k, v, scale=float("inf"))
+    with pytest.raises(ValueError, match="'max'"):
+        attention_with_entropy(q, k, v, head_reduce="max")
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(order=0.0), ValueError, "0.0"),
+        (dict(order=-1.0), ValueError, "-1.0"),
+        (dict(order=math.nan), ValueError, "nan"),
+        (dict(order="2"), TypeError, "'2'"),
+        (dict(order=True), TypeError, "True"),
+        (dict(head_reduce="max"), ValueError, "'max'"),
+        (dict(scale=math.inf), ValueError, "inf"),
+        (dict(lse=torch.zeros(1, 2, 16)), ValueError, r"\(1, 2, 16\)"),
+        (dict(lse=torch.zeros(1, 2, 17, dtype=torch.float16)), ValueError, "float16"),
+        (dict(lse=[0.0] * 17), TypeError, "list"),
+    ],
+)
+def test_column_norm_bad_arguments(kwargs, exc, match, timm_qkv):
+    q, k, _ = timm_qkv(1, 2, 17, 16)
+    with pytest.raises(exc, match=match):
+        attention_column_norm(q, k, **kwargs)
+
+
+def test_column_norm_bad_tensors(timm_qkv):
+    q, k, _ = timm_qkv(1, 2, 17, 16)
+    with pytest.raises(ValueError, match="rank 3"):
+        attention_column_norm(q[0], k)
+    with pytest.raises(ValueError, match="one dtype"):
+        attention_column_norm(q, k.half())
+    with pytest.raises(ValueError, match="does not match"):
+        attention_column_norm(q, k[:, :1])
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        attention_column_norm(q, None)
+    q8, k8, _ = timm_qkv(1, 2, 17, 8)
+    with pytest.raises(ValueError, match="D=8"):
+        attention_column_norm(q8, k8)
+
+
+# --- PruneConfig ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, exc, match",
+    [
+        ({"criterion": "entropy"}, ValueError, "unknown criterion 'entropy'"),
+        ({"criterion": 3}, ValueError, "unknown criterion 3"),
+        ({"params": {"alpha": 2.0}}, ValueError, r"give alpha as PruneConfig\(alpha=...\)"),
+        ({"criterion": "colln", "params": {"ordr": 2}}, ValueError, r"no parameter\(s\) \['ordr'\]"),
+        ({"criterion": "evit", "alpha": 2.0}, ValueError, r"takes no alpha \(got alpha=2.0\)"),
+        ({"keep_rate": 0.0}, ValueError, "got 0.0"),
+        ({"keep_rate": 1.5}, ValueError, "1.5"),
+        ({"keep_rate": math.nan}, ValueError, "nan"),
+        ({"keep_rate": "0.5"}, TypeError, "'0.5'"),
+        ({"keep_rate": True}, TypeError, "True"),
+        ({"keep_rate": (0.5, 0.5)}, ValueError, "2 values for 3 pruning blocks"),
+        ({"keep_rate": (0.5, 0.5, 1.2)}, ValueError, "1.2"),
+        ({"alpha": -1.0}, ValueError, "-1.0"),
+        ({"alpha": math.nan}, ValueError, "nan"),
+        ({"alpha": "inf"}, TypeError, "'inf'"),
+        ({"alpha": (1.0, 2.0, 3.0, 4.0)}, ValueError, "4 values for 3 pruning blocks"),
+        ({"prune_blocks": "3,6"}, TypeError, "'3,6'"),
+        ({"prune_blocks": 3}, TypeError, "got 3"),
+        ({"prune_blocks": [1.5]}, TypeError, "1.5"),
+        ({"prune_blocks": [True]}, TypeError, "True"),
+        ({"prune_blocks": [-1]}, ValueError, "-1 is negative"),
+        ({"prune_blocks": [3, 3]}, ValueError, r"repeated indices: \[3, 3\]"),
+        ({"prune_blocks": []}, ValueError, "empty"),
+        ({"fuse_pruned": "yes"}, TypeError, "'yes'"),
+        ({"criterion": "colln", "params": {"order": -2.0}}, ValueError, "-2.0"),
+        ({"criterion": "random", "params": {"seed": -1}}, ValueError, "-1"),
+        ({"criterion": "random", "params": {"seed": 1.5}}, TypeError, "1.5"),
+        ({"params": {"backend": "gpu"}}, ValueError, "'gpu'"),
+        ({"criterion": "headvar", "params": {"source": "rows"}}, ValueError, "'rows'"),
+    ],
+)
+def test_prune_config_names_every_bad_field(fields, exc, match):
+    with pytest.raises(exc, match=match):
+        PruneConfig(**fields)
+
+
+def test_prune_config_from_name_replace_and_from_dict_errors():
+    with pytest.raises(ValueError, match=r"'evit\+fusion' asks for fusion, but fuse_pruned=False"):
+        PruneConfig.from_name("evit+fusion", fuse_pruned=False)
+    with pytest.raises(ValueError, match="unknown criterion 'nope'"):
+        PruneConfig.from_name("nope+fusion")
+    with pytest.raises(ValueError, match="2.0"):
+        PruneConfig().replace(keep_rate=2.0)
+    with pytest.raises(TypeError, match="bogus"):
+        PruneConfig.from_dict({"criterion": "renyi", "bogus": 1})
 
 
 # --- patch, criteria, schedule, FLOPs -----------------------------------------------------------------
@@ -358,3 +499,66 @@ def test_count_flops_advances_no_generator(vit):
         assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     finally:
         renyi_prune.unpatch(vit)
+
+
+# --- files and images: the error names the file and what is wrong with it ------------------------------
+
+WEIGHTS_MODEL = "vit_tiny_patch16_224"
+
+
+def _truncated_png(path: Path) -> Path:
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return path
+
+
+def test_a_corrupt_image_in_an_image_folder_is_named(tmp_path):
+    (tmp_path / "val" / "cat").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "val" / "cat" / "a.png")
+    bad = _truncated_png(tmp_path / "val" / "dog" / "b.png")
+    ds = image_folder(tmp_path, "val")
+    assert ds[0][1] == 0  # the good image loads
+    with pytest.raises(OSError, match="cannot read image") as info:
+        ds[1]
+    assert str(bad) in str(info.value)
+
+
+def test_a_corrupt_image_in_the_demo_folder_is_named(tmp_path):
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "red.png")
+    bad = _truncated_png(tmp_path / "broken.png")
+    with pytest.raises(OSError, match="cannot read image") as info:
+        load_image_dir(tmp_path)
+    assert str(bad) in str(info.value)
+
+
+def test_load_model_names_what_is_wrong_with_the_weights_file(tmp_path):
+    empty = tmp_path / "empty.pth"
+    empty.touch()
+    with pytest.raises(ValueError, match=f"empty file \\(0 bytes\\): {empty}"):
+        load_model(WEIGHTS_MODEL, checkpoint=empty)
+    whole = tmp_path / "whole.pth"
+    torch.save({"w": torch.zeros(1000)}, whole)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(ValueError, match=f"corrupt or truncated file: {cut}"):
+        load_model(WEIGHTS_MODEL, checkpoint=cut)
+    objects = tmp_path / "objects.pth"
+    state = timm.create_model(WEIGHTS_MODEL).state_dict()
+    torch.save({"model": state, "where": pathlib.PurePosixPath("/x")}, objects)
+    with pytest.raises(ValueError) as info:
+        load_model(WEIGHTS_MODEL, checkpoint=objects)
+    message = str(info.value)
+    assert "weights_only" not in message and "(pathlib.PurePosixPath)" in message and "torch.save" in message
+
+
+def test_preprocess_arguments() -> None:
+    img = Image.new("RGB", (50, 40))
+    with pytest.raises(ValueError):
+        preprocess([])
+    with pytest.raises(TypeError):
+        preprocess([np.zeros((4, 4, 3))])
+    with pytest.raises(ValueError):
+        preprocess([img], crop_pct=1.5)
