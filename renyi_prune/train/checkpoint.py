@@ -63,6 +63,26 @@ def read_checkpoint(path: str | os.PathLike[str], option: str) -> dict[str, Any]
     return ckpt if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT else None
 
 
+def read_resume(config: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The :class:`~renyi_prune.train.TrainConfig` and its ``resume`` checkpoint (None without one).
+    Without data / dataset the run reads the data of the checkpoint's run (its folder is stored absolute,
+    so this works from any working folder).
+
+    Raises:
+        UsageError: the file is not a checkpoint written by ``renyi-prune train`` (or see
+            :func:`read_checkpoint`).
+    """
+    if config.resume is None:
+        return config, None
+    resume = read_checkpoint(config.resume, "--resume")
+    if resume is None or "state_dict" not in resume:
+        raise UsageError(f"--resume {config.resume}: not a checkpoint written by renyi-prune train")
+    saved = resume["dataset"]
+    if config.data is None and config.dataset is None and saved.get("data") is not None:
+        config = config.replace(dataset=resume.get("args", {}).get("dataset"), data=Path(saved["data"]))
+    return config, resume
+
+
 def save_checkpoint(
     path: Path, state: dict[str, Any], model: torch.nn.Module, optimizer: Any, scaler: Any
 ) -> None:

@@ -18,6 +18,7 @@ from ..data import (
     DataConfig,
     DatasetNotFoundError,
     build_datasets,
+    build_transform,
 )
 from .runtime import Runtime
 
@@ -73,6 +74,24 @@ def data_config(
         std=config.std if config.std is not None else std,
         interpolation=config.interpolation or interpolation,
         crop_pct=config.crop_pct if config.crop_pct is not None else crop_pct,
+    )
+
+
+def train_transform(config: Any, data_cfg: DataConfig) -> Any:
+    """The training transform: :func:`renyi_prune.data.build_transform` with the run's augmentation
+    (crop scale/ratio/mode, flip, colour jitter, AutoAugment, random erasing)."""
+    return build_transform(
+        data_cfg,
+        True,
+        scale=config.scale,
+        ratio=config.ratio,
+        train_crop_mode=config.train_crop_mode,
+        hflip=config.hflip,
+        color_jitter=config.color_jitter,
+        auto_augment=config.aa,
+        re_prob=config.reprob,
+        re_mode=config.remode,
+        re_count=config.recount,
     )
 
 

@@ -14,7 +14,6 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,16 +24,15 @@ from .._io import locked_folder, write_json
 from ..data import DataConfig, build_transform, subset
 from ..pruning import set_keep_rate
 from . import checkpoint as ckpt_io
-from .checkpoint import read_checkpoint
 from .config import TrainConfig
-from .loaders import data_config, dataset_name, load_datasets, train_loader, val_loader
+from .loaders import data_config, dataset_name, load_datasets, train_loader, train_transform, val_loader
 from .loop import TrainParts, count_gflops, evaluate, preserve_rng, train_one_epoch
 from .model import apply_pruning, check_model_name, create_model, load_weights, model_img_size
 from .optim import build_optimizer, build_scheduler, loss_and_mixup
+from .records import checkpoint_state, config_record, epoch_record, format_record, model_config
 from .runtime import (
     amp_dtype,
     default_workers,
-    environment,
     epoch_seed,
     is_main_process,
     rng_state,
@@ -79,6 +77,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         One epoch of a tiny ViT (2 blocks of width 16, 16 patches of 7 px) on 16 random 28 px images:
 
         >>> import tempfile
+        >>> from pathlib import Path
         >>> from renyi_prune import PruneConfig
         >>> from renyi_prune.data import write_fake_fashion_mnist
         >>> work = Path(tempfile.mkdtemp())
@@ -93,18 +92,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         (2, ['checkpoint.pth', 'config.json', 'metrics.jsonl'])
     """
     _check_train_config(config)
-    config, resume = _read_resume(config)
+    config, resume = ckpt_io.read_resume(config)
     output = config.output
     stop_epoch = min(config.stop_after_epoch or config.epochs, config.epochs)
     if resume is not None and resume["epoch"] >= stop_epoch:  # a finished run: nothing to train or write
         history = list(resume["history"])
-        return {
-            "output": output,
-            "history": history,
-            "last": history[-1],
-            "config": None,
-            "epochs_trained": 0,
-        }
+        return dict(output=output, history=history, last=history[-1], config=None, epochs_trained=0)
     resuming_here = resume is not None and config.resume.resolve() == (output / "checkpoint.pth").resolve()
     claim = locked_folder(output, "renyi-prune train") if is_main_process() else contextlib.nullcontext()
     with claim:  # before any data is read: a folder that cannot be used fails the run at once
@@ -131,43 +124,6 @@ def _check_train_config(config: TrainConfig) -> None:
     check_model_name(config.model)
 
 
-def _read_resume(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The config and the ``resume`` checkpoint (None without it). Without data / dataset the run reads the
-    data of the checkpoint's run (its folder is stored absolute, so this works from any working folder)."""
-    if config.resume is None:
-        return config, None
-    resume = read_checkpoint(config.resume, "--resume")
-    if resume is None or "state_dict" not in resume:
-        raise UsageError(f"--resume {config.resume}: not a checkpoint written by renyi-prune train")
-    saved = resume["dataset"]
-    if config.data is None and config.dataset is None and saved.get("data") is not None:
-        config = config.replace(dataset=resume.get("args", {}).get("dataset"), data=Path(saved["data"]))
-    return config, resume
-
-
-def _model_config(config: TrainConfig, num_classes: int, img_size: int) -> dict[str, Any]:
-    return {
-        "model": config.model,
-        "model_kwargs": dict(config.model_kwargs),
-        "num_classes": num_classes,
-        "img_size": img_size,
-    }
-
-
-def _format_record(r: dict[str, Any], epochs: int) -> str:
-    keep = "-" if r["keep_rate"] is None else "/".join(f"{k:g}" for k in _as_tuple(r["keep_rate"]))
-    gflops = "-" if r["gflops"] is None else f"{r['gflops']:.3f}"
-    return (
-        f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  lr {r['lr']:.2e}  top1 {r['top1']:.2f}  "
-        f"top5 {r['top5']:.2f}  keep {keep}  train {r['train_images_per_s']:.0f} img/s  "
-        f"eval {r['eval_images_per_s']:.0f} img/s  {gflops} GFLOPs  {r['epoch_time_s']:.1f} s"
-    )
-
-
-def _as_tuple(value: Any) -> tuple[Any, ...]:
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
-
-
 @dataclass
 class _Run:
     """One call of :func:`train` once the configuration is checked and the output folder is this run's."""
@@ -185,7 +141,7 @@ class _Run:
         notes = self._build_model_and_data()
         parts = self._build_training()
         start_epoch, num_updates, history = self._restore(parts)
-        record = self._record(start_epoch)
+        record = self._record()
         if self.runtime.is_main:
             write_json(cfg.output / "config.json", record)
             for note in notes:
@@ -228,26 +184,12 @@ class _Run:
         if cfg.checkpoint is not None and self.resume is None:
             notes = load_weights(model, cfg.checkpoint, reset_head=True)
         self.data_cfg: DataConfig = data_config(cfg, self.dataset, model, self.img_size)
-        splits["train"].transform = build_transform(
-            self.data_cfg,
-            True,
-            scale=cfg.scale,
-            ratio=cfg.ratio,
-            train_crop_mode=cfg.train_crop_mode,
-            hflip=cfg.hflip,
-            color_jitter=cfg.color_jitter,
-            auto_augment=cfg.aa,
-            re_prob=cfg.reprob,
-            re_mode=cfg.remode,
-            re_count=cfg.recount,
-        )
+        splits["train"].transform = train_transform(cfg, self.data_cfg)
         splits["val"].transform = build_transform(self.data_cfg, False)
         self.train_set = subset(splits["train"], cfg.max_train_images)
         self.val_set = subset(splits["val"], cfg.max_val_images)
         model.to(self.runtime.device)
-        if (
-            cfg.prune is not None
-        ):  # after .to(): seeded criteria (random) create their generator on the device
+        if cfg.prune is not None:  # after .to(): seeded criteria (random) make their generator on the device
             apply_pruning(cfg.prune, model)
         self.model = model
         return notes
@@ -278,7 +220,7 @@ class _Run:
 
     def _restore(self, parts: TrainParts) -> tuple[int, int, list[dict[str, Any]]]:
         """(first epoch, updates so far, history): from the resume checkpoint, else (0, 0, [])."""
-        self.model_config = _model_config(self.config, self.num_classes, self.img_size)
+        self.model_config = model_config(self.config, self.num_classes, self.img_size)
         if self.resume is None:
             return 0, 0, []
         cfg, saved = self.config, self.resume
@@ -302,24 +244,14 @@ class _Run:
             return
         set_rng_state(states[self.runtime.rank], model, self.runtime.device)
 
-    def _record(self, start_epoch: int) -> dict[str, Any]:
+    def _record(self) -> dict[str, Any]:
         """``config.json``: the options, what they resolved to, and the environment."""
-        cfg = self.config
-        return {
-            "args": cfg.to_dict(),
-            "lr": self.lr,
-            "total_batch_size": cfg.batch_size * self.runtime.world_size,
-            "dataset": self.dataset,
-            "classes": list(self.classes),
-            "train_images": len(self.train_set),
-            "val_images": len(self.val_set),
-            "data_config": self.data_cfg.as_dict(),
-            "model_config": self.model_config,
-            "pruning": cfg.prune.to_dict() if cfg.prune is not None else None,
-            "amp": str(self.amp).replace("torch.", "") if self.amp else "none",
-            "workers": self.workers,
-            "environment": environment(self.runtime),
-        }
+        resolved = dict(
+            lr=self.lr, dataset=self.dataset, classes=self.classes, train_images=len(self.train_set),
+            val_images=len(self.val_set), data_config=self.data_cfg.as_dict(), model_config=self.model_config,
+            amp=str(self.amp).replace("torch.", "") if self.amp else "none", workers=self.workers,
+        )  # fmt: skip
+        return config_record(self.config, resolved, self.runtime)
 
     def _epochs(self, parts: TrainParts, start_epoch: int, num_updates: int, history: list) -> list:
         """Train ``start_epoch`` … ``stop_epoch`` - 1; a failure carries a note on what the folder holds."""
@@ -359,21 +291,7 @@ class _Run:
                 progress=cfg.progress and runtime.is_main,
                 runtime=runtime,
             )
-        return {
-            "epoch": epoch + 1,
-            "num_updates": stats["num_updates"],
-            "train_loss": stats["train_loss"],
-            "lr": stats["lr"],
-            "top1": ev["top1"],
-            "top5": ev["top5"],
-            "eval_loss": ev["loss"],
-            "keep_rate": cfg.prune.keep_rate if cfg.prune is not None else None,
-            "train_keep_rate": stats["train_keep_rate"],
-            "train_images_per_s": stats["train_images_per_s"],
-            "eval_images_per_s": ev["images_per_s"],
-            "gflops": self.gflops,
-            "epoch_time_s": time.perf_counter() - started,
-        }
+        return epoch_record(cfg, epoch, stats, ev, self.gflops, time.perf_counter() - started)
 
     def _save(self, parts: TrainParts, history: list[dict[str, Any]]) -> None:
         """``checkpoint.pth`` (with every process's RNG state) and ``metrics.jsonl``; one line on stdout."""
@@ -385,25 +303,11 @@ class _Run:
             rng = gathered
         if not runtime.is_main:
             return
-        last = history[-1]
-        state = {
-            "epoch": last["epoch"],
-            "arch": cfg.model,
-            "num_updates": last["num_updates"],
-            "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
-            "rng": rng,
-            "history": history,
-            "model_config": self.model_config,
-            "data_config": self.data_cfg.as_dict(),
-            "dataset": {
-                "name": self.dataset,
-                "data": str(cfg.data.resolve()) if cfg.data is not None else None,
-            },
-            "pruning": cfg.prune.to_dict() if cfg.prune is not None else None,
-            "args": cfg.to_dict(),
-        }
+        state = checkpoint_state(
+            cfg, history, parts.scheduler, rng, self.model_config, self.data_cfg, self.dataset
+        )
         ckpt_io.save_checkpoint(
             cfg.output / "checkpoint.pth", state, parts.unwrapped, parts.optimizer, parts.scaler
         )
         ckpt_io.write_metrics(cfg.output / "metrics.jsonl", history)
-        print(_format_record(last, cfg.epochs), flush=True)
+        print(format_record(history[-1], cfg.epochs), flush=True)
