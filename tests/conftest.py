@@ -1,9 +1,10 @@
 """Shared test helpers, all of them fixtures (the interpreter switch itself is in the root ``conftest.py``).
 
-Test modules request them by name and never import this file. The helpers that are plain functions
-(``timm_qkv``, ``assert_same_choices``, ``cut_gap``) and the values (``device``, ``tol``) are
-session-scoped, so module-scoped fixtures and hypothesis ``@given`` tests can use them too. Module-level
-code (``parametrize`` lists, ``skipif`` conditions) cannot request fixtures: it tests
+Test modules request them by name and never import this file (nor each other). The helpers that are
+plain functions (``timm_qkv``, ``assert_same_choices``, ``cut_gap``, ``nonfinite_inputs``) and the values
+(``device``, ``tol``) are session-scoped, so module-scoped fixtures and hypothesis ``@given`` tests can use
+them too; inputs shared as cases parametrize a fixture (``nonfinite_case``). Module-level code
+(``parametrize`` lists, ``skipif`` conditions) cannot request fixtures: it tests
 ``torch.cuda.is_available()`` itself."""
 
 import math
@@ -146,6 +147,56 @@ def cli_error_line(capsys: pytest.CaptureFixture[str]):
         return lines[0]
 
     return cli_error_line
+
+
+# Non-finite inputs (test_nonfinite.py, test_cpu_attention.py): one NaN or ±inf in q, k or v, or a query
+# row whose logits are all −inf.
+
+
+def _set(tensor, index, value):
+    def apply(q, k, v):
+        {"q": q, "k": k, "v": v}[tensor][index] = value
+
+    return apply
+
+
+def _no_key_row(q, k, v):
+    """Query row (0, 0, 3) sees only −inf logits (a key coordinate of ∓inf against a q of ±1)."""
+    k[0, 0, :, 0] = math.inf
+    q[0, 0, 3] = 0.0
+    q[0, 0, 3, 0] = -1.0
+
+
+_NONFINITE_CASES = {
+    "nan q row": _set("q", (0, 1, 5, 2), math.nan),
+    "nan k": _set("k", (1, 0, 7, 0), math.nan),
+    "nan v": _set("v", (0, 0, 11, 4), math.nan),
+    "+inf q": _set("q", (1, 1, 2, 3), math.inf),
+    "-inf q": _set("q", (0, 0, 9, 1), -math.inf),
+    "+inf k": _set("k", (0, 1, 30, 0), math.inf),
+    "+inf v": _set("v", (1, 0, 0, 0), math.inf),
+    "a row with no key": _no_key_row,
+}
+
+
+@pytest.fixture(params=list(_NONFINITE_CASES))
+def nonfinite_case(request) -> str:
+    """The name of each non-finite case in turn: a test that requests it runs once per case."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def nonfinite_inputs():
+    """``nonfinite_inputs(case, dtype=float32)`` → CPU q, k, v (B, H, N, D) = (2, 2, 37, 16), N(0, 1) with
+    seed 0, holding the non-finite values of ``case`` (a name that ``nonfinite_case`` takes)."""
+
+    def nonfinite_inputs(case: str, dtype=torch.float32):
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(2, 2, 37, 16, generator=g) for _ in range(3))
+        _NONFINITE_CASES[case](q, k, v)
+        return q.to(dtype), k.to(dtype), v.to(dtype)
+
+    return nonfinite_inputs
 
 
 # Fixtures of the training and CLI tests (tiny ViTs on a few fake Fashion-MNIST images).

@@ -18,41 +18,7 @@ from renyi_prune.pruning import select_tokens
 # the interpreter (NumPy) warns about the inf − inf and 0/0 these tests provoke on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
-B, H, N, D = 2, 2, 37, 16
 ALPHAS = [0.0, 0.5, 1.0, 2.0, math.inf]
-
-
-def _set(tensor, index, value):
-    def apply(q, k, v):
-        {"q": q, "k": k, "v": v}[tensor][index] = value
-
-    return apply
-
-
-def _no_key_row(q, k, v):
-    """Query row (0, 0, 3) sees only −inf logits (a key coordinate of ∓inf against a q of ±1)."""
-    k[0, 0, :, 0] = math.inf
-    q[0, 0, 3] = 0.0
-    q[0, 0, 3, 0] = -1.0
-
-
-CASES = {
-    "nan q row": _set("q", (0, 1, 5, 2), math.nan),
-    "nan k": _set("k", (1, 0, 7, 0), math.nan),
-    "nan v": _set("v", (0, 0, 11, 4), math.nan),
-    "+inf q": _set("q", (1, 1, 2, 3), math.inf),
-    "-inf q": _set("q", (0, 0, 9, 1), -math.inf),
-    "+inf k": _set("k", (0, 1, 30, 0), math.inf),
-    "+inf v": _set("v", (1, 0, 0, 0), math.inf),
-    "a row with no key": _no_key_row,
-}
-
-
-def _inputs(case, dtype=torch.float32):
-    g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(B, H, N, D, generator=g) for _ in range(3))
-    CASES[case](q, k, v)
-    return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
 def _sdpa(q, k, v):
@@ -62,9 +28,8 @@ def _sdpa(q, k, v):
 
 
 @pytest.mark.parametrize("backend", ["triton", "eager"])
-@pytest.mark.parametrize("case", CASES)
-def test_output_follows_sdpa(case, backend):
-    q, k, v = _inputs(case)
+def test_output_follows_sdpa(nonfinite_case, backend, nonfinite_inputs):
+    q, k, v = nonfinite_inputs(nonfinite_case)
     expected = _sdpa(q, k, v)
     for alpha in ALPHAS:
         out, ent, lse = attention_with_entropy(
@@ -80,8 +45,8 @@ def test_output_follows_sdpa(case, backend):
 
 
 @pytest.mark.parametrize("backend", ["triton", "eager"])
-def test_gradients_follow_sdpa_for_a_row_with_no_key(backend):
-    q, k, v = (t.requires_grad_() for t in _inputs("a row with no key"))
+def test_gradients_follow_sdpa_for_a_row_with_no_key(backend, nonfinite_inputs):
+    q, k, v = (t.requires_grad_() for t in nonfinite_inputs("a row with no key"))
     out, _ = attention_with_entropy(q, k, v, backend=backend)
     grads = torch.autograd.grad(out.square().sum(), (q, k, v))
     q2, k2, v2 = (t.detach().double().requires_grad_() for t in (q, k, v))
@@ -92,12 +57,11 @@ def test_gradients_follow_sdpa_for_a_row_with_no_key(backend):
         torch.testing.assert_close(got.double()[finite], want[finite], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_column_norm_matches_the_reference(case):
+def test_column_norm_matches_the_reference(nonfinite_case, nonfinite_inputs):
     """The Col-Ln pass from the kernel's lse agrees with the reference wherever both are finite and
     never returns ±inf (a row with no attendable key adds 0 to every column; which columns a NaN
     row poisons may differ, as torch.amax and the kernel's max treat NaN differently)."""
-    q, k, _ = _inputs(case)
+    q, k, _ = nonfinite_inputs(nonfinite_case)
     _, _, lse = attention_with_entropy(q, k, k, return_lse=True, backend="triton")
     qd, kd = q.double(), k.double()
     _, _, r_lse = attention_with_entropy_reference(qd, kd, kd, head_reduce="none")
