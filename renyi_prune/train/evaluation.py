@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from torch import nn
 
 from .._argtypes import UsageError
 from .._io import check_writable, write_json
@@ -123,6 +126,11 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
         raise UsageError(f"argument --model: {err}") from None
     if folder is not None:
         return _evaluate_transformers(config, folder)
+    return _evaluate_timm(config)
+
+
+def _evaluate_timm(config: EvalConfig) -> dict[str, Any]:
+    """:func:`evaluate_checkpoint` for a checkpoint of a timm model."""
     if config.checkpoint is None:
         raise UsageError("--checkpoint is needed (unless --model is a folder holding a transformers model)")
     ckpt = read_checkpoint(config.checkpoint, "--checkpoint")
@@ -146,25 +154,38 @@ def evaluate_checkpoint(config: EvalConfig) -> dict[str, Any]:
     splits["val"].transform = build_transform(
         data_config(config, found["dataset"], model, img_size, base), False
     )
+    result = _evaluate_on(config, runtime, amp, model, splits["val"], img_size, prune)
+    return _finish(
+        config, runtime, result, model=found["name"], model_kwargs=found["model_kwargs"], img_size=img_size,
+        dataset=found["dataset"], checkpoint=str(config.checkpoint),
+    )  # fmt: skip
+
+
+def _evaluate_on(
+    config: EvalConfig, runtime: Any, amp: Any, model: nn.Module, val_set: Any, img_size: int,
+    prune: PruneConfig | None, wrap: Callable[[nn.Module], nn.Module] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Move ``model`` to the device, prune it, evaluate it (``wrap(model)`` if given) on ``val_set``
+    (``max_val_images`` of it); the result with the GFLOPs of one image, the pruning and its label."""
     model.to(runtime.device)
     if prune is not None:
         apply_pruning(prune, model)
     workers = config.workers if config.workers is not None else default_workers(runtime)
-    loader = val_loader(subset(splits["val"], config.max_val_images), config.batch_size, workers, runtime)
-    result = evaluate(
-        model, loader, runtime.device, amp, progress=config.progress and runtime.is_main, runtime=runtime
-    )
+    loader = val_loader(subset(val_set, config.max_val_images), config.batch_size, workers, runtime)
+    evaluated = model if wrap is None else wrap(model)
+    progress = config.progress and runtime.is_main
+    result = evaluate(evaluated, loader, runtime.device, amp, progress=progress, runtime=runtime)
     result["gflops"] = count_gflops(model, img_size)
     result.update(
         pruning=prune.to_dict() if prune is not None else None,
         label=prune.label if prune is not None else "unpruned",
-        model=found["name"],
-        model_kwargs=found["model_kwargs"],
-        img_size=img_size,
-        dataset=found["dataset"],
-        checkpoint=str(config.checkpoint),
-        environment=environment(runtime),
     )
+    return result
+
+
+def _finish(config: EvalConfig, runtime: Any, result: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """``result`` with ``fields`` and the environment; written to ``config.output`` (rank 0) if given."""
+    result.update(fields, environment=environment(runtime))
     if config.output is not None and runtime.is_main:
         write_json(config.output, result)
     return result
@@ -196,31 +217,9 @@ def _evaluate_transformers(config: EvalConfig, folder: Path) -> dict[str, Any]:
     base = {**prep, "img_size": img_size} if own else None
     stand_in = types.SimpleNamespace(pretrained_cfg=prep)  # data_config reads the model's pretrained_cfg
     splits["val"].transform = build_transform(data_config(config, dataset, stand_in, img_size, base), False)
-    model.to(runtime.device)
-    if config.prune is not None:
-        apply_pruning(config.prune, model)
-    workers = config.workers if config.workers is not None else default_workers(runtime)
-    loader = val_loader(subset(splits["val"], config.max_val_images), config.batch_size, workers, runtime)
-    result = evaluate(
-        Logits(model),
-        loader,
-        runtime.device,
-        amp,
-        progress=config.progress and runtime.is_main,
-        runtime=runtime,
-    )
-    result["gflops"] = count_gflops(model, img_size)
-    result.update(
-        pruning=config.prune.to_dict() if config.prune is not None else None,
-        label=config.prune.label if config.prune is not None else "unpruned",
-        model=str(folder.resolve()),
-        model_kwargs={},
-        img_size=img_size,
-        dataset=dataset,
-        checkpoint=None,
-        normalization={"mean": list(prep["mean"]), "std": list(prep["std"]), "source": prep["source"]},
-        environment=environment(runtime),
-    )
-    if config.output is not None and runtime.is_main:
-        write_json(config.output, result)
-    return result
+    result = _evaluate_on(config, runtime, amp, model, splits["val"], img_size, config.prune, wrap=Logits)
+    normalization = {"mean": list(prep["mean"]), "std": list(prep["std"]), "source": prep["source"]}
+    return _finish(
+        config, runtime, result, model=str(folder.resolve()), model_kwargs={}, img_size=img_size,
+        dataset=dataset, checkpoint=None, normalization=normalization,
+    )  # fmt: skip

@@ -77,26 +77,45 @@ def evaluate(
         >>> r["top1"], r["top5"], r["images"], round(r["loss"], 4), r["images_per_s"] > 0
         (50.0, 100.0, 4, 1.0514, True)
     """
-    from timm.utils import AverageMeter, accuracy
+    from timm.utils import AverageMeter
 
     model.eval()
-    top1, top5, loss = AverageMeter(), AverageMeter(), AverageMeter()
+    meters = (AverageMeter(), AverageMeter(), AverageMeter())  # top-1, top-5, loss
     forward_s = 0.0
     with _progress(len(loader), desc, progress) as bar:
         for images, target in loader:
-            images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            sync(device)
-            start = time.perf_counter()
-            with autocast(device, amp_dtype):
-                logits = model(images)
-            sync(device)
-            forward_s += time.perf_counter() - start
-            logits, n = logits.float(), len(target)
-            acc1, acc5 = accuracy(logits, target, topk=(1, min(5, logits.shape[1])))
-            top1.update(acc1.item(), n)
-            top5.update(acc5.item(), n)
-            loss.update(F.cross_entropy(logits, target).item(), n)
+            forward_s += _eval_batch(model, images, target, device, amp_dtype, meters)
             bar.update()
+    return _eval_totals(meters, forward_s, runtime)
+
+
+def _eval_batch(
+    model: nn.Module, images: torch.Tensor, target: torch.Tensor, device: torch.device,
+    amp_dtype: torch.dtype | None, meters: tuple[Any, Any, Any],
+) -> float:  # fmt: skip
+    """Evaluate one batch into the (top-1, top-5, loss) ``meters``; returns the forward's seconds
+    (device-synchronized)."""
+    from timm.utils import accuracy
+
+    images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+    sync(device)
+    start = time.perf_counter()
+    with autocast(device, amp_dtype):
+        logits = model(images)
+    sync(device)
+    seconds = time.perf_counter() - start
+    logits, n = logits.float(), len(target)
+    acc1, acc5 = accuracy(logits, target, topk=(1, min(5, logits.shape[1])))
+    top1, top5, loss = meters
+    top1.update(acc1.item(), n)
+    top5.update(acc5.item(), n)
+    loss.update(F.cross_entropy(logits, target).item(), n)
+    return seconds
+
+
+def _eval_totals(meters: tuple[Any, Any, Any], forward_s: float, runtime: Runtime | None) -> dict[str, float]:
+    """:func:`evaluate`'s result from its meters, summed over the process group under ``torchrun``."""
+    top1, top5, loss = meters
     rate = top1.count / forward_s if forward_s > 0 else 0.0
     sums = torch.tensor([top1.sum / 100, top5.sum / 100, loss.sum, top1.count, rate], dtype=torch.float64)
     correct1, correct5, loss_sum, count, rate = _all_reduce(sums, runtime).tolist()

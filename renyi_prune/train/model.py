@@ -232,6 +232,12 @@ def load_transformers_model(folder: str | os.PathLike[str]) -> tuple[nn.Module, 
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     if not isinstance(size[0], int) or size[0] != size[1]:
         raise ValueError(f"{path}/config.json: need a square image_size, got {config.image_size!r}")
+    return model, int(size[0]), _preprocessing(path)
+
+
+def _preprocessing(path: Path) -> dict[str, Any]:
+    """Mean/std/interpolation of ``path/preprocessor_config.json``, else ImageNet's (see
+    :func:`load_transformers_model`)."""
     prep = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic", "crop_pct": 1.0,
             "source": "ImageNet defaults"}  # fmt: skip
     pre_file = path / "preprocessor_config.json"
@@ -239,7 +245,7 @@ def load_transformers_model(folder: str | os.PathLike[str]) -> tuple[nn.Module, 
     if saved.get("image_mean") is not None and saved.get("image_std") is not None:
         prep.update(mean=tuple(saved["image_mean"]), std=tuple(saved["image_std"]), source=str(pre_file))
         prep["interpolation"] = _RESAMPLE.get(saved.get("resample"), "bicubic")
-    return model, int(size[0]), prep
+    return prep
 
 
 class Logits(nn.Module):
