@@ -20,8 +20,11 @@ from .criteria import (
 )
 from .flops import count_flops
 from .ops import attention_with_entropy
+from .pretrained import load_pretrained
 from .pruning import (  # the module behind patch(): renyi_prune.pruning
+    WithKeptTokens,
     is_patched,
+    kept_patch_mask,
     kept_token_indices,
     num_kept,
     patch,
@@ -44,6 +47,7 @@ __all__ = [
     "Criterion",
     "ModelAdapter",
     "PruneConfig",
+    "WithKeptTokens",
     "adapter_for",
     "attention_column_norm",
     "attention_probs",
@@ -55,6 +59,8 @@ __all__ = [
     "get_criterion",
     "is_patched",
     "keep_rate_warmup",
+    "load_pretrained",
+    "kept_patch_mask",
     "kept_token_indices",
     "num_kept",
     "patch",

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ._validate import check_head_reduce, check_qkv, check_scale, is_real
-from .kernels import attention_column_power_sum
+from .kernels import attention_column_power_sum, is_interpreting
 from .kernels.attention_colnorm import alloc_column_sums
 from .ops import check_head_dim, uses_triton
 from .reference import probs_from_logits
@@ -59,6 +59,15 @@ def _column_power_sum(
 @_column_power_sum.register_fake
 def _column_power_sum_fake(q, k, lse, scale, order):
     return alloc_column_sums(q, k)  # the launcher's own allocation: one place for shape and dtype
+
+
+@_column_power_sum.register_kernel("cpu")
+def _column_power_sum_cpu(q, k, lse, scale, order):
+    # the Triton pass under the interpreter; else (e.g. a torch.export program made on a GPU, run on a
+    # CPU machine) the eager power sums, so exported programs run on any device
+    if is_interpreting():
+        return attention_column_power_sum(q, k, lse, scale, order)
+    return _eager_power_sums(q, k, lse, scale, order).float()
 
 
 def column_pass_flop_handle(inputs: list[Any], outputs: list[Any]) -> Number:
@@ -192,14 +201,21 @@ def attention_column_norm_reference(
     order = _check_order(order)
     check_head_reduce(head_reduce)
     scale = check_scale(scale, q.shape[-1])
+    sums = _eager_power_sums(q, k, lse, scale, order)
+    norms = sums if math.isinf(order) else sums ** (1.0 / order)
+    return norms.mean(dim=1) if head_reduce == "mean" else norms
+
+
+def _eager_power_sums(
+    q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor | None, scale: float, order: float
+) -> torch.Tensor:
+    """(B, H, M) Σ_i p_ij^n (max_i p_ij for n = ∞) from a materialized P, fp64 for fp64 inputs else fp32."""
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
     logits = (q.to(compute) @ k.to(compute).transpose(-2, -1)) * scale
     p, _ = probs_from_logits(logits, None if lse is None else lse.to(compute))
     if math.isinf(order):
-        norms = p.amax(dim=-2) if p.shape[-2] else p.new_zeros(p.shape[:-2] + p.shape[-1:])
-    else:
-        norms = (p**order).sum(dim=-2) ** (1.0 / order)
-    return norms.mean(dim=1) if head_reduce == "mean" else norms
+        return p.amax(dim=-2) if p.shape[-2] else p.new_zeros(p.shape[:-2] + p.shape[-1:])
+    return (p**order).sum(dim=-2)
 
 
 def _chunked_lse(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:

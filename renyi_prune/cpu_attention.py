@@ -33,7 +33,7 @@ import torch
 
 from .reference import attention_with_entropy_reference, renyi_entropy_from_log_probs
 
-__all__ = ["attention_with_entropy_cpu"]
+__all__ = ["attention_with_entropy_cpu", "attention_with_entropy_cpu_backward"]
 
 # |α − 1| below which log Σ p^α / (1 − α) cancels: the reference's log1p series form takes over
 _NEAR_ONE = 0.25
@@ -155,3 +155,62 @@ def attention_with_entropy_cpu(
     if head_reduce == "mean":
         ent = ent.mean(dim=1)
     return out, ent, lse
+
+
+def attention_with_entropy_cpu_backward(
+    dout: torch.Tensor,
+    grad_ent: torch.Tensor | None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    out: torch.Tensor,
+    ent: torch.Tensor,
+    argmax: torch.Tensor,
+    scale: float,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dq, dk, dv of the fused op on CPU, what the Triton backward computes, from a materialized P.
+
+    The CPU implementation of the backward custom op (a program traced where the Triton path ran, run
+    on a CPU machine). Standard attention gradients (dv = Pᵀ dout, ds = P ∘ (dP − rowsum(dout ∘ out)))
+    plus, with ``grad_ent`` (B, H, N), the entropy term grad_ent · ∂H/∂s_j: −p_j (log p_j + H)
+    (Shannon), α/(1−α)·(p_j^α/Σ_k p_k^α − p_j) (Rényi; p^α/Σ p^α = softmax(α s)), p_j − 1[j = argmax]
+    (min-entropy, ``argmax`` (B, H, N) from the forward), 0 (α = 0); s the scaled logits.
+
+    Args: as the backward op: dout, out (B, H, N, D); q (B, H, N, D); k, v (B, H, M, D); ent (B, H, N)
+    per-head entropy of the forward. Computed in fp32 with (B, H, N, M) temporaries; returned in the
+    dtypes of q, k, v.
+
+    Example:
+        >>> import torch
+        >>> from renyi_prune.cpu_attention import attention_with_entropy_cpu as forward
+        >>> from renyi_prune.cpu_attention import attention_with_entropy_cpu_backward as backward
+        >>> q, k, v = (torch.randn(1, 2, 5, 16, requires_grad=True) for _ in range(3))
+        >>> out, ent, lse = forward(q, k, v, 2.0, 0.25, "none")
+        >>> dout, dent = torch.ones_like(out), torch.ones_like(ent)
+        >>> grads = backward(dout, dent, q, k, v, out, ent, torch.empty(0), 0.25, 2.0)
+        >>> expected = torch.autograd.grad((out * dout).sum() + (ent * dent).sum(), (q, k, v))
+        >>> all(torch.allclose(g, e, atol=1e-5) for g, e in zip(grads, expected))
+        True
+    """
+    f32 = torch.float32
+    qf, kf, vf, do = (t.to(f32) for t in (q, k, v, dout))
+    s = (qf @ kf.transpose(-2, -1)) * scale
+    p = torch.softmax(s, dim=-1)
+    ds = p * (do @ vf.transpose(-2, -1) - (do * out.to(f32)).sum(dim=-1, keepdim=True))
+    if grad_ent is not None and alpha != 0.0:
+        ds = ds + grad_ent.to(f32).unsqueeze(-1) * _entropy_logit_grad(p, s, ent.to(f32), argmax, alpha)
+    dq, dk = (ds @ kf) * scale, (ds.transpose(-2, -1) @ qf) * scale
+    return dq.to(q.dtype), dk.to(k.dtype), (p.transpose(-2, -1) @ do).to(v.dtype)
+
+
+def _entropy_logit_grad(
+    p: torch.Tensor, s: torch.Tensor, ent: torch.Tensor, argmax: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """∂H_α/∂s_j for every row (α > 0), (B, H, N, M), as in :func:`attention_with_entropy_cpu_backward`."""
+    if alpha == 1.0:
+        return -(torch.xlogy(p, p) + p * ent.unsqueeze(-1))
+    if math.isinf(alpha):
+        index = argmax.long() if argmax.numel() else s.argmax(dim=-1)
+        return p - torch.zeros_like(p).scatter_(-1, index.unsqueeze(-1), 1.0)
+    return alpha / (1.0 - alpha) * (torch.softmax(alpha * s, dim=-1) - p)

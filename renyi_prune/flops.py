@@ -78,7 +78,9 @@ def attention_flop_handle(inputs: list[Any], outputs: list[Any]) -> Number:
     return _attention_macs(*(get_shape(t) for t in inputs[:3]))
 
 
-def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_size: int = 1) -> float:
+def count_flops(
+    model: nn.Module, img_size: int | tuple[int, int] | None = None, batch_size: int = 1
+) -> float:
     """GFLOPs of one forward pass of ``model`` per batch, counted by fvcore.
 
     Unit: GFLOPs in fvcore's convention (one multiply-add = one FLOP), the convention of the paper's
@@ -92,7 +94,9 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
             global ones, and those of a ``random`` criterion). On a patched model this forward replaces what
             :func:`renyi_prune.kept_token_indices` and :func:`renyi_prune.token_scores` report:
             read those before counting.
-        img_size: input side (or (H, W)) in pixels.
+        img_size: input side (or (H, W)) in pixels; ``None``: the model's own input size (timm:
+            ``model.patch_embed.img_size``; transformers: ``model.config.image_size``), e.g. 518 for
+            timm's native DINOv2.
         batch_size: images per forward; the result is for the whole batch.
 
     Returns:
@@ -101,7 +105,8 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
     Raises:
         ImportError: fvcore is not installed.
         TypeError: ``model`` is not an ``nn.Module``.
-        ValueError: ``img_size`` or ``batch_size`` is not a positive int, or the model's forward
+        ValueError: ``img_size`` or ``batch_size`` is not a positive int, ``img_size`` is None and the
+            model does not say its input size, or the model's forward
             rejects the input (an ``AssertionError``, e.g. timm's for a size other than a fixed
             input size, or a side that is not a multiple of the patch size).
 
@@ -116,6 +121,7 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
         raise ImportError("count_flops needs fvcore: pip install fvcore") from e
     if not isinstance(model, nn.Module):
         raise TypeError(f"count_flops takes an nn.Module, got {type(model).__name__}")
+    img_size = _own_img_size(model) if img_size is None else img_size
     sizes = (img_size, img_size) if isinstance(img_size, (int, float)) else tuple(img_size)
     if len(sizes) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
         raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
@@ -143,3 +149,14 @@ def count_flops(model: nn.Module, img_size: int | tuple[int, int] = 224, batch_s
     finally:
         model.train(was_training)
     return total / 1e9
+
+
+def _own_img_size(model: nn.Module) -> tuple[int, int]:
+    """The (H, W) input size a timm or transformers model was built for; ValueError if it says none."""
+    size = getattr(getattr(model, "patch_embed", None), "img_size", None)  # timm
+    if size is None:
+        config = getattr(model, "config", None)  # transformers
+        size = getattr(config, "image_size", None)
+    if size is None:
+        raise ValueError(f"count_flops: {type(model).__name__} does not say its input size: pass img_size")
+    return (size, size) if isinstance(size, int) else tuple(size)

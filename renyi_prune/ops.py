@@ -13,7 +13,9 @@
 
 The Triton path is registered as the PyTorch custom operator
 ``renyi_prune::attention_with_entropy_fwd`` (``torch.library.custom_op`` with a fake
-implementation), so ``torch.jit.trace``-based tools such as fvcore see it as one node by name.
+implementation), so ``torch.jit.trace``-based tools such as fvcore see it as one node by name. Its
+CPU implementation runs the CPU path when the interpreter is off, so a program traced where the
+Triton path ran (``torch.export`` on a GPU) runs on a CPU machine too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Iterator
 import torch
 
 from ._validate import FLOAT_DTYPES, check_alpha, check_flag, check_head_reduce, check_qkv, check_scale
-from .cpu_attention import attention_with_entropy_cpu
+from .cpu_attention import attention_with_entropy_cpu, attention_with_entropy_cpu_backward
 from .kernels import attention_entropy_bwd, attention_entropy_fwd, is_interpreting
 from .kernels._common import empty_bnhd
 from .kernels.attention_entropy_fwd import alloc_fwd_outputs
@@ -101,6 +103,31 @@ def _fused_backward(ctx, dout, dlse, dent, dargmax):
 
 
 _fused_fwd.register_autograd(_fused_backward, setup_context=_fused_setup_context)
+
+
+# CPU implementations of the two ops. A CPU tensor reaches them under the interpreter (the Triton
+# kernels, as the tests run them) or in a program traced where the Triton path ran, e.g. a
+# ``torch.export`` program made on a GPU and run on a CPU machine: then the CPU path computes the same
+# outputs (no Triton driver needed), so an exported program runs on any device.
+
+
+@_fused_fwd.register_kernel("cpu")
+def _fused_fwd_cpu(q, k, v, scale, alpha, entropy_grad):
+    if is_interpreting():
+        return attention_entropy_fwd(q, k, v, scale, alpha, entropy_grad)
+    out, lse, ent, argmax = alloc_fwd_outputs(q, alpha, entropy_grad)  # the kernel's shapes and layout
+    for dst, src in zip((out, ent, lse), _eager(q, k, v, alpha, scale, "none", "auto"), strict=True):
+        dst.copy_(src)
+    if argmax.numel():  # min-entropy with entropy_grad: the argmax its gradient needs
+        argmax.copy_((q.float() @ k.float().transpose(-2, -1)).argmax(dim=-1))
+    return out, lse, ent, argmax
+
+
+@_fused_bwd.register_kernel("cpu")
+def _fused_bwd_cpu(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha):
+    if is_interpreting():
+        return attention_entropy_bwd(dout, grad_ent, q, k, v, out, lse, ent, argmax, scale, alpha)
+    return attention_with_entropy_cpu_backward(dout, grad_ent, q, k, v, out, ent, argmax, scale, alpha)
 
 
 BACKENDS = ("auto", "triton", "eager")

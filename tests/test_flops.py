@@ -92,3 +92,12 @@ def test_column_pass_criteria_are_counted(deit_small, criterion, params):
         renyi_prune.unpatch(deit_small)
     extra = sum(6 * n * n * 64 for n in (197, 139, 98)) / 1e9
     assert gflops == pytest.approx(3.00 + extra, abs=0.01)
+
+
+def test_default_img_size_is_the_models_own():
+    """Without img_size, count_flops counts at the size the model was built for (here a timm ViT at 96 px)."""
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=96)  # 36 patches, not 196
+    assert renyi_prune.count_flops(vit) == renyi_prune.count_flops(vit, img_size=96)
+    assert renyi_prune.count_flops(vit) < renyi_prune.count_flops(timm.create_model("vit_tiny_patch16_224"))
+    with pytest.raises(ValueError, match="Sequential does not say its input size: pass img_size"):
+        renyi_prune.count_flops(torch.nn.Sequential(torch.nn.Flatten()))

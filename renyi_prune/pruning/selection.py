@@ -88,13 +88,31 @@ def select_tokens(
     patch_score = score[:, num_prefix_tokens:].float()
     if keep == "highest":
         patch_score = -patch_score
-    order = torch.argsort(patch_score, dim=1, stable=True)
-    kept = torch.sort(order[:, :k], dim=1).values + num_prefix_tokens
+    order = _argsort(patch_score)
+    kept = _ascending(order[:, :k]) + num_prefix_tokens
     prefix = torch.arange(num_prefix_tokens, device=score.device).expand(score.shape[0], -1)
     keep_index = torch.cat([prefix, kept], dim=1)
     if not return_pruned:
         return keep_index
-    return keep_index, torch.sort(order[:, k:], dim=1).values + num_prefix_tokens
+    return keep_index, _ascending(order[:, k:]) + num_prefix_tokens
+
+
+def _argsort(score: torch.Tensor) -> torch.Tensor:
+    """Positions of each row of ``score`` (B, n) from lowest to highest, ties by position, NaN last.
+
+    In an ONNX export, which has no stable sort, ONNX's TopK gives the same order: it breaks ties by
+    the lower index (NaN is mapped to +inf first, so there it ties with +inf scores by position).
+    """
+    if torch.onnx.is_in_onnx_export():
+        return torch.topk(score.nan_to_num(nan=math.inf), score.shape[1], dim=1, largest=False).indices
+    return torch.argsort(score, dim=1, stable=True)
+
+
+def _ascending(index: torch.Tensor) -> torch.Tensor:
+    """Each row of ``index`` (B, m), distinct integers, sorted ascending (a TopK in an ONNX export)."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.topk(index, index.shape[1], dim=1, largest=False).values
+    return torch.sort(index, dim=1).values
 
 
 def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
