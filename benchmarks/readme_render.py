@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from readme_findings import accuracy_finding, e2e_finding, kernel_finding
 from readme_sources import (
     BENCH_KINDS,
     REPO,
@@ -80,7 +81,10 @@ def render_kernel(result: BenchResult, link_root: Path) -> list[str]:
     impls = ", ".join(f"{r['provider']}: {r['impl']}" for r in {r["provider"]: r for r in rows}.values())
     lines = [source_line(result, link_root, ("torch", "triton")), ""]
     lines.append(f"Milliseconds per call (median); fused / X = fused time over X's time ({impls}).")
-    return lines + [""] + md_table(header, body)
+    finding = kernel_finding(
+        [to_num(r.get("x_sdpa")) for r in fused], [to_num(r.get("x_eager")) for r in fused]
+    )
+    return lines + [""] + md_table(header, body) + (["", finding] if finding else [])
 
 
 def _config_order() -> list[str]:
@@ -143,8 +147,11 @@ def render_e2e(result: BenchResult, link_root: Path) -> list[str]:
         f"{', '.join(setting)}, random weights; GFLOPs and token counts in the CSV."
     )
     lines += [""] + md_table(header, body)
+    speeds = {(r["model"], r["config"], to_num(r["keep_rate"])): to_num(r["images_per_s"])
+              for r in rows if not r.get("error") and r["config"] != "unpruned"}  # fmt: skip
+    finding = e2e_finding(speeds)
     target = _target_line(rows)
-    return lines + ([""] + target if target else [])
+    return lines + ([""] + target if target else []) + (["", finding] if finding else [])
 
 
 def render_accuracy(
@@ -193,6 +200,8 @@ def render_accuracy(
         f"{seeds} seed{'' if seeds == '1' else 's'}; the unpruned model is fine-tuned the same way."
     )
     lines += [""] + md_table(header, body)
+    means = {(v, to_num(r)): statistics.fmean(runs) for (v, r), runs in top1s.items() if v != "unpruned"}
+    lines += ["", accuracy_finding(means, "fine-tuned top-1")]
     lines += ["", "Its `results.md` also has top-1 without fine-tuning, images/s, and what these numbers do "
               "and do not show."]  # fmt: skip
     if others:

@@ -1,0 +1,125 @@
+"""One generated sentence under each README results table that says what the numbers show, including
+where the Rényi criterion loses. Pure functions of the table's numbers (no hand-typed claims).
+
+* :func:`accuracy_finding`: top-1 per (criterion, keep rate): the winner per keep rate, and the best Rényi
+  α against EViT and against random;
+* :func:`kernel_finding`: the fused kernel's time against SDPA and the eager reference;
+* :func:`e2e_finding`: Rényi's images/s against EViT's and random's over models and keep rates.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+
+RENYI_PREFIX = "renyi"
+
+
+def _rates_text(rates: Iterable[float]) -> str:
+    return ", ".join(f"{r:g}" for r in sorted(rates, reverse=True))
+
+
+def _span(values: Sequence[float], fmt: str = "{:.1f}") -> str:
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+
+
+def _compare(name: str, gaps: Mapping[float, float], everywhere: str) -> str:
+    """How the best Rényi row compares with ``name``: gaps = Rényi − name per keep rate, in points."""
+    below = {r: -g for r, g in gaps.items() if g < 0}
+    above = {r: g for r, g in gaps.items() if g > 0}
+    if below and not above:
+        return f"below {name} {everywhere} (by {_span(list(below.values()))} points)"
+    if above and not below:
+        return f"above {name} {everywhere} (by {_span(list(above.values()))} points)"
+    parts = []
+    if above:
+        parts.append(f"above {name} at r = {_rates_text(above)}")
+    if below:
+        parts.append(f"below {name} at r = {_rates_text(below)} (by {_span(list(below.values()))} points)")
+    return " and ".join(parts) or f"level with {name} {everywhere}"
+
+
+def accuracy_finding(top1: Mapping[tuple[str, float], float], what: str = "top-1") -> str:
+    """The finding of an accuracy table: ``top1[(criterion, keep_rate)]`` in %, one row per criterion
+    (Rényi rows named ``renyi α=...``; ``evit`` and ``random`` compared when present).
+
+    Example:
+        >>> table = {("renyi α=1", 0.7): 70.0, ("renyi α=2", 0.7): 71.0, ("evit", 0.7): 72.5,
+        ...          ("random", 0.7): 70.5, ("renyi α=1", 0.5): 66.0, ("evit", 0.5): 65.0,
+        ...          ("random", 0.5): 60.0}
+        >>> accuracy_finding(table)
+        'Finding: the highest top-1 is evit at r = 0.7, renyi α=1 at r = 0.5. The best Rényi α is above evit at r = 0.5 and below evit at r = 0.7 (by 1.5 points); it is above random at every keep rate (by 0.5–6.0 points).'
+    """  # noqa: E501
+    rates = sorted({r for _, r in top1}, reverse=True)
+    winners: dict[str, list[float]] = {}
+    for rate in rates:
+        row = {c: v for (c, r), v in top1.items() if r == rate and not math.isnan(v)}
+        if row:
+            winners.setdefault(max(row, key=row.__getitem__), []).append(rate)
+    text = (
+        "Finding: the highest "
+        + what
+        + " is "
+        + ", ".join(f"{name} at r = {_rates_text(rs)}" for name, rs in winners.items())
+    )
+    best_renyi = {}
+    for rate in rates:
+        values = [v for (c, r), v in top1.items() if r == rate and c.startswith(RENYI_PREFIX)]
+        if values:
+            best_renyi[rate] = max(values)
+    comparisons = []
+    for rival in ("evit", "random"):
+        gaps = {r: best_renyi[r] - top1[(rival, r)] for r in best_renyi if (rival, r) in top1}
+        if gaps:
+            comparisons.append(_compare(rival, gaps, "at every keep rate"))
+    if comparisons:
+        text += ". The best Rényi α is " + "; it is ".join(comparisons)
+    return text + "."
+
+
+def kernel_finding(ratios_sdpa: Sequence[float], ratios_eager: Sequence[float]) -> str:
+    """The finding of a kernel table from the fused op's time over SDPA's and over the eager reference's
+    (one ratio per shape; NaN entries are skipped).
+
+    Example:
+        >>> kernel_finding([1.05, 1.2, 1.31], [0.1, 0.25])
+        'Finding: the fused kernel takes 1.05–1.31× the time of SDPA (median 1.20×), which returns no entropy, and 0.10–0.25× the time of the eager reference.'
+    """  # noqa: E501
+    sdpa = [r for r in ratios_sdpa if not math.isnan(r)]
+    eager = [r for r in ratios_eager if not math.isnan(r)]
+    parts = []
+    if sdpa:
+        median = statistics.median(sdpa)
+        parts.append(
+            f"{_span(sdpa, '{:.2f}')}× the time of SDPA (median {median:.2f}×), which returns no entropy"
+        )
+    if eager:
+        parts.append(f"{_span(eager, '{:.2f}')}× the time of the eager reference")
+    return ("Finding: the fused kernel takes " + ", and ".join(parts) + ".") if parts else ""
+
+
+def e2e_finding(images_per_s: Mapping[tuple[str, str, float], float]) -> str:
+    """The finding of an end-to-end table: ``images_per_s[(model, config, keep_rate)]``; Rényi (the
+    ``renyi`` config) against ``evit`` and ``random`` at the same model and keep rate.
+
+    Example:
+        >>> e2e_finding({("deit_s", "renyi", 0.7): 950.0, ("deit_s", "evit", 0.7): 1000.0,
+        ...              ("deit_s", "random", 0.7): 990.0, ("deit_s", "renyi", 0.5): 1300.0,
+        ...              ("deit_s", "evit", 0.5): 1290.0})
+        'Finding: Rényi runs at 0.95–1.01× the images/s of evit (slower in 1 of 2 cases) and 0.96× the images/s of random (slower in 1 of 1 case).'
+    """  # noqa: E501
+    parts = []
+    for rival in ("evit", "random"):
+        ratios = [
+            v / images_per_s[(m, rival, r)]
+            for (m, c, r), v in images_per_s.items()
+            if c == RENYI_PREFIX and (m, rival, r) in images_per_s
+        ]
+        if ratios:
+            slower = sum(x < 1 for x in ratios)
+            case = "case" if len(ratios) == 1 else "cases"
+            span = _span(ratios, "{:.2f}")
+            parts.append(f"{span}× the images/s of {rival} (slower in {slower} of {len(ratios)} {case})")
+    return ("Finding: Rényi runs at " + " and ".join(parts) + ".") if parts else ""
