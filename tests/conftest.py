@@ -11,8 +11,10 @@ import math
 import os
 
 import pytest
+import timm
 import torch
 from hypothesis import settings
+from timm.models.vision_transformer import VisionTransformer
 
 # Property tests draw the same examples on every run and machine (derandomize, no example database),
 # so a green run stays green on rerun; HYPOTHESIS_PROFILE=explore draws new, more examples locally.
@@ -71,6 +73,41 @@ def timm_qkv(device):
         return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
     return timm_qkv
+
+
+@pytest.fixture(scope="session")
+def timm_model(device):
+    """``timm_model(name, **kwargs)``: the timm model ``name`` with random weights (seed 0), in eval mode on
+    the test device."""
+
+    def timm_model(name: str, **kwargs):
+        torch.manual_seed(0)
+        return timm.create_model(name, pretrained=False, **kwargs).eval().to(device)
+
+    return timm_model
+
+
+@pytest.fixture(scope="session")
+def vit32(device):
+    """``vit32(**kwargs)``: a tiny timm ViT for 32 px images: 8 px patches (16 patches), width 64, depth 4,
+    2 heads of 32, 10 classes (``kwargs`` override these); random weights (seed 0), eval mode, test device."""
+
+    def vit32(**kwargs):
+        torch.manual_seed(0)
+        config = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10)
+        return VisionTransformer(**{**config, **kwargs}).eval().to(device)
+
+    return vit32
+
+
+@pytest.fixture(scope="session")
+def images32(device):
+    """``images32(batch=2, seed=1)``: (batch, 3, 32, 32) N(0, 1) images (``vit32``'s size), test device."""
+
+    def images32(batch: int = 2, seed: int = 1) -> torch.Tensor:
+        return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    return images32
 
 
 def _ranked(score: torch.Tensor, keep: str, prefix: int) -> torch.Tensor:

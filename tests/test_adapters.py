@@ -5,7 +5,6 @@ tuples) pruned by the same engine through its own adapter."""
 import pathlib
 
 import pytest
-import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -32,22 +31,11 @@ REGISTER_MODELS = {
 
 
 @pytest.fixture(scope="module")
-def make(device):
-    """``make(name, **kwargs)``: a timm model, random weights (seed 0), in eval mode on the test device."""
-
-    def make(name, **kwargs):
-        torch.manual_seed(0)
-        return timm.create_model(name, pretrained=False, **kwargs).eval().to(device)
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def register_vit(make, device):
+def register_vit(timm_model, device):
     """``register_vit(name)`` → a register-token ViT of ``REGISTER_MODELS`` and a batch of 2 images for it."""
 
     def register_vit(name):
-        model = make(name, **REGISTER_MODELS[name])
+        model = timm_model(name, **REGISTER_MODELS[name])
         x = torch.randn(2, 3, *model.patch_embed.img_size, generator=torch.Generator().manual_seed(1))
         return model, x.to(device)
 
@@ -84,10 +72,11 @@ def test_register_token_vit_at_keep_rate_one_is_the_unpatched_model(name, regist
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
-def test_adapter_for_picks_by_type(make):
-    timm_adapter = adapter_for(make("deit_tiny_patch16_224", img_size=32))
+def test_adapter_for_picks_by_type(timm_model):
+    timm_adapter = adapter_for(timm_model("deit_tiny_patch16_224", img_size=32))
     assert timm_adapter.family == "timm VisionTransformer"
-    assert adapter_for(make("deit_tiny_distilled_patch16_224", img_size=32)) is timm_adapter  # a subclass
+    distilled = timm_model("deit_tiny_distilled_patch16_224", img_size=32)
+    assert adapter_for(distilled) is timm_adapter  # a subclass
     assert "timm VisionTransformer" in renyi_prune.available_adapters()
 
 

@@ -7,35 +7,9 @@ import re
 
 import pytest
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 import renyi_prune
 from renyi_prune import PruneConfig, num_kept
-
-
-@pytest.fixture(scope="module")
-def vit(device):
-    """``vit()``: a tiny timm ViT (32 px, 16 patches, depth 4, 2 heads), random weights (seed 0), in
-    eval mode on the test device."""
-
-    def vit():
-        torch.manual_seed(0)
-        model = VisionTransformer(
-            img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10
-        )
-        return model.eval().to(device)
-
-    return vit
-
-
-@pytest.fixture(scope="module")
-def images(device):
-    """``images(batch=2, seed=1)``: random (batch, 3, 32, 32) images on the test device."""
-
-    def images(batch=2, seed=1):
-        return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
-
-    return images
 
 
 @pytest.mark.parametrize(
@@ -90,28 +64,28 @@ def _run(model, x):
         dict(criterion="colln", order=3.0, keep_rate=0.6, prune_blocks=(2,)),
     ],
 )
-def test_patch_with_a_config_is_patch_with_keywords(settings, images, vit):
+def test_patch_with_a_config_is_patch_with_keywords(settings, images32, vit32):
     """The same computation run twice: the kept tokens and outputs are equal bit for bit."""
     fields = {k: v for k, v in settings.items() if k in ("criterion", "keep_rate", "alpha", "prune_blocks",
                                                         "fuse_pruned")}  # fmt: skip
     params = {k: v for k, v in settings.items() if k not in fields}
     config = PruneConfig(**fields, params=params)
-    x = images()
-    a = _run(renyi_prune.patch(vit(), config), x)
-    b = _run(renyi_prune.patch(vit(), **settings), x)
+    x = images32()
+    a = _run(renyi_prune.patch(vit32(), config), x)
+    b = _run(renyi_prune.patch(vit32(), **settings), x)
     assert torch.equal(a[0], b[0])
     for got, want in zip(a[1:], b[1:], strict=True):
         assert got.keys() == want.keys() and all(torch.equal(got[i], want[i]) for i in got)
 
 
-def test_keywords_override_the_config(images, vit):
-    model = vit()
+def test_keywords_override_the_config(images32, vit32):
+    model = vit32()
     config = PruneConfig("colln", keep_rate=0.5, params={"order": 3.0}, prune_blocks=(1, 2))
     renyi_prune.patch(model, config, keep_rate=0.75)
     states = {i: blk._renyi_prune for i, blk in enumerate(model.blocks) if "_renyi_prune" in blk.__dict__}
     assert [s.keep_rate for s in states.values()] == [0.75, 0.75]
     assert all(s.params == {"order": 3.0} for s in states.values())  # the config's parameter stays
-    _run(model, images())
+    _run(model, images32())
     counts = [t.shape[1] - 1 for t in renyi_prune.kept_token_indices(model).values()]
     assert counts == [num_kept(17, 1, 0.75), num_kept(1 + 12, 1, 0.75)]
     renyi_prune.patch(model, config, order=1.5, prune_blocks=[2])  # a parameter merges into params
@@ -127,8 +101,8 @@ def test_keywords_override_the_config(images, vit):
 
 
 @pytest.mark.parametrize("second", [0.5, "renyi", {"keep_rate": 0.5}, (1, 2)])
-def test_a_positional_second_argument_must_be_a_config(second, vit):
-    model = vit()
+def test_a_positional_second_argument_must_be_a_config(second, vit32):
+    model = vit32()
     with pytest.raises(TypeError, match=re.escape(f"must be a PruneConfig, got {second!r}")):
         renyi_prune.patch(model, second)
     assert not renyi_prune.is_patched(model)

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import timm
 import torch
 
 import renyi_prune
@@ -20,20 +19,8 @@ from renyi_prune.pruning import num_kept
 
 
 @pytest.fixture(scope="module")
-def make(device):
-    """``make(name="deit_tiny_patch16_224", **kwargs)``: a timm model, random weights (seed 0), in eval
-    mode on the test device."""
-
-    def make(name="deit_tiny_patch16_224", **kwargs):
-        torch.manual_seed(0)
-        return timm.create_model(name, pretrained=False, **kwargs).eval().to(device)
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def deit_tiny(make):
-    return make()
+def deit_tiny(timm_model):
+    return timm_model("deit_tiny_patch16_224")
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +101,8 @@ def test_random_criterion_is_seeded(deit_tiny, images):
 
 
 @pytest.mark.parametrize("criterion", ["renyi", "evit", "colln", "headvar", "headmad", "random", "shannon"])
-def test_prefix_tokens_never_pruned(criterion, device, make):
-    model = make("deit_small_distilled_patch16_224")
+def test_prefix_tokens_never_pruned(criterion, device, timm_model):
+    model = timm_model("deit_small_distilled_patch16_224")
     renyi_prune.patch(model, keep_rate=0.3, criterion=criterion)
     with torch.no_grad():
         model(torch.randn(1, 3, 224, 224).to(device))
@@ -146,15 +133,15 @@ def test_attention_pass_computes_only_what_is_needed(monkeypatch):
 
 
 @pytest.mark.parametrize("keep_rate, gflops", [(0.7, 3.04), (0.5, 2.31), (0.3, 1.82)])
-def test_fusion_flops_match_evit_column(keep_rate, gflops, make):
-    model = make("deit_small_patch16_224")
+def test_fusion_flops_match_evit_column(keep_rate, gflops, timm_model):
+    model = timm_model("deit_small_patch16_224")
     renyi_prune.patch(model, keep_rate=keep_rate, criterion="evit", fuse_pruned=True)
     assert renyi_prune.count_flops(model) == pytest.approx(gflops, abs=0.01)
 
 
-def test_fused_token_is_cls_weighted_sum_of_pruned_tokens(device, make):
+def test_fused_token_is_cls_weighted_sum_of_pruned_tokens(device, timm_model):
     """With the MLP branch silenced (ls2 = 0) a pruning block outputs kept tokens + the fused token."""
-    model = make("vit_small_patch14_dinov2", img_size=56, init_values=0.5)
+    model = timm_model("vit_small_patch14_dinov2", img_size=56, init_values=0.5)
     blk = model.blocks[3]
     blk.ls2.gamma.data.zero_()
     x = torch.randn(2, 17, model.embed_dim).to(device)
@@ -226,7 +213,7 @@ def test_keep_rate_warmup():
         keep_rate_warmup(0, 1.5, ramp_steps=3)
 
 
-def test_registering_a_criterion_is_one_object(device, make):
+def test_registering_a_criterion_is_one_object(device, timm_model):
     from renyi_prune.criteria import register_criterion
     from renyi_prune.criteria.base import _REGISTRY
 
@@ -235,7 +222,7 @@ def test_registering_a_criterion_is_one_object(device, make):
     )
     register_criterion(crit)
     try:
-        model = make()
+        model = timm_model("deit_tiny_patch16_224")
         renyi_prune.patch(model, keep_rate=0.5, criterion="norm_test")
         with torch.no_grad():
             model(torch.randn(1, 3, 224, 224).to(device))
@@ -288,7 +275,7 @@ def test_criteria_are_copied_and_pickled_by_name():
         pickle.dumps(stray)
 
 
-def test_criterion_hooks_set_up_each_block_and_the_attention_pass(monkeypatch, device, make):
+def test_criterion_hooks_set_up_each_block_and_the_attention_pass(monkeypatch, device, timm_model):
     """A user's criterion says how to set up each block (setup) and run the attention (attention)."""
     import renyi_prune.pruning.forward as forward
 
@@ -310,7 +297,7 @@ def test_criterion_hooks_set_up_each_block_and_the_attention_pass(monkeypatch, d
     register_criterion(crit)
     monkeypatch.setattr(forward, "run_attention", recording_run_attention)
     try:
-        model = make(img_size=64)
+        model = timm_model("deit_tiny_patch16_224", img_size=64)
         renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1, 2), criterion=crit.name, alpha=[1.0, 3.0])
         with torch.no_grad():
             model(torch.randn(1, 3, 64, 64).to(device))

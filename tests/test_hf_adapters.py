@@ -52,23 +52,13 @@ def make(device):
     return make
 
 
-@pytest.fixture(scope="module")
-def images(device):
-    """``images(batch=2, seed=1)``: random (batch, 3, 32, 32) images on the test device."""
-
-    def images(batch=2, seed=1):
-        return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
-
-    return images
-
-
 def result(output):
     return output.logits if hasattr(output, "logits") else output.last_hidden_state
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_keep_rate_one_is_the_unpatched_model_and_unpatch_restores_it(name, images, make):
-    model, x = make(name), images()
+def test_keep_rate_one_is_the_unpatched_model_and_unpatch_restores_it(name, images32, make):
+    model, x = make(name), images32()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         ref = result(model(x))
@@ -103,9 +93,9 @@ def _reference_scores(block, x, alpha):
     "name", ["ViTForImageClassification", "DeiTForImageClassificationWithTeacher", "Dinov2WithRegistersModel"]
 )
 def test_kept_tokens_are_the_lowest_entropy_patches_and_prefix_tokens_stay(
-    name, assert_same_choices, images, make
+    name, assert_same_choices, images32, make
 ):
-    model, x = make(name), images()
+    model, x = make(name), images32()
     npt = MODELS[name][1]
     renyi_prune.patch(model, keep_rate=0.5, alpha=2.0, prune_blocks=(1, 2))
     with torch.no_grad():
@@ -132,8 +122,8 @@ def test_kept_tokens_are_the_lowest_entropy_patches_and_prefix_tokens_stay(
     "name", ["Dinov2ForImageClassification", "Dinov2WithRegistersForImageClassification"]
 )
 @pytest.mark.parametrize("fuse", [False, True])
-def test_dinov2_classifier_pools_the_kept_patch_tokens(name, fuse, images, make):
-    model, x = make(name), images()
+def test_dinov2_classifier_pools_the_kept_patch_tokens(name, fuse, images32, make):
+    model, x = make(name), images32()
     npt = MODELS[name][1]
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,), criterion="evit", fuse_pruned=fuse)
     with torch.no_grad():
@@ -144,23 +134,23 @@ def test_dinov2_classifier_pools_the_kept_patch_tokens(name, fuse, images, make)
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_flops_keep_rate_schedule_and_fusion(images, make):
+def test_flops_keep_rate_schedule_and_fusion(images32, make):
     model = make("ViTForImageClassification")
     dense = renyi_prune.count_flops(model, img_size=32)
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1, 2))
     assert renyi_prune.count_flops(model, img_size=32) < dense
     renyi_prune.set_keep_rate(model, [1.0, 0.25])
     with torch.no_grad():
-        model(images())
+        model(images32())
     assert {i: t.shape[1] for i, t in renyi_prune.kept_token_indices(model).items()} == {1: 17, 2: 5}
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,), fuse_pruned=True)
     with torch.no_grad():
-        hidden = model(images(), output_hidden_states=True).hidden_states
+        hidden = model(images32(), output_hidden_states=True).hidden_states
     assert [h.shape[1] for h in hidden] == [17, 17, 1 + 8 + 1, 10]
 
 
-def test_what_pruning_cannot_honour_raises_naming_it(images, make):
-    model, x = make("ViTForImageClassification"), images()
+def test_what_pruning_cannot_honour_raises_naming_it(images32, make):
+    model, x = make("ViTForImageClassification"), images32()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,))
     padding = torch.ones(2, 17, dtype=torch.bool)
     padding[1, -1] = False
@@ -207,11 +197,11 @@ def test_unsupported_models_and_layers_are_named(make):
         renyi_prune.patch(model, prune_blocks=(3,))
 
 
-def test_empty_batch_and_bad_inputs(images, make):
+def test_empty_batch_and_bad_inputs(images32, make):
     model = make("ViTForImageClassification")
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(0, 1, 2))  # transformers' own layers fail at B = 0
     with torch.no_grad():
-        assert model(images(batch=0)).logits.shape == (0, 5)
+        assert model(images32(batch=0)).logits.shape == (0, 5)
     assert renyi_prune.kept_token_indices(model)[2].shape == (0, 1 + 2)
     with pytest.raises(ValueError, match=r"Input image size \(40\*32\)"):  # the model's own checks still run
         model(torch.randn(1, 3, 40, 32))
@@ -219,10 +209,10 @@ def test_empty_batch_and_bad_inputs(images, make):
         model.base_model.layers[1](torch.randn(1, 9, 32), torch.ones(1, 9))
 
 
-def test_compiled_training_step_fullgraph(device, images, make):
+def test_compiled_training_step_fullgraph(device, images32, make):
     model = make("ViTForImageClassification", num_hidden_layers=2).train()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(0,), alpha=2.0)
-    x, labels = images(), torch.tensor([0, 3]).to(device)
+    x, labels = images32(), torch.tensor([0, 3]).to(device)
     eager = model(x).logits
     torch._dynamo.reset()
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
@@ -233,8 +223,8 @@ def test_compiled_training_step_fullgraph(device, images, make):
     assert [t.shape[1] for t in renyi_prune.kept_token_indices(model).values()] == [9]
 
 
-def test_gradient_checkpointing_reuses_the_forward_choice(images, make):
-    model, x = make("ViTForImageClassification").train(), images()
+def test_gradient_checkpointing_reuses_the_forward_choice(images32, make):
+    model, x = make("ViTForImageClassification").train(), images32()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1, 2))
     model(x).logits.sum().backward()
     grads = [p.grad.clone() for p in model.parameters()]
@@ -272,8 +262,8 @@ def test_the_readme_example_runs(capsys):
     assert lines[1] == "[17, 17, 17, 17, 13, 13, 13, 10, 10, 10, 8, 8, 8]"
 
 
-def test_copies_prune_alike_and_unpatch_takes_every_layer_forward_off(images, make):
-    model, x = make("ViTForImageClassification"), images()
+def test_copies_prune_alike_and_unpatch_takes_every_layer_forward_off(images32, make):
+    model, x = make("ViTForImageClassification"), images32()
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=(1,))
     # the pruning layer, and the layer after it (which cuts the mask to its tokens), have a forward
     assert ["forward" in layer.__dict__ for layer in model.vit.layers] == [False, True, True]

@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import timm
 import torch
 
 import renyi_prune
@@ -12,19 +11,8 @@ from renyi_prune.pruning import num_kept, select_tokens
 
 
 @pytest.fixture(scope="module")
-def make(device):
-    """``make(name, **kwargs)``: a timm model, random weights (seed 0), eval mode, test device."""
-
-    def make(name, **kwargs):
-        torch.manual_seed(0)
-        return timm.create_model(name, pretrained=False, **kwargs).eval().to(device)
-
-    return make
-
-
-@pytest.fixture(scope="module")
-def deit_tiny(make):
-    return make("deit_tiny_patch16_224")
+def deit_tiny(timm_model):
+    return timm_model("deit_tiny_patch16_224")
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +102,8 @@ def test_evit_keeps_highest_cls_attention(deit_tiny, images, assert_same_choices
     assert_same_choices({3: expected}, {3: kept}, {3: cls}, "highest", atol=1e-6)
 
 
-def test_unpatch_restores_exactly(images, make):
-    model = make("deit_tiny_patch16_224")
+def test_unpatch_restores_exactly(images, timm_model):
+    model = timm_model("deit_tiny_patch16_224")
     before = {i: dict(blk.__dict__) for i, blk in enumerate(model.blocks)}
     state = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
@@ -133,8 +121,8 @@ def test_unpatch_restores_exactly(images, make):
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
 
-def test_distilled_prefix_tokens_always_kept(device, make):
-    model = make("deit_small_distilled_patch16_224")
+def test_distilled_prefix_tokens_always_kept(device, timm_model):
+    model = timm_model("deit_small_distilled_patch16_224")
     assert model.num_prefix_tokens == 2
     x = torch.randn(1, 3, 224, 224).to(device)
     renyi_prune.patch(model, keep_rate=0.3, alpha=2.0)
@@ -147,11 +135,11 @@ def test_distilled_prefix_tokens_always_kept(device, make):
     assert [t.shape[1] for t in kept.values()] == [2 + 59, 2 + 18, 2 + 6]
 
 
-def test_layerscale_dinov2_and_qk_norm(device, make):
+def test_layerscale_dinov2_and_qk_norm(device, timm_model):
     """LayerScale (ls1/ls2) and q_norm/k_norm are applied by the pruning block: keep_rate=1 is exact."""
     for model in (
-        make("vit_small_patch14_dinov2", img_size=56, init_values=0.5),
-        make("vit_tiny_patch16_224", img_size=64, qk_norm=True),
+        timm_model("vit_small_patch14_dinov2", img_size=56, init_values=0.5),
+        timm_model("vit_tiny_patch16_224", img_size=64, qk_norm=True),
     ):
         x = torch.randn(1, 3, *model.patch_embed.img_size).to(device)
         with torch.no_grad():
@@ -184,8 +172,8 @@ def test_alpha_zero_warns(deit_tiny):
         ("vit_small_patch14_dinov2", {"img_size": 224}),
     ],
 )
-def test_supported_timm_models_prune(name, kwargs, device, make):
-    model = make(name, **kwargs)
+def test_supported_timm_models_prune(name, kwargs, device, timm_model):
+    model = timm_model(name, **kwargs)
     x = torch.randn(1, 3, 224, 224).to(device)
     npt = model.num_prefix_tokens
     n = model.patch_embed.num_patches

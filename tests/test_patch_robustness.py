@@ -24,29 +24,6 @@ CRITERIA = ["renyi", "shannon", "evit", "colln", "headvar", "headmad", "random"]
 PRUNE = (1, 2)
 
 
-@pytest.fixture(scope="module")
-def vit(device):
-    """``vit(**kwargs)``: the tiny timm ViT below, random weights (seed 0), eval mode, test device."""
-
-    def vit(**kwargs):
-        """A tiny timm ViT: 32 px images in 8 px patches (16 patches), depth 4, 2 heads of 32."""
-        torch.manual_seed(0)
-        config = dict(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2, num_classes=10)
-        return VisionTransformer(**{**config, **kwargs}).eval().to(device)
-
-    return vit
-
-
-@pytest.fixture(scope="module")
-def images(device):
-    """``images(batch=2, seed=1)``: random (batch, 3, 32, 32) images on the test device."""
-
-    def images(batch=2, seed=1):
-        return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed)).to(device)
-
-    return images
-
-
 def token_stream(model, x):
     """The tokens after every block of ``model`` (patched or not), run block by block."""
     t = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
@@ -91,18 +68,18 @@ def assert_same_step(plain, checkpointed):
 @pytest.mark.parametrize(
     "criterion, fuse_pruned", [(c, False) for c in CRITERIA] + [("random", True), ("evit", True)]
 )
-def test_gradient_checkpointing_gives_the_same_gradients(criterion, fuse_pruned, device, images, vit):
-    model = vit().train()
-    x, y = images(4), torch.tensor([1, 2, 3, 4], device=device)
+def test_gradient_checkpointing_gives_the_same_gradients(criterion, fuse_pruned, device, images32, vit32):
+    model = vit32().train()
+    x, y = images32(4), torch.tensor([1, 2, 3, 4], device=device)
     plain, checkpointed = with_and_without_checkpointing(
         model, x, y, criterion=criterion, fuse_pruned=fuse_pruned
     )
     assert_same_step(plain, checkpointed)
 
 
-def test_reentrant_checkpointing_replays_the_random_draw(device, images, vit):
-    model = vit().train()
-    x, y = images(4), torch.tensor([1, 2, 3, 4], device=device)
+def test_reentrant_checkpointing_replays_the_random_draw(device, images32, vit32):
+    model = vit32().train()
+    x, y = images32(4), torch.tensor([1, 2, 3, 4], device=device)
     before = use_reentrant_ckpt()
     set_reentrant_ckpt(True)
     try:
@@ -112,10 +89,10 @@ def test_reentrant_checkpointing_replays_the_random_draw(device, images, vit):
     assert_same_step(plain, checkpointed)
 
 
-def test_a_checkpointed_region_spanning_blocks(device, images, vit):
+def test_a_checkpointed_region_spanning_blocks(device, images32, vit32):
     """A region that starts before a pruning block: deterministic criteria recompute the same decision;
     ``random`` cannot find its draw again and says so instead of training on a different one."""
-    x, y = images(4), torch.tensor([1, 2, 3, 4], device=device)
+    x, y = images32(4), torch.tensor([1, 2, 3, 4], device=device)
 
     def step(model, checkpointed):
         model.zero_grad(set_to_none=True)
@@ -126,7 +103,7 @@ def test_a_checkpointed_region_spanning_blocks(device, images, vit):
         torch.nn.functional.cross_entropy(model.forward_head(feats), y).backward()
         return {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    model = renyi_prune.patch(vit().train(), keep_rate=0.5, prune_blocks=PRUNE, criterion="evit")
+    model = renyi_prune.patch(vit32().train(), keep_rate=0.5, prune_blocks=PRUNE, criterion="evit")
     plain, checkpointed = step(model, False), step(model, True)
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-5, rtol=1e-4, msg=name)
@@ -155,13 +132,13 @@ COPIES = {
 
 @pytest.mark.parametrize("how", list(COPIES))
 @pytest.mark.parametrize("criterion, fuse_pruned", [("random", False), ("evit", True)])
-def test_a_copy_prunes_like_the_original(how, criterion, fuse_pruned, images, vit):
+def test_a_copy_prunes_like_the_original(how, criterion, fuse_pruned, images32, vit32):
     model = renyi_prune.patch(
-        vit(), keep_rate=0.5, prune_blocks=PRUNE, criterion=criterion, fuse_pruned=fuse_pruned
+        vit32(), keep_rate=0.5, prune_blocks=PRUNE, criterion=criterion, fuse_pruned=fuse_pruned
     )
-    x = images()
+    x = images32()
     with torch.no_grad():
-        model(images(3, seed=7))  # the generators of `random` move on; the copy continues from here
+        model(images32(3, seed=7))  # the generators of `random` move on; the copy continues from here
         clone = COPIES[how](model)
         out, out_clone = model(x), clone(x)
     kept, kept_clone = renyi_prune.kept_token_indices(model), renyi_prune.kept_token_indices(clone)
@@ -176,10 +153,10 @@ def test_a_copy_prunes_like_the_original(how, criterion, fuse_pruned, images, vi
     assert "forward_intermediates" not in clone.__dict__
 
 
-def test_a_copy_carries_no_record_of_the_original_forward(images, vit):
-    model = renyi_prune.patch(vit(), keep_rate=0.5, prune_blocks=PRUNE, criterion="evit")
+def test_a_copy_carries_no_record_of_the_original_forward(images32, vit32):
+    model = renyi_prune.patch(vit32(), keep_rate=0.5, prune_blocks=PRUNE, criterion="evit")
     with torch.no_grad():
-        model(images())
+        model(images32())
     clone = copy.deepcopy(model)
     with pytest.raises(ValueError, match="has not run yet"):
         renyi_prune.kept_token_indices(clone)
@@ -200,12 +177,12 @@ def test_num_kept_rounds_as_documented():
             assert num_kept(patches + 1, 1, rate) == expected, (rate, patches)
 
 
-def test_model_without_prefix_tokens_keeps_a_patch_at_tiny_keep_rates(images, vit):
-    model = vit(class_token=False, global_pool="avg")
+def test_model_without_prefix_tokens_keeps_a_patch_at_tiny_keep_rates(images32, vit32):
+    model = vit32(class_token=False, global_pool="avg")
     assert model.num_prefix_tokens == 0
     renyi_prune.patch(model, keep_rate=1e-10, prune_blocks=PRUNE, criterion="random")
     with torch.no_grad():
-        out = model(images())
+        out = model(images32())
     assert torch.isfinite(out).all()
     assert [idx.shape for idx in renyi_prune.kept_token_indices(model).values()] == [(2, 1), (2, 1)]
 
@@ -213,11 +190,11 @@ def test_model_without_prefix_tokens_keeps_a_patch_at_tiny_keep_rates(images, vi
 # --- 10. threads -------------------------------------------------------------------------------------------
 
 
-def test_each_thread_reads_its_own_last_forward(images, vit):
+def test_each_thread_reads_its_own_last_forward(images32, vit32):
     model = renyi_prune.patch(
-        vit(), keep_rate=[0.5, 0.7], prune_blocks=PRUNE, criterion="evit", fuse_pruned=True
+        vit32(), keep_rate=[0.5, 0.7], prune_blocks=PRUNE, criterion="evit", fuse_pruned=True
     )
-    inputs = [images(2, seed=1), images(5, seed=2)]
+    inputs = [images32(2, seed=1), images32(5, seed=2)]
     num_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # each forward then computes the same bits in any thread
     try:
@@ -266,11 +243,11 @@ MODELS = {
 
 
 @pytest.fixture(scope="module")
-def patched(vit):
+def patched(vit32):
     """``patched(kind, fuse_pruned=False)``: a tiny ViT of ``MODELS[kind]``, patched at keep rate 0.5."""
 
     def patched(kind, fuse_pruned=False):
-        model = vit(**MODELS[kind])
+        model = vit32(**MODELS[kind])
         if fuse_pruned:
             kwargs = dict(criterion="evit", fuse_pruned=True)
         elif kind == "registers":
@@ -298,10 +275,10 @@ def _token_origins(model, kept):
 @pytest.mark.parametrize(
     "kind, fuse_pruned", [("registers", False), ("registers", True), ("no_prefix", False)]
 )
-def test_forward_intermediates_put_kept_tokens_back_in_the_grid(kind, fuse_pruned, patched, device, images):
+def test_forward_intermediates_put_kept_tokens_back_in_the_grid(kind, fuse_pruned, patched, device, images32):
     model = patched(kind, fuse_pruned)
     npt = model.num_prefix_tokens
-    x = images()
+    x = images32()
     with torch.no_grad():
         final, inter = model.forward_intermediates(x, indices=[0, 1, 2, 3], return_prefix_tokens=True)
         kept = renyi_prune.kept_token_indices(model)
@@ -324,19 +301,19 @@ def test_forward_intermediates_put_kept_tokens_back_in_the_grid(kind, fuse_prune
             assert int(empty.sum()) == (0 if i < 1 else 16 - int(real.sum()))
 
 
-def test_intermediates_before_the_first_pruning_block_are_timms(patched, images, vit):
+def test_intermediates_before_the_first_pruning_block_are_timms(patched, images32, vit32):
     model = patched("registers")
-    reference = vit(**MODELS["registers"])
-    x = images()
+    reference = vit32(**MODELS["registers"])
+    x = images32()
     with torch.no_grad():
         got = model.forward_intermediates(x, indices=[0], intermediates_only=True)
         ref = reference.forward_intermediates(x, indices=[0], intermediates_only=True)
     torch.testing.assert_close(got, ref)
 
 
-def test_every_intermediates_format_and_get_intermediate_layers(patched, images):
+def test_every_intermediates_format_and_get_intermediate_layers(patched, images32):
     model = patched("registers", fuse_pruned=True)
-    x = images()
+    x = images32()
     with torch.no_grad():
         nlc = model.forward_intermediates(x, indices=2, output_fmt="NLC", intermediates_only=True, norm=True)
         nchw = model.forward_intermediates(x, indices=2, intermediates_only=True, norm=True)
@@ -358,10 +335,10 @@ def test_every_intermediates_format_and_get_intermediate_layers(patched, images)
         model.forward_intermediates(x, output_fmt="NHWC")
 
 
-def test_intermediates_that_cannot_be_placed_on_the_grid_raise(device, images, vit):
-    model = renyi_prune.patch(vit(patch_drop_rate=0.5).train(), keep_rate=0.5, prune_blocks=PRUNE)
+def test_intermediates_that_cannot_be_placed_on_the_grid_raise(device, images32, vit32):
+    model = renyi_prune.patch(vit32(patch_drop_rate=0.5).train(), keep_rate=0.5, prune_blocks=PRUNE)
     with pytest.raises(ValueError, match="8 patch tokens entered pruning block 1, not the 16"):
-        model.forward_intermediates(images(), indices=[2])
+        model.forward_intermediates(images32(), indices=[2])
 
     class OtherSignature(VisionTransformer):
         def forward_intermediates(self, x, layers=None):
@@ -371,15 +348,15 @@ def test_intermediates_that_cannot_be_placed_on_the_grid_raise(device, images, v
     other = OtherSignature(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=2).to(device)
     renyi_prune.patch(other, prune_blocks=PRUNE)
     with pytest.raises(NotImplementedError, match="OtherSignature.forward_intermediates"):
-        other.forward_intermediates(images(), layers=[2])
+        other.forward_intermediates(images32(), layers=[2])
     renyi_prune.unpatch(other)
-    assert other.forward_intermediates(images(), layers=[0])[1][0].shape == (2, 64, 4, 4)
+    assert other.forward_intermediates(images32(), layers=[0])[1][0].shape == (2, 64, 4, 4)
 
 
 @pytest.mark.parametrize("kind", list(MODELS))
-def test_forward_features_and_forward_head_run_on_the_kept_tokens(kind, patched, images):
+def test_forward_features_and_forward_head_run_on_the_kept_tokens(kind, patched, images32):
     model = patched(kind)
-    x = images()
+    x = images32()
     with torch.no_grad():
         feats = model.forward_features(x)
         logits = model.forward_head(feats)
@@ -389,8 +366,8 @@ def test_forward_features_and_forward_head_run_on_the_kept_tokens(kind, patched,
     assert logits.shape == (2, 10) and pre.shape == (2, 64) and torch.isfinite(logits).all()
 
 
-def test_unpatch_restores_the_model_and_instance_methods(vit):
-    model = vit()
+def test_unpatch_restores_the_model_and_instance_methods(vit32):
+    model = vit32()
     model_dict = dict(model.__dict__)
     before = {i: dict(blk.__dict__) for i, blk in enumerate(model.blocks)}
     renyi_prune.patch(model, prune_blocks=PRUNE)
@@ -404,10 +381,10 @@ def test_unpatch_restores_the_model_and_instance_methods(vit):
 
 
 @pytest.mark.parametrize("blocks", [np.arange(1, 3), [np.int64(1), np.int64(2)], (np.int32(2), 1)])
-def test_prune_blocks_as_numpy_integers(blocks, images, vit):
-    model = renyi_prune.patch(vit(), keep_rate=0.5, prune_blocks=blocks, criterion="evit")
+def test_prune_blocks_as_numpy_integers(blocks, images32, vit32):
+    model = renyi_prune.patch(vit32(), keep_rate=0.5, prune_blocks=blocks, criterion="evit")
     with torch.no_grad():
-        model(images())
+        model(images32())
     kept = renyi_prune.kept_token_indices(model)
     assert list(kept) == [1, 2] and all(type(i) is int for i in kept)
 
@@ -416,15 +393,15 @@ def test_prune_blocks_as_numpy_integers(blocks, images, vit):
     "kwargs, img_size",
     [({}, 40), ({}, (32, 24)), ({"dynamic_img_size": True}, 36)],  # fixed size; not a patch multiple
 )
-def test_count_flops_names_an_img_size_the_model_cannot_take(kwargs, img_size, vit):
-    model = vit(**kwargs)
+def test_count_flops_names_an_img_size_the_model_cannot_take(kwargs, img_size, vit32):
+    model = vit32(**kwargs)
     with pytest.raises(ValueError, match=f"img_size={img_size!r}".replace("(", r"\(").replace(")", r"\)")):
         renyi_prune.count_flops(model, img_size=img_size)
     assert renyi_prune.count_flops(model, img_size=32) > 0
 
 
-def test_patch_keeps_and_unpatch_restores_a_users_block_forward(images, vit):
-    model = vit()
+def test_patch_keeps_and_unpatch_restores_a_users_block_forward(images32, vit32):
+    model = vit32()
     calls = []
     timm_forward = model.blocks[1].forward
 
@@ -435,12 +412,12 @@ def test_patch_keeps_and_unpatch_restores_a_users_block_forward(images, vit):
     model.blocks[1].forward = wrapper
     renyi_prune.patch(model, keep_rate=0.5, prune_blocks=PRUNE, criterion="evit")
     with torch.no_grad():
-        model(images())
+        model(images32())
     assert renyi_prune.kept_token_indices(model)[1].shape == (2, 9)  # block 1 prunes
     renyi_prune.patch(model, keep_rate=0.7, prune_blocks=PRUNE, criterion="evit")  # re-patching keeps it
     renyi_prune.unpatch(model)
     assert model.blocks[1].forward is wrapper
     with torch.no_grad():
-        model(images())
+        model(images32())
     assert calls == [(2, 17, 64)]
     assert "forward" not in model.blocks[2].__dict__
