@@ -26,7 +26,7 @@ def _load_script():
 
 
 # The fused provider must run the Triton kernel: on CUDA, or on CPU with TRITON_INTERPRET=1 set before
-# renyi_prune was imported (tests/conftest.py does that). Otherwise run the script in a subprocess.
+# renyi_prune was imported (the root conftest.py does that). Otherwise run the script in a subprocess.
 IN_PROCESS = torch.cuda.is_available() or bench.is_interpreting()
 
 
