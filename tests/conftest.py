@@ -1,11 +1,11 @@
 """Shared test helpers, all of them fixtures (the interpreter switch itself is in the root ``conftest.py``).
 
 Test modules request them by name and never import this file (nor each other). The helpers that are
-plain functions (``timm_qkv``, ``assert_same_choices``, ``cut_gap``, ``nonfinite_inputs``) and the values
-(``device``, ``tol``) are session-scoped, so module-scoped fixtures and hypothesis ``@given`` tests can use
-them too; inputs shared as cases parametrize a fixture (``nonfinite_case``). Module-level code
-(``parametrize`` lists, ``skipif`` conditions) cannot request fixtures: it tests
-``torch.cuda.is_available()`` itself."""
+plain functions (``timm_qkv``, ``timm_model``, ``vit32``, ``images32``, ``assert_same_choices``,
+``cut_gap``, ``nonfinite_inputs``) and the values (``device``, ``tol``) are session-scoped, so
+module-scoped fixtures and hypothesis ``@given`` tests can use them too; inputs shared as cases
+parametrize a fixture (``nonfinite_case``). Module-level code (``parametrize`` lists, ``skipif``
+conditions) cannot request fixtures: it tests ``torch.cuda.is_available()`` itself."""
 
 import math
 import os
