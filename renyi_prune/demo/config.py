@@ -31,8 +31,8 @@ FUSED_CRITERIA = ("evit",)
 SAME_AS_RENYI = ("shannon",)
 #: Timed forward passes per configuration (``run_demo(repeats=...)``, ``--repeats``): 5 rather than 3. On a
 #: loaded 2-core VM (20 rounds of 4 configurations, resampled), the 10-90 % range of a per-round speed-up
-#: narrowed by up to a fifth from 3 to 5 passes (evit r = 0.5: 0.93-2.65x to 0.99-2.27x), for about 20 s
-#: more on an idle 2-core machine; the report shows the spread (IQR) of the passes either way.
+#: narrowed by up to a fifth from 3 to 5 passes (evit r = 0.5: 0.93-2.65x to 0.99-2.27x), for an estimated
+#: 20 s more on an idle 2-core machine; the report shows the spread (IQR) of the passes either way.
 DEFAULT_REPEATS = 5
 
 
