@@ -156,8 +156,9 @@ def run_benchmark(settings: Settings) -> list[dict]:
     per model (keep_rate 1.0). Raises :class:`CorrectnessError` (before timing that configuration)
     if a patched model fails the guard. A configuration that runs out of memory, or fails to compile
     with ``compile``, gives rows with ``error`` set instead of timings; other exceptions propagate.
-    Units: ``images_per_s`` (median run; p20/p80), ``ms_per_batch``, ``gflops`` per image (fvcore: one
-    multiply-add = one FLOP), ``speedup_vs_unpruned`` and ``x_evit`` (images/s ratios).
+    Units: ``images_per_s`` (median run; p20/p80, IQR), ``ms_per_batch`` (median run; p20/p80, IQR, min,
+    max), ``gflops`` per image (fvcore: one multiply-add = one FLOP), ``speedup_vs_unpruned`` and
+    ``x_evit`` (images/s ratios).
 
     Raises:
         ValueError: an unknown configuration name.
