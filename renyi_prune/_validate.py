@@ -16,6 +16,21 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 HEAD_REDUCTIONS = ("mean", "none")
 
 
+def type_path(value: Any) -> str:
+    """The module path and name of ``value``'s class, for error messages: two classes may share a name
+    (timm's ``vision_transformer.Block`` and ``beit.Block``).
+
+    Example:
+        >>> from collections import OrderedDict
+        >>> type_path(OrderedDict()), type_path(None)
+        ('collections.OrderedDict', 'None')
+    """
+    if value is None:
+        return "None"
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def is_real(value: Any) -> bool:
     """A Python int/float (bools excluded: ``True`` is not a keep rate)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._validate import type_path
 from .base import AttentionInputs, ModelAdapter, Overrides, PatchView, register_adapter
 
 __all__ = ["SUPPORTED_ATTN_IMPLEMENTATIONS", "HFDinov2Adapter", "HFViTAdapter"]
@@ -111,7 +112,7 @@ class _HFAdapter(ModelAdapter):
         if not isinstance(layers, nn.ModuleList):
             where = ".".join(("model.base_model", *self._path))
             raise TypeError(
-                f"renyi_prune: {where} of {type(model).__name__} is {type(layers).__name__}, "
+                f"renyi_prune: {where} of {type(model).__name__} is {type_path(layers)}, "
                 "not an nn.ModuleList of transformer layers"
             )
         return list(layers)
@@ -124,13 +125,13 @@ class _HFAdapter(ModelAdapter):
         names = sorted(layer for layer, _ in self._layers.values())
         if type(block).forward not in forwards:
             raise TypeError(
-                f"renyi_prune.patch: {where} is {type(block).__name__}, not one of {names} "
+                f"renyi_prune.patch: {where} is {type_path(block)}, not one of {names} "
                 "with its class's forward"
             )
         attn = getattr(block, "attention", None)
         if type(attn).forward is not forwards[type(block).forward]:
             raise TypeError(
-                f"renyi_prune.patch: {where}.attention is {type(attn).__name__}, not the attention of "
+                f"renyi_prune.patch: {where}.attention is {type_path(attn)}, not the attention of "
                 f"{type(block).__name__}; other attention modules are unsupported"
             )
         _check_attn_implementation(attn, where)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._validate import type_path
 from .base import AttentionInputs, ModelAdapter, PatchView, register_adapter
 
 _INTERMEDIATES_ARGS = frozenset({"indices", "output_fmt", "intermediates_only"})
@@ -39,7 +40,7 @@ class TimmViTAdapter(ModelAdapter):
         blocks = getattr(model, "blocks", None)
         if not isinstance(blocks, (nn.Sequential, nn.ModuleList)):
             raise TypeError(
-                f"renyi_prune: {type(model).__name__}.blocks is {type(blocks).__name__}, not an "
+                f"renyi_prune: {type(model).__name__}.blocks is {type_path(blocks)}, not an "
                 "nn.Sequential of timm Blocks"
             )
         return list(blocks)
@@ -59,14 +60,14 @@ class TimmViTAdapter(ModelAdapter):
 
         if type(block).forward is not Block.forward:
             raise TypeError(
-                f"renyi_prune.patch: {where} is {type(block).__name__}, not a timm vision_transformer.Block "
+                f"renyi_prune.patch: {where} is {type_path(block)}, not timm.models.vision_transformer.Block "
                 "(pre-norm block); other block types (e.g. ResPostBlock, ParallelScalingBlock) are "
                 "unsupported"
             )
         attn = getattr(block, "attn", None)
         if attn is None or type(attn).forward is not Attention.forward:
             raise TypeError(
-                f"renyi_prune.patch: {where}.attn is {type(attn).__name__}, not timm.layers.Attention; "
+                f"renyi_prune.patch: {where}.attn is {type_path(attn)}, not timm.layers.Attention; "
                 "other attention types (RoPE, fused qkv variants, ...) are unsupported"
             )
         if getattr(attn, "gate", None) is not None:
