@@ -145,6 +145,11 @@ def load_backbone(
         FileNotFoundError, renyi_prune._io.BadFileError, ImportError: as
             :func:`renyi_prune.pretrained.load_model` and
             :func:`renyi_prune.train.model.load_transformers_model`.
+
+    Example (the offline DINOv2 at 112 px, preprocessed for Fashion-MNIST):
+        >>> bb = load_backbone(None, None, 112, torch.device("cpu"), fashion_mnist=True)  # doctest: +SKIP
+        >>> bb.img_size, bb.mean, bb.crop_pct  # doctest: +SKIP
+        (112, (0.485, 0.456, 0.406), 1.0)
     """
     from ...pretrained import load_model
     from ...train.model import load_transformers_model, transformers_folder

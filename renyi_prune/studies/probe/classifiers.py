@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 __all__ = ["CS", "KNN_K", "KNN_T", "Probes", "fit_probes", "knn_weights", "top1_interval"]
 
 #: Inverse regularization strengths the linear probe's cross-validation chooses among.
-CS = tuple(float(c) for c in np.logspace(-4, 1, 6))
+CS = tuple(float(c) for c in np.logspace(-4, 0, 5))
 #: Neighbours and temperature of the k-NN classifier (DINOv2's evaluation).
 KNN_K, KNN_T = 20, 0.07
 #: Folds of the linear probe's cross-validation (fewer when a class has fewer fitting images).
@@ -50,6 +51,12 @@ class Probes:
     Attributes:
         linear: ``Pipeline(StandardScaler, LogisticRegression)``. knn: ``KNeighborsClassifier``.
         info: how they were fitted (C, folds, CV accuracy per C, k, images).
+
+    Example:
+        >>> x = np.array([[0.0, 1.0], [1.0, 0.0], [0.1, 1.0], [1.0, 0.1]], np.float32)
+        >>> y = np.array([0, 1, 0, 1])
+        >>> [p.tolist() for p in fit_probes(x, y).predict(x)]
+        [[0, 1, 0, 1], [0, 1, 0, 1]]
     """
 
     linear: Any
@@ -58,7 +65,8 @@ class Probes:
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicted labels (linear, k-NN) of float32 ``features`` (n, D)."""
-        return self.linear.predict(features), self.knn.predict(features)
+        with threadpool_limits(1):
+            return self.linear.predict(features), self.knn.predict(features)
 
 
 def _choose_c(x: np.ndarray, y: np.ndarray, seed: int, folds: int) -> tuple[float, list[float]]:
@@ -87,6 +95,30 @@ def _choose_c(x: np.ndarray, y: np.ndarray, seed: int, folds: int) -> tuple[floa
     return float(np.ravel(lr.C_)[0]), [float(s) for s in per_c]
 
 
+def _regularization(x: np.ndarray, y: np.ndarray, seed: int, cache: Any) -> dict[str, Any]:
+    """C by cross-validation (or 1 when a class has a single image), remembered in ``cache`` per features,
+    labels, seed, grid and folds; returns the probe info so far."""
+    folds = min(CV_FOLDS, int(np.bincount(y).compress(np.bincount(y) > 0).min()))
+    info: dict[str, Any] = {"images": len(y), "Cs": list(CS), "cv_folds": folds if folds >= 2 else 0}
+    if folds < 2:
+        return {
+            **info,
+            "C": 1.0,
+            "cv_accuracy": None,
+            "note": "too few images per class for cross-validation",
+        }
+    digest = hashlib.sha256(x.tobytes() + y.astype(np.int64).tobytes()).hexdigest()
+    key = {"kind": "probe-cv-v1", "features": digest, "seed": seed, "Cs": list(CS), "folds": folds}
+    found = cache.get_json(key) if cache is not None else None
+    if found is None:
+        c, per_c = _choose_c(x, y, seed, folds)
+        if cache is not None:
+            cache.put_json(key, {"C": c, "cv_accuracy": per_c})
+    else:
+        c, per_c = float(found["C"]), list(found["cv_accuracy"])
+    return {**info, "C": c, "cv_accuracy": per_c}
+
+
 def fit_probes(x: np.ndarray, y: np.ndarray, seed: int = 0, cache: Any = None) -> Probes:
     """Fit the linear probe (C by cross-validation) and the k-NN classifier on features ``x`` (n, D),
     labels ``y`` (n,). ``cache`` (a :class:`~.cache.FeatureCache`) remembers the chosen C of these exact
@@ -112,31 +144,17 @@ def fit_probes(x: np.ndarray, y: np.ndarray, seed: int = 0, cache: Any = None) -
     x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
     if len(y) < 2 or len(np.unique(y)) < 2:
         raise ValueError(f"need at least two images of two classes to fit a probe, got {len(y)} image(s)")
-    folds = min(CV_FOLDS, int(np.bincount(y).compress(np.bincount(y) > 0).min()))
-    info: dict[str, Any] = {"images": len(y), "Cs": list(CS), "cv_folds": folds if folds >= 2 else 0}
-    if folds >= 2:
-        digest = hashlib.sha256(x.tobytes() + y.astype(np.int64).tobytes()).hexdigest()
-        key = {"kind": "probe-cv-v1", "features": digest, "seed": seed, "Cs": list(CS), "folds": folds}
-        found = cache.get_json(key) if cache is not None else None
-        if found is None:
-            c, per_c = _choose_c(x, y, seed, folds)
-            if cache is not None:
-                cache.put_json(key, {"C": c, "cv_accuracy": per_c})
-        else:
-            c, per_c = float(found["C"]), list(found["cv_accuracy"])
-        info.update(C=c, cv_accuracy=per_c)
-    else:
-        info.update(C=1.0, cv_accuracy=None, note="too few images per class for cross-validation: C = 1")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        linear = make_pipeline(
-            StandardScaler(), LogisticRegression(C=info["C"], max_iter=5000, random_state=seed)
-        )
-        linear.fit(x, y)
-    k = min(KNN_K, len(y))
-    knn = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights=knn_weights, algorithm="brute").fit(
-        x, y
-    )
+    with threadpool_limits(1):  # small BLAS calls: extra threads only spin, badly so on a busy machine
+        info = _regularization(x, y, seed, cache)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            linear = make_pipeline(
+                StandardScaler(), LogisticRegression(C=info["C"], max_iter=5000, random_state=seed)
+            )
+            linear.fit(x, y)
+        k = min(KNN_K, len(y))
+        knn = KNeighborsClassifier(n_neighbors=k, metric="cosine", weights=knn_weights, algorithm="brute")
+        knn.fit(x, y)
     info.update(k=k, temperature=KNN_T)
     return Probes(linear, knn, info)
 

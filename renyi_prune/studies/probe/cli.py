@@ -191,6 +191,12 @@ def run(args: argparse.Namespace) -> int:
 
     Raises:
         UsageError: options that do not fit together or the model/data (exit code 2).
+
+    Example:
+        >>> from renyi_prune.cli import main
+        >>> main(["probe", "--dry-run"])  # doctest: +SKIP
+        probe plan: 13 configurations (unpruned, renyi α=1 r=0.7, ...)
+        0
     """
     if args.checkpoint is not None and args.model is None:
         raise UsageError("--checkpoint needs --model (the timm architecture the weights belong to)")

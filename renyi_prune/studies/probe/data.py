@@ -70,6 +70,15 @@ class ProbeData:
         name: ``"fashion-mnist"`` or ``"imagefolder"``. root: the folder given (``None``: the default).
         splits: ``{"train": Dataset, "val": Dataset}`` of ``(float32 (3, S, S) tensor, label)``.
         classes: class names. transform: the preprocessing as a dict (``DataConfig.as_dict``).
+
+    Example:
+        >>> import tempfile
+        >>> from renyi_prune.data import FashionMNIST, write_fake_fashion_mnist
+        >>> root = write_fake_fashion_mnist(tempfile.mkdtemp(), train_images=6, val_images=3)
+        >>> data = ProbeData("fashion-mnist", root, {s: FashionMNIST(root, s) for s in ("train", "val")},
+        ...                  ("a",) * 10, {"img_size": 28})
+        >>> data.labels("val").shape, len(data.identity("train"))
+        ((3,), 64)
     """
 
     name: str

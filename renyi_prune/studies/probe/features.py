@@ -28,7 +28,7 @@ from .backbone import Backbone
 from .cache import FeatureCache, FeatureSet
 from .data import ProbeData
 
-__all__ = ["extract", "feature_key", "timing_info"]
+__all__ = ["extract", "timing_info"]
 
 
 def cpu_model() -> str:
@@ -153,6 +153,13 @@ def extract(
     Returns:
         ``(sets, forwards)``: a :class:`FeatureSet` per configuration, in order (features float32
         (len(indices), D)), and the image forwards this call ran (0 when everything was cached).
+
+    Example:
+        >>> configs = [None, PruneConfig(keep_rate=0.5)]
+        >>> sets, forwards = extract(backbone, data, "val", np.arange(100), configs, cache, batch_size=64,
+        ...                          n_blocks=3)  # doctest: +SKIP
+        >>> sets[1].features.shape, sets[1].kept, forwards  # doctest: +SKIP
+        ((100, 384), [32, 16, 8], 200)
     """
     keys = [feature_key(backbone, data, split, indices, c, batch_size) for c in configs]
     sets: list[FeatureSet | None] = [cache.get_features(k, len(indices)) for k in keys]

@@ -163,6 +163,10 @@ def write_outputs(
 
     Raises:
         OSError: a file cannot be written.
+
+    Example:
+        >>> write_outputs(Path("probe-results"), results, val, {0.7: 2.0}, meta)  # doctest: +SKIP
+        ['results.csv', 'val_alpha.csv', 'results.md', 'config.json', 'accuracy_vs_gflops.png']
     """
     atomic_write_bytes(out / RESULTS_CSV, results[COLUMNS].to_csv(index=False).encode())
     names = [RESULTS_CSV]

@@ -25,7 +25,7 @@ from ...demo.compare import count_config_gflops, flops_model, num_blocks
 from .backbone import Backbone, load_backbone
 from .cache import FeatureCache, FeatureSet
 from .classifiers import Probes, fit_probes, top1_interval
-from .config import ProbeConfig, default_cache_dir, describe_configs
+from .config import ProbeConfig, default_cache_dir, describe_configs, fmt_alpha
 from .data import ProbeData, carve_validation, load_data, stratified_subset
 from .features import extract, timing_info
 from .report import versions, write_outputs
@@ -37,7 +37,13 @@ __all__ = ["Prepared", "prepare", "run_probe"]
 @dataclass
 class Prepared:
     """What :func:`prepare` sets up: the backbone, data, cache, configurations, their GFLOPs per image,
-    the planned image counts and the time estimate (seconds, ``None`` before :func:`estimate`)."""
+    the planned image counts and the time estimate (seconds, ``None`` before :func:`estimate`).
+
+    Example:
+        >>> p = prepare(ProbeConfig())  # doctest: +SKIP
+        >>> p.counts, p.backbone.split_at  # doctest: +SKIP
+        ({'train': 2000, 'val': 400, 'test': 1000}, 3)
+    """
 
     cfg: ProbeConfig
     backbone: Backbone
@@ -76,6 +82,10 @@ def prepare(cfg: ProbeConfig) -> Prepared:
     Raises:
         renyi_prune._argtypes.UsageError: options that do not fit the model or data (named).
         FileNotFoundError, ValueError, ImportError: the model or dataset cannot be loaded.
+
+    Example:
+        >>> estimate(prepare(ProbeConfig(train_images=100)))  # doctest: +SKIP
+        probe plan: 13 configurations (unpruned, renyi α=1 r=0.7, ...)
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -296,7 +306,10 @@ def run_probe(cfg: ProbeConfig, out: str | Path, log: Callable[[str], Any] = pri
             val, chosen, val_info, val_sizes, n = _choose(p, train_idx, train, y_train, bar)
             sizes.update(val_sizes, val_probes=val_info)
             forwards += n
-            log("α chosen on validation: " + ", ".join(f"r={r:g}: α={a:g}" for r, a in chosen.items()))
+            log(
+                "α chosen on validation: "
+                + ", ".join(f"r={r:g}: α={fmt_alpha(a)}" for r, a in chosen.items())
+            )
         y_val = p.data.labels("val")  # the test split's labels: read only now, after the choice
         test_idx = stratified_subset(y_val, cfg.test_images, cfg.seed)
         sets, n = extract(
