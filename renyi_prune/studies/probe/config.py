@@ -8,7 +8,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,6 @@ class ProbeConfig:
     seed: int = 0
     bootstrap: int = 2000
     progress: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "criteria", tuple(check_criteria(self.criteria)))
@@ -174,9 +173,7 @@ class ProbeConfig:
         """JSON-ready fields (paths as text, α = ∞ as ``"inf"``)."""
         from ..._io import jsonable
 
-        return jsonable(
-            {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        )
+        return jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
 def from_preset(preset: str, overrides: Mapping[str, Any]) -> ProbeConfig:

@@ -6,7 +6,7 @@ of the dataset for the feature cache.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -86,6 +86,7 @@ class ProbeData:
     splits: dict[str, Dataset]
     classes: tuple[str, ...]
     transform: dict[str, Any]
+    _identity: dict[str, str] = field(default_factory=dict, repr=False)
 
     def labels(self, split: str, indices: np.ndarray | None = None) -> np.ndarray:
         """int64 labels of ``split`` (at ``indices``), read from the dataset's targets, not its images."""
@@ -94,15 +95,17 @@ class ProbeData:
 
     def identity(self, split: str) -> str:
         """SHA-256 (hex) of the split's content: Fashion-MNIST's pixel and label arrays, or the
-        ImageFolder's file list with sizes and modification times; with the preprocessing."""
-        ds = self.splits[split]
-        if hasattr(ds, "images"):
-            content = _fingerprint_arrays(ds.images, np.asarray(ds.targets))
-        else:
-            content = _fingerprint_folder(ds.samples, Path(ds.root))
-        return hashlib.sha256(
-            f"{self.name}:{split}:{content}:{sorted(self.transform.items())}".encode()
-        ).hexdigest()
+        ImageFolder's file list with sizes and modification times; with the preprocessing (computed once
+        per split)."""
+        if split not in self._identity:
+            ds = self.splits[split]
+            if hasattr(ds, "images"):
+                content = _fingerprint_arrays(ds.images, np.asarray(ds.targets))
+            else:
+                content = _fingerprint_folder(ds.samples, Path(ds.root))
+            text = f"{self.name}:{split}:{content}:{sorted(self.transform.items())}"
+            self._identity[split] = hashlib.sha256(text.encode()).hexdigest()
+        return self._identity[split]
 
 
 def load_data(dataset: str | None, root: Path | None, backbone: Backbone) -> ProbeData:
