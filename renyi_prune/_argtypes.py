@@ -1,12 +1,10 @@
-"""Command-line building blocks shared by every ``renyi-prune`` command (cli, train, both benchmarks).
+"""argparse extensions shared by every ``renyi-prune`` command (cli, train/eval, the benchmarks).
 
-* argument types: each raises :class:`argparse.ArgumentTypeError` with a one-line reason naming the bad
-  value (argparse turns it into ``PROG: error: argument --opt: reason``);
-* :class:`UsageError`: a combination of options argparse cannot check by itself, found when a command
-  starts; reported exactly like an argparse error (exit code 2);
+* argument types (``type=`` callables): each raises :class:`argparse.ArgumentTypeError` with a one-line
+  reason naming the bad value (argparse turns it into ``PROG: error: argument --opt: reason``);
 * :class:`Parser`: an :class:`argparse.ArgumentParser` whose errors are one line, no usage block;
-* :func:`option` / :func:`add_options`: ``add_argument`` calls as data, so that a command declares its
-  options as a table instead of a page of near-identical calls.
+* :class:`UsageError`: a combination of options argparse cannot check by itself, found when a command
+  starts; a :class:`ValueError`, reported by the commands exactly like an argparse error (exit code 2).
 
 Nothing here imports torch until a ``--device`` value is checked.
 
@@ -35,17 +33,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = [
-    "Option",
     "Parser",
     "UsageError",
-    "add_options",
     "alpha",
     "device",
     "existing_dir",
@@ -55,7 +48,6 @@ __all__ = [
     "nonneg_float",
     "nonneg_int",
     "number",
-    "option",
     "output_dir",
     "output_file",
     "positive_float",
@@ -64,10 +56,12 @@ __all__ = [
 ]
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """A combination of arguments that argparse cannot check by itself; reported like an argparse error.
 
-    The CLI prints ``renyi-prune <command>: error: <message>`` and exits with code 2.
+    Raised by :func:`renyi_prune.train.train` / :func:`~renyi_prune.train.evaluate_checkpoint` (and the
+    benchmarks) for a configuration they reject, so a script sees a :class:`ValueError`; the CLI prints
+    ``renyi-prune <command>: error: <message>`` and exits with code 2.
 
     Example:
         >>> raise UsageError("--alpha is for --criterion renyi, not 'evit'")
@@ -97,68 +91,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
-
-
-def print_error(prog: str, message: object) -> None:
-    """Print ``PROG: error: MESSAGE`` (one line) on stderr, as :meth:`Parser.error` does."""
-    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Options as data
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Option:
-    """One ``parser.add_argument(*flags, **kwargs)`` call, as data (see :func:`option`)."""
-
-    flags: tuple[str, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> argparse.Action:
-        """``parser.add_argument(*self.flags, **self.kwargs)``."""
-        return parser.add_argument(*self.flags, **self.kwargs)
-
-
-def option(
-    flag: str,
-    help: str,
-    type: Callable[[str], Any] | None = None,
-    default: Any = None,
-    metavar: str | tuple[str, ...] | None = None,
-    **kwargs: Any,
-) -> Option:
-    """An :class:`Option`: ``flag``, its help, and (positionally) its type, default and metavar.
-
-    Arguments left at None are not passed to ``add_argument`` (argparse's own defaults apply, e.g.
-    ``False`` for ``action="store_true"``); ``kwargs`` (``nargs``, ``choices``, ``action``, ``dest``,
-    ``required``) are passed as given.
-
-    Example:
-        >>> p = Parser(prog="x")
-        >>> add_options(p, [option("--rate", "a keep rate (default: %(default)s)", keep_rate, 0.5, "R")])
-        >>> p.parse_args([]).rate, p.parse_args(["--rate", "0.25"]).rate
-        (0.5, 0.25)
-    """
-    given = {"type": type, "default": default, "metavar": metavar}
-    return Option((flag,), {"help": help, **{k: v for k, v in given.items() if v is not None}, **kwargs})
-
-
-def add_options(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, options: Iterable[Option | None]
-) -> None:
-    """Add each :class:`Option` of ``options`` to ``parser`` (or an argument group), in order; skip None.
-
-    Example:
-        >>> p = Parser(prog="x")
-        >>> add_options(p, [option("--n", "count", positive_int, 1), None])
-        >>> p.parse_args(["--n", "3"])
-        Namespace(n=3)
-    """
-    for opt in options:
-        if opt is not None:
-            opt.add_to(parser)
 
 
 # --------------------------------------------------------------------------------------------------------

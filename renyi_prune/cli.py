@@ -26,19 +26,20 @@ from typing import Any
 from ._argtypes import (
     Parser,
     UsageError,
-    add_options,
     alpha,
     device,
     existing_dir,
     existing_file,
     keep_rate,
-    option,
     output_dir,
     positive_int,
-    print_error,
 )
 from ._io import BadFileError, OutputFolderError
-from .demo.config import check_criteria, criterion_names  # the registry's names; loads no timm
+from .demo.config import (  # the registry's names; loads no timm
+    DEFAULT_REPEATS,
+    check_criteria,
+    criterion_names,
+)
 
 __all__ = ["COMMANDS", "Command", "UsageError", "build_parser", "describe_failure", "main"]
 
@@ -90,29 +91,34 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
-_DEMO_OPTIONS = (
-    option("--out", "output folder for the PNGs and report.md/report.json (default: %(default)s)",
-           output_dir, Path("renyi_prune_out"), "DIR"),
-    option("--images", "folder of images (default: the bundled scikit-image/scikit-learn photos)",
-           existing_dir, metavar="DIR"),
-    option("--model", "timm model name, or a folder of a transformers model saved with save_pretrained "
-           "(default: the offline pretrained DINOv2 ViT-S/14)", metavar="NAME"),
-    option("--checkpoint", "local weights for --model", existing_file, metavar="PATH"),
-    option("--img-size", "input resolution, a multiple of the patch size (default: 224; a transformers "
-           "folder: its config's image_size)", positive_int, None, "PX"),
-    option("--keep-rates", "keep rates in (0, 1] (default: 0.7 0.5 0.3)", keep_rate, [0.7, 0.5, 0.3], "R",
-           nargs="+"),
-    option("--alphas", "Rényi orders >= 0, 'inf' allowed, for the renyi criterion (default: 1 2 inf)",
-           alpha, [1.0, 2.0, math.inf], "A", nargs="+"),
-    option("--criteria", f"criteria to compare with the unpruned model, among {', '.join(criterion_names())} "
-           "(default: all, each with its registered default parameters; evit+fusion = evit with EViT's token "
-           "fusion)", demo_criterion, criterion_names(), "NAME", nargs="+"),
-    option("--device", "torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu)", device),
-    option("--no-progress", "no progress bar", dest="progress", action="store_false"),
-    option("--max-images", "use only the first N images", positive_int, metavar="N"),
-    option("--repeats", "timed forward passes per configuration (default: %(default)s)", positive_int, 3,
-           "N"),
-)  # fmt: skip
+def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    # fmt: off
+    p.add_argument("--out", type=output_dir, default=Path("renyi_prune_out"), metavar="DIR",
+                   help="output folder for the PNGs and report.md/report.json (default: %(default)s)")
+    p.add_argument("--images", type=existing_dir, metavar="DIR",
+                   help="folder of images (default: the bundled scikit-image/scikit-learn photos)")
+    p.add_argument("--model", metavar="NAME",
+                   help="timm model name, or a folder of a transformers model saved with save_pretrained "
+                   "(default: the offline pretrained DINOv2 ViT-S/14)")
+    p.add_argument("--checkpoint", type=existing_file, metavar="PATH", help="local weights for --model")
+    p.add_argument("--img-size", type=positive_int, metavar="PX",
+                   help="input resolution, a multiple of the patch size (default: 224; a transformers "
+                   "folder: its config's image_size)")
+    p.add_argument("--keep-rates", type=keep_rate, nargs="+", default=[0.7, 0.5, 0.3], metavar="R",
+                   help="keep rates in (0, 1] (default: 0.7 0.5 0.3)")
+    p.add_argument("--alphas", type=alpha, nargs="+", default=[1.0, 2.0, math.inf], metavar="A",
+                   help="Rényi orders >= 0, 'inf' allowed, for the renyi criterion (default: 1 2 inf)")
+    p.add_argument("--criteria", type=demo_criterion, nargs="+", default=criterion_names(), metavar="NAME",
+                   help=f"criteria to compare with the unpruned model, among {', '.join(criterion_names())} "
+                   "(default: all, each with its registered default parameters; evit+fusion = evit with "
+                   "EViT's token fusion)")
+    p.add_argument("--device", type=device,
+                   help="torch device, e.g. cpu or cuda:0 (default: cuda if available, else cpu)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--max-images", type=positive_int, metavar="N", help="use only the first N images")
+    p.add_argument("--repeats", type=positive_int, default=DEFAULT_REPEATS, metavar="N",
+                   help="timed forward passes per configuration (default: %(default)s)")
+    # fmt: on
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -174,7 +180,7 @@ _HELP = {
 }
 
 COMMANDS: dict[str, Command] = {
-    "demo": Command(_HELP["demo"], lambda p: add_options(p, _DEMO_OPTIONS), _run_demo),
+    "demo": Command(_HELP["demo"], _add_demo_arguments, _run_demo),
     "bench": Command(_HELP["bench"], _add_bench_arguments, _run_bench),
     "train": Command(_HELP["train"], _lazy("train", "add_train_arguments"), _lazy("train", "run_train")),
     "eval": Command(_HELP["eval"], _lazy("train", "add_eval_arguments"), _lazy("train", "run_eval")),
@@ -208,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
+        # help is a %-format for argparse (description is not): a literal % (e.g. "95% intervals") is %%
+        sub_parser = sub.add_parser(name, help=command.help.replace("%", "%%"), description=command.help)
         sub_parser.set_defaults(command_parser=sub_parser)
         command.add_arguments(sub_parser)
     return parser
@@ -269,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = args.command_parser.prog
     try:
         return COMMANDS[args.command].run(args)
-    except _STARTUP_ERRORS as err:
-        print_error(prog, err)
+    except _STARTUP_ERRORS as err:  # reported like a bad argument (see Parser.error)
+        print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # the notes say what the output holds, e.g. which epoch
         print("; ".join([f"{prog}: interrupted", *_notes(err)]), file=sys.stderr)

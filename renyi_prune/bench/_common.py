@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .._argtypes import Option, Parser, UsageError, add_options, option, output_file, print_error
+from .._argtypes import UsageError, output_file
 from .._io import atomic_open, atomic_write_bytes
 from .._timing import cpu_times, cuda_times, quantiles, time_calls, time_cpu, time_cuda  # noqa: F401
 from ..kernels import is_interpreting
@@ -208,26 +208,19 @@ def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
 # command line
 
 
-def output_options(out_help: str, smoke_help: str, progress_help: str) -> list[Option]:
-    """The options every benchmark has: ``--device``, ``--out``, ``--smoke``, ``--quiet``, ``--no-plot``."""
-    return [
-        option("--device", "auto: cuda if available, else cpu (default: %(default)s)", default="auto",
-               choices=["auto", "cuda", "cpu"]),
-        option("--out", out_help, output_file),
-        option("--smoke", smoke_help, action="store_true"),
-        option("--quiet", progress_help, action="store_true"),
-        option("--no-plot", "do not write the PNG next to the CSV (default: written when matplotlib is "
-               "installed)", dest="plot", action="store_false"),
-    ]  # fmt: skip
-
-
-def build_parser(
-    prog: str | None, description: str, options: Sequence[Option], epilog: str | None = None
-) -> argparse.ArgumentParser:
-    """A parser with one-line errors (:class:`renyi_prune._argtypes.Parser`) holding ``options``."""
-    parser = Parser(prog=prog, description=description, epilog=epilog)
-    add_options(parser, options)
-    return parser
+def add_output_arguments(p: argparse.ArgumentParser, out_help: str, smoke_help: str, progress: str) -> None:
+    """Add the options every benchmark has: ``--device``, ``--out``, ``--smoke``, ``--quiet``, ``--no-plot``
+    (``progress``: the help of ``--quiet``)."""
+    # fmt: off
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                   help="auto: cuda if available, else cpu (default: %(default)s)")
+    p.add_argument("--out", type=output_file, help=out_help)
+    p.add_argument("--smoke", action="store_true", help=smoke_help)
+    p.add_argument("--quiet", action="store_true", help=progress)
+    p.add_argument("--no-plot", dest="plot", action="store_false",
+                   help="do not write the PNG next to the CSV (default: written when matplotlib is "
+                   "installed)")
+    # fmt: on
 
 
 def resolve_device(choice: str) -> str:
@@ -250,8 +243,8 @@ def main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], in
         return run(parser.parse_args(argv))
     except SystemExit as exc:  # --help, or a bad value (the parser printed the message)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    except UsageError as err:
-        print_error(parser.prog, err)
+    except UsageError as err:  # reported like a bad argument (see renyi_prune._argtypes.Parser.error)
+        print(f"{parser.prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
 
 

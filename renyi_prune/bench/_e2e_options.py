@@ -6,16 +6,7 @@ import argparse
 
 import torch
 
-from .._argtypes import (
-    Option,
-    UsageError,
-    add_options,
-    keep_rate,
-    nonneg_float,
-    nonneg_int,
-    option,
-    positive_int,
-)
+from .._argtypes import Parser, UsageError, keep_rate, nonneg_float, nonneg_int, positive_int
 from .._argtypes import alpha as alpha_type
 from ..config import DEFAULT_PRUNE_BLOCKS
 from . import _common
@@ -36,44 +27,6 @@ DESCRIPTION = (
 )
 
 
-def _options() -> list[Option]:
-    return [
-        option("--models", f"timm model names, created with pretrained=False (default: "
-               f"{' '.join(DEFAULT_MODELS)})", metavar="NAME", nargs="+"),
-        option("--configs", f"configurations among {', '.join(config_names())} (default: "
-               f"{' '.join(DEFAULT_CONFIGS)}: paper Table 3)", metavar="NAME", nargs="+",
-               choices=config_names()),
-        option("--keep-rates", f"keep rates in (0, 1] (default: {' '.join(map(str, DEFAULT_KEEP_RATES))})",
-               keep_rate, metavar="R", nargs="+"),
-        option("--img-size", "input resolution passed to timm.create_model (default: the model's own, e.g. "
-               "224)", positive_int, metavar="PX"),
-        option("--batch", f"images per forward (default {DEFAULT_BATCH})", positive_int),
-        option("--dtype", "autocast dtype; fp32 = no autocast (default: bf16 on CUDA, fp32 on CPU)",
-               choices=sorted(DTYPES)),
-        option("--alpha", "Rényi order for renyi configs (default 1.0)", alpha_type, 1.0),
-        option("--prune-blocks", "0-based pruning block indices (default 3 6 9)", nonneg_int, metavar="I",
-               nargs="+"),
-        option("--compile", "time torch.compile(model, fullgraph=True) instead of the eager model (default "
-               "output e2e_compile.csv)", action="store_true"),
-        option("--compile-mode", "torch.compile mode, e.g. max-autotune (default: torch's default)"),
-        option("--no-gflops", "skip the fvcore GFLOPs count (blank column); it is blank anyway without "
-               "fvcore", dest="gflops", action="store_false"),
-        option("--repeats", "timed runs per configuration (default 10 on CUDA, 3 on CPU, 1 with --smoke)",
-               positive_int),
-        option("--run-ms", "target duration of one timed run in ms (default 200 on CUDA; 0 = one call, CPU "
-               "default)", nonneg_float),
-        option("--warmup-ms", "minimum warm-up in ms, discarded (default 500 on CUDA, 0 on CPU; at least 2 / "
-               "1 calls)", nonneg_float),
-        *_common.output_options(
-            "CSV path (default benchmarks/results/<device>/e2e[_<px>px][_compile].csv; with --smoke the same "
-            "name under the system temp dir); the PNG is written next to it",
-            "deit_tiny at 64 px, batch 2, keep rates 0.7 0.5, 1 timed run: seconds on CPU; explicit options "
-            "still win",
-            "no progress lines on stderr",
-        ),
-    ]  # fmt: skip
-
-
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The benchmark's parser (``prog`` as shown in messages); errors are one line and exit code 2.
 
@@ -82,7 +35,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         >>> args.models, args.keep_rates, args.configs, args.alpha
         (['deit_small_patch16_224'], [0.7], None, 1.0)
     """
-    return _common.build_parser(prog, DESCRIPTION, _options())
+    parser = Parser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,7 +50,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         >>> args.smoke, args.compile, args.configs, args.gflops
         (True, True, ['evit', 'renyi'], True)
     """
-    add_options(p, _options())
+    # fmt: off
+    p.add_argument("--models", nargs="+", metavar="NAME",
+                   help="timm model names, created with pretrained=False (default: "
+                   f"{' '.join(DEFAULT_MODELS)})")
+    p.add_argument("--configs", nargs="+", choices=config_names(), metavar="NAME",
+                   help=f"configurations among {', '.join(config_names())} (default: "
+                   f"{' '.join(DEFAULT_CONFIGS)}: paper Table 3)")
+    p.add_argument("--keep-rates", type=keep_rate, nargs="+", metavar="R",
+                   help=f"keep rates in (0, 1] (default: {' '.join(map(str, DEFAULT_KEEP_RATES))})")
+    p.add_argument("--img-size", type=positive_int, metavar="PX",
+                   help="input resolution passed to timm.create_model (default: the model's own, e.g. 224)")
+    p.add_argument("--batch", type=positive_int, help=f"images per forward (default {DEFAULT_BATCH})")
+    p.add_argument("--dtype", choices=sorted(DTYPES),
+                   help="autocast dtype; fp32 = no autocast (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--alpha", type=alpha_type, default=1.0,
+                   help="Rényi order for renyi configs (default 1.0)")
+    p.add_argument("--prune-blocks", type=nonneg_int, nargs="+", metavar="I",
+                   help="0-based pruning block indices (default 3 6 9)")
+    p.add_argument("--compile", action="store_true",
+                   help="time torch.compile(model, fullgraph=True) instead of the eager model (default "
+                   "output e2e_compile.csv)")
+    p.add_argument("--compile-mode", help="torch.compile mode, e.g. max-autotune (default: torch's default)")
+    p.add_argument("--no-gflops", dest="gflops", action="store_false",
+                   help="skip the fvcore GFLOPs count (blank column); it is blank anyway without fvcore")
+    p.add_argument("--repeats", type=positive_int,
+                   help="timed runs per configuration (default 10 on CUDA, 3 on CPU, 1 with --smoke)")
+    p.add_argument("--run-ms", type=nonneg_float,
+                   help="target duration of one timed run in ms (default 200 on CUDA; 0 = one call, CPU "
+                   "default)")
+    p.add_argument("--warmup-ms", type=nonneg_float,
+                   help="minimum warm-up in ms, discarded (default 500 on CUDA, 0 on CPU; at least 2 / 1 "
+                   "calls)")
+    _common.add_output_arguments(
+        p,
+        "CSV path (default benchmarks/results/<device>/e2e[_<px>px][_compile].csv; with --smoke the same "
+        "name under the system temp dir); the PNG is written next to it",
+        "deit_tiny at 64 px, batch 2, keep rates 0.7 0.5, 1 timed run: seconds on CPU; explicit options "
+        "still win",
+        "no progress lines on stderr",
+    )
+    # fmt: on
 
 
 def settings_from_args(args: argparse.Namespace, device: str) -> Settings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .._argtypes import Option, UsageError, add_options, option, positive_int
+from .._argtypes import Parser, UsageError, positive_int
 from .._argtypes import alpha as alpha_type
 from . import _common
 from ._kernel_setup import (
@@ -38,31 +38,6 @@ EPILOG = (
 )
 
 
-def _options() -> list[Option]:
-    seq_default = " ".join(map(str, DEFAULT_SEQ))
-    return [
-        option("--mode", "fwd: forward only (default); fwdbwd: forward + backward of the output w.r.t. q, "
-               "k, v", default="fwd", choices=MODES),
-        option("--batch", "B: one value for all N, or one per --seq value (default: 256 for N=197, 64 for "
-               "N=577, 16 for N=1025)", positive_int, nargs="+"),
-        option("--heads", f"H (default {DEFAULT_HEADS})", positive_int),
-        option("--seq", f"token counts N (default {seq_default})", positive_int, nargs="+"),
-        option("--head-dim", f"D (default {DEFAULT_HEAD_DIM})", positive_int),
-        option("--dtype", "default bf16", nargs="+", choices=sorted(DTYPES)),
-        option("--alpha", "Rényi order(s), 'inf' allowed (default 1.0)", alpha_type, nargs="+"),
-        option("--providers", "default: fused sdpa eager", nargs="+", choices=PROVIDERS),
-        option("--reps", "timed calls: CPU default 5; CUDA default do_bench's 100 ms budget, else about this "
-               "many calls", positive_int),
-        *_common.output_options(
-            "CSV path (default benchmarks/results/<device>/kernel_<mode>.csv; with --smoke a file under the "
-            "system temp dir); the PNG is written next to it",
-            "tiny shapes (B=2, H=2, N=17,65, D=32, fp32, 3 reps) for CPU / TRITON_INTERPRET=1 CI; explicit "
-            "options still win",
-            "no per-shape progress on stderr",
-        ),
-    ]  # fmt: skip
-
-
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The benchmark's parser (``prog`` as shown in messages); errors are one line and exit code 2.
 
@@ -71,7 +46,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         >>> args.mode, args.seq, args.alpha, args.device
         ('fwdbwd', [197, 577], [inf], 'auto')
     """
-    return _common.build_parser(prog, DESCRIPTION, _options(), EPILOG)
+    parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
+    add_arguments(parser)
+    return parser
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +61,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         >>> args.smoke, args.providers, args.mode, args.plot
         (True, ['fused', 'sdpa'], 'fwd', True)
     """
-    add_options(p, _options())
+    # fmt: off
+    p.add_argument("--mode", default="fwd", choices=MODES,
+                   help="fwd: forward only (default); fwdbwd: forward + backward of the output w.r.t. q, "
+                   "k, v")
+    p.add_argument("--batch", type=positive_int, nargs="+",
+                   help="B: one value for all N, or one per --seq value (default: 256 for N=197, 64 for "
+                   "N=577, 16 for N=1025)")
+    p.add_argument("--heads", type=positive_int, help=f"H (default {DEFAULT_HEADS})")
+    p.add_argument("--seq", type=positive_int, nargs="+",
+                   help=f"token counts N (default {' '.join(map(str, DEFAULT_SEQ))})")
+    p.add_argument("--head-dim", type=positive_int, help=f"D (default {DEFAULT_HEAD_DIM})")
+    p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), help="default bf16")
+    p.add_argument("--alpha", type=alpha_type, nargs="+", help="Rényi order(s), 'inf' allowed (default 1.0)")
+    p.add_argument("--providers", nargs="+", choices=PROVIDERS, help="default: fused sdpa eager")
+    p.add_argument("--reps", type=positive_int,
+                   help="timed calls: CPU default 5; CUDA default do_bench's 100 ms budget, else about this "
+                   "many calls")
+    _common.add_output_arguments(
+        p,
+        "CSV path (default benchmarks/results/<device>/kernel_<mode>.csv; with --smoke a file under the "
+        "system temp dir); the PNG is written next to it",
+        "tiny shapes (B=2, H=2, N=17,65, D=32, fp32, 3 reps) for CPU / TRITON_INTERPRET=1 CI; explicit "
+        "options still win",
+        "no per-shape progress on stderr",
+    )
+    # fmt: on
 
 
 def resolve_shapes(args: argparse.Namespace) -> list[tuple[int, int, int, int]]:

@@ -14,7 +14,7 @@ from .._argtypes import Parser, UsageError
 from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from ..criteria import available_criteria, get_criterion
 from .config import EvalConfig, TrainConfig
-from .options import PRUNE_DESTS, add_groups
+from .options import PRUNE_DESTS, add_eval_arguments, add_train_arguments
 from .runtime import is_main_process
 
 __all__ = [
@@ -26,36 +26,6 @@ __all__ = [
     "run_eval",
     "run_train",
 ]
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``renyi-prune train`` on ``parser`` (see :func:`run_train`).
-
-    Groups: data, augmentation, model, pruning, optimization, runtime (``renyi-prune train --help``).
-    Every value is checked as it is parsed (keep rates in (0, 1], α ≥ 0, counts ≥ 1, probabilities in
-    [0, 1], existing ``--data`` / ``--checkpoint`` / ``--resume``, a usable ``--device``).
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> add_train_arguments(parser)
-        >>> args = parser.parse_args(["--keep-rate", "0.7", "--epochs", "10"])
-        >>> args.keep_rate, args.epochs, args.batch_size, args.model
-        ([0.7], 10, 256, 'deit_small_patch16_224')
-    """
-    add_groups(parser, training=True)
-
-
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of ``renyi-prune eval`` on ``parser`` (see :func:`run_eval`).
-
-    Example:
-        >>> parser = argparse.ArgumentParser()
-        >>> add_eval_arguments(parser)
-        >>> args = parser.parse_args(["--checkpoint", __file__, "--keep-rate", "0.5", "0.4", "0.3"])
-        >>> args.keep_rate, args.no_prune, args.output
-        ([0.5, 0.4, 0.3], False, None)
-    """
-    add_groups(parser, training=False)
 
 
 def parse_train_args(argv: Sequence[str] | None = None) -> TrainConfig:
@@ -212,8 +182,8 @@ def _prune_argv(prune: PruneConfig) -> list[str]:
 
 
 def config_to_argv(config: TrainConfig | EvalConfig) -> list[str]:
-    """The ``renyi-prune train`` (or ``eval``, for an :class:`EvalConfig`) options that build ``config``;
-    fields at their default are left out.
+    """The ``renyi-prune train`` (or ``eval``, for an :class:`EvalConfig`) options that build ``config``, in
+    the order of ``--help``; fields at their default are left out.
 
     Example:
         >>> from renyi_prune import PruneConfig
@@ -229,26 +199,29 @@ def config_to_argv(config: TrainConfig | EvalConfig) -> list[str]:
     training = isinstance(config, TrainConfig)
     default = TrainConfig() if training else EvalConfig()
     parser = Parser(prog="renyi-prune " + ("train" if training else "eval"))
-    add_groups(parser, training)
-    actions = {a.dest: a for a in parser._actions}
+    (add_train_arguments if training else add_eval_arguments)(parser)
     argv: list[str] = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if value == getattr(default, f.name):
+    for action in parser._actions:  # in the order of --help
+        if action.dest == PRUNE_DESTS[0] and config.prune != default.prune:
+            argv += _prune_argv(config.prune)
+        if action.dest in PRUNE_DESTS or not hasattr(default, action.dest):  # pruning, or --help
             continue
-        if f.name == "prune":
-            argv += _prune_argv(value)
-            continue
-        flag = actions[f.name].option_strings[0]
-        if actions[f.name].nargs == 0:  # store_true / store_false
-            argv.append(flag)
-        elif f.name == "model_kwargs":
-            argv += [flag, *(_kwarg_text(k, v) for k, v in value.items())]
-        elif isinstance(value, tuple):
-            argv += [flag, *map(_text, value)]
-        else:
-            argv += [flag, _text(value)]
+        value = getattr(config, action.dest)
+        if value != getattr(default, action.dest):
+            argv += _option_argv(action, value)
     return argv
+
+
+def _option_argv(action: argparse.Action, value: Any) -> list[str]:
+    """The command line of one option (not a pruning one) set to ``value``."""
+    flag = action.option_strings[0]
+    if action.nargs == 0:  # store_true / store_false
+        return [flag]
+    if action.dest == "model_kwargs":
+        return [flag, *(_kwarg_text(k, v) for k, v in value.items())]
+    if isinstance(value, tuple):
+        return [flag, *map(_text, value)]
+    return [flag, _text(value)]
 
 
 def run_train(args: argparse.Namespace | TrainConfig) -> int:

@@ -4,7 +4,8 @@ One field per option of ``renyi-prune train`` / ``renyi-prune eval`` (the field 
 ``_`` for ``-``: ``--max-train-images`` → ``max_train_images``), except the pruning options, which form one
 :class:`renyi_prune.PruneConfig` (``prune``; None = no pruning). Scripts build a config and call
 :func:`renyi_prune.train.train` / :func:`renyi_prune.train.evaluate_checkpoint` with it; the command line
-builds the same config (:func:`renyi_prune.train.parse_train_args`).
+builds the same config (:func:`renyi_prune.train.parse_train_args`). The fields both share (model, data,
+pruning, runtime) are declared once, on their common base class.
 """
 
 from __future__ import annotations
@@ -40,8 +41,36 @@ def _normalize(config: Any) -> None:
         raise TypeError(f"prune must be a renyi_prune.PruneConfig or None, got {config.prune!r}")
 
 
+@dataclass(frozen=True)
 class _Config:
-    """What both configs share: :meth:`replace` and :meth:`to_dict`."""
+    """The fields both configs share (model, data, pruning, runtime) and :meth:`replace`, :meth:`to_dict`,
+    :meth:`from_dict`; :class:`TrainConfig` documents the fields."""
+
+    # model (TrainConfig gives ``model`` a default)
+    checkpoint: Path | None = None
+    model: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_classes: int | None = None
+    # data
+    dataset: str | None = None
+    data: Path | None = None
+    max_val_images: int | None = None
+    img_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str | None = None
+    crop_pct: float | None = None
+    batch_size: int = 256
+    workers: int | None = None
+    # pruning
+    prune: PruneConfig | None = None
+    # runtime
+    device: str | None = None
+    amp: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _normalize(self)
 
     def replace(self, **changes: Any) -> Any:
         """A copy with ``changes``, e.g. ``config.replace(epochs=3)``."""
@@ -109,18 +138,9 @@ class TrainConfig(_Config):
         True
     """
 
-    # data
-    dataset: str | None = None
-    data: Path | None = None
+    model: str = DEFAULT_MODEL  # the base's field, with a default for training
+    # data (besides the base's)
     max_train_images: int | None = None
-    max_val_images: int | None = None
-    img_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    interpolation: str | None = None
-    crop_pct: float | None = None
-    batch_size: int = 256
-    workers: int | None = None
     # augmentation (DeiT's defaults, no RandAugment)
     train_crop_mode: str = "rrc"
     scale: tuple[float, float] = (0.08, 1.0)
@@ -137,16 +157,11 @@ class TrainConfig(_Config):
     mixup_switch_prob: float = 0.5
     mixup_mode: str = "batch"
     smoothing: float = 0.1
-    # model
-    model: str = DEFAULT_MODEL
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    # model (besides the base's)
     pretrained: bool = False
-    checkpoint: Path | None = None
     drop_path: float = 0.1
     drop: float = 0.0
-    num_classes: int | None = None
-    # pruning
-    prune: PruneConfig | None = None
+    # pruning: the keep-rate warm-up of ``prune``
     keep_rate_warmup_epochs: float = 0.0
     keep_rate_start_epoch: float = 0.0
     # optimization
@@ -165,17 +180,11 @@ class TrainConfig(_Config):
     min_lr: float = 1e-5
     decay_epochs: float | None = None
     decay_rate: float = 0.1
-    # runtime
+    # runtime (besides the base's)
     seed: int = 0
     output: Path = Path("renyi_prune_train")
     resume: Path | None = None
     stop_after_epoch: int | None = None
-    device: str | None = None
-    amp: str = "auto"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        _normalize(self)
 
     @property
     def has_keep_rate_warmup(self) -> bool:
@@ -202,26 +211,5 @@ class EvalConfig(_Config):
         ('checkpoint.pth', True, None, None)
     """
 
-    checkpoint: Path | None = None
-    model: str | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    num_classes: int | None = None
-    dataset: str | None = None
-    data: Path | None = None
-    max_val_images: int | None = None
-    img_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    interpolation: str | None = None
-    crop_pct: float | None = None
-    batch_size: int = 256
-    workers: int | None = None
-    prune: PruneConfig | None = None
     no_prune: bool = False
-    device: str | None = None
-    amp: str = "auto"
-    progress: bool = True
     output: Path | None = None
-
-    def __post_init__(self) -> None:
-        _normalize(self)

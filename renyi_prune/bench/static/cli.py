@@ -12,7 +12,7 @@ from typing import Any
 
 import triton
 
-from ..._argtypes import UsageError, add_options, option, output_dir, positive_int
+from ..._argtypes import Parser, UsageError, output_dir, positive_int
 from ..._io import atomic_open
 from .. import _common
 from .cases import _DTYPES, ARCHS, CSV_COLUMNS, KERNELS, Case, enumerate_cases, gate_cases
@@ -33,27 +33,6 @@ def _head_dim(text: str) -> int:
     return d
 
 
-def _options() -> list:
-    return [
-        option("--arch", f"GPU architectures among {', '.join(ARCHS)} (default: all)", metavar="ARCH",
-               nargs="+", choices=list(ARCHS)),
-        option("--dtype", f"input dtypes among {', '.join(_DTYPES)} (default: bf16)", metavar="DTYPE",
-               nargs="+", choices=list(_DTYPES)),
-        option("--kernels", f"kernels among {', '.join(KERNELS)} (default: all; tutorial_fwd is the Triton "
-               "tutorial's forward, the reference of the gates)", metavar="KERNEL", nargs="+",
-               choices=list(KERNELS)),
-        option("--head-dim", "head dim D of the stand-in inputs, 16 to 128 (default: 64, DeiT-S)", _head_dim,
-               metavar="D"),
-        option("--quick", "only the compiles the gate tests need (sm_90, bf16, forward at 128x128 with 8 "
-               "warps, the tutorial's forward, dk/dv); written under the system temp dir",
-               action="store_true"),
-        option("--jobs", "worker processes (default: the CPU count, at most 8)", positive_int, metavar="N"),
-        option("--out", "output folder (default: benchmarks/results/static/; with --quick "
-               f"{_common.SMOKE_DIR / 'static'})", output_dir, metavar="DIR"),
-        option("--quiet", "no progress lines", action="store_true"),
-    ]  # fmt: skip
-
-
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The report's standalone parser (``python -m renyi_prune.bench.static``).
 
@@ -62,7 +41,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         >>> args.arch, args.kernels, args.dtype, args.quick, args.jobs
         (['sm_90'], ['fwd', 'dkdv'], None, False, 2)
     """
-    return _common.build_parser(prog, DESCRIPTION, _options())
+    parser = Parser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,7 +55,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         >>> p.parse_args(["--quick", "--out", "/tmp/static"]).quick
         True
     """
-    add_options(p, _options())
+    # fmt: off
+    p.add_argument("--arch", nargs="+", choices=list(ARCHS), metavar="ARCH",
+                   help=f"GPU architectures among {', '.join(ARCHS)} (default: all)")
+    p.add_argument("--dtype", nargs="+", choices=list(_DTYPES), metavar="DTYPE",
+                   help=f"input dtypes among {', '.join(_DTYPES)} (default: bf16)")
+    p.add_argument("--kernels", nargs="+", choices=list(KERNELS), metavar="KERNEL",
+                   help=f"kernels among {', '.join(KERNELS)} (default: all; tutorial_fwd is the Triton "
+                   "tutorial's forward, the reference of the gates)")
+    p.add_argument("--head-dim", type=_head_dim, metavar="D",
+                   help="head dim D of the stand-in inputs, 16 to 128 (default: 64, DeiT-S)")
+    p.add_argument("--quick", action="store_true",
+                   help="only the compiles the gate tests need (sm_90, bf16, forward at 128x128 with 8 "
+                   "warps, the tutorial's forward, dk/dv); written under the system temp dir")
+    p.add_argument("--jobs", type=positive_int, metavar="N",
+                   help="worker processes (default: the CPU count, at most 8)")
+    p.add_argument("--out", type=output_dir, metavar="DIR",
+                   help="output folder (default: benchmarks/results/static/; with --quick "
+                   f"{_common.SMOKE_DIR / 'static'})")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    # fmt: on
 
 
 def _selection(args: argparse.Namespace) -> tuple[list[Case], str]:
