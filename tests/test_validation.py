@@ -369,7 +369,7 @@ def test_patch_names_what_it_does_not_support():
     with pytest.raises(TypeError, match=f"VisionTransformerRelPos; supported families: {families}"):
         renyi_prune.patch(relpos, prune_blocks=[1])
     small = dict(img_size=32, patch_size=16, embed_dim=64, depth=4, num_heads=2)
-    with pytest.raises(TypeError, match=r"model.blocks\[1\] is ResPostBlock"):
+    with pytest.raises(TypeError, match=r"model.blocks\[1\] is timm.models.vision_transformer.ResPostBlock,"):
         renyi_prune.patch(VisionTransformer(**small, block_fn=ResPostBlock), prune_blocks=[1])
     with pytest.raises(ValueError, match=r"model.blocks\[1\].attn.attn_drop.p=0.1"):
         renyi_prune.patch(VisionTransformer(**small, attn_drop_rate=0.1), prune_blocks=[1])
