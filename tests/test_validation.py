@@ -178,7 +178,7 @@ def test_renyi_entropy_and_reference_arguments():
         attention_with_entropy_reference(*qkv(), compute_dtype=torch.int32)
 
 
-# --- the op and the column pass on timm's strided q, k, v (on the test device: CUDA when present) -------
+# --- the op and the column pass on timm's strided q, k, v (timm_qkv: the test device unless CPU is asked) ---
 
 
 @pytest.mark.parametrize(
