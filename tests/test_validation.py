@@ -485,8 +485,9 @@ def test_count_flops_arguments(vit):
     for bad in (0, -32, (32,), 32.0, True):
         with pytest.raises(ValueError, match="img_size"):
             count_flops(vit, img_size=bad)
-    with pytest.raises(ValueError, match="batch_size"):
-        count_flops(vit, img_size=32, batch_size=0)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="batch_size"):
+            count_flops(vit, img_size=32, batch_size=bad)
 
 
 def test_count_flops_advances_no_generator(vit):
