@@ -19,6 +19,7 @@ from ..._argtypes import (
     positive_int,
 )
 from ...demo.config import check_criteria, criterion_names
+from ...train.model import transformers_folder
 from .config import PRESETS, from_preset
 
 __all__ = ["add_arguments", "run"]
@@ -206,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
             overrides[name] = tuple(overrides[name])
     try:
         cfg = from_preset(args.preset, overrides)
+        if args.img_size is None and transformers_folder(args.model) is not None:
+            cfg = cfg.replace(img_size=None)  # a transformers model runs at its config's image_size
     except ValueError as err:
         raise UsageError(str(err)) from None
     from .run import estimate, prepare, run_probe
