@@ -24,7 +24,9 @@ active during training and test, α chosen per keep rate. Built from timm's stan
 Modules: :mod:`.config` (:class:`TrainConfig`, :class:`EvalConfig`), :mod:`.options` (the command-line
 options), :mod:`.cli` (options → config, ``run_train`` / ``run_eval``), :mod:`.run` (:func:`train`),
 :mod:`.evaluation` (:func:`evaluate_checkpoint`), :mod:`.loop` (epochs), :mod:`.checkpoint` (files),
-:mod:`.optim` (optimizer, schedule, Mixup, loss), :mod:`.model`, :mod:`.loaders`, :mod:`.runtime`.
+:mod:`.optim` (optimizer, schedule, Mixup, loss), :mod:`.model`, :mod:`.loaders`, :mod:`.runtime`,
+:mod:`.presets` (``--preset``: :data:`PRESETS`), :mod:`.summary` (the start-up summary with an estimated
+time, and :class:`TrainConfigWarning` for settings that cannot work as intended).
 
 Outputs of ``train`` in ``output`` (rank 0, each file written atomically, so a crash never leaves a file
 that looks complete): ``config.json`` (resolved options, environment), ``checkpoint.pth`` after every
@@ -54,13 +56,17 @@ from .cli import (
 from .config import EvalConfig, TrainConfig
 from .evaluation import evaluate_checkpoint
 from .loop import evaluate
+from .presets import PRESETS
 from .run import train
+from .summary import TrainConfigWarning
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "METRIC_FIELDS",
+    "PRESETS",
     "EvalConfig",
     "TrainConfig",
+    "TrainConfigWarning",
     "add_eval_arguments",
     "add_train_arguments",
     "config_to_argv",

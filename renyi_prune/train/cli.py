@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .._argtypes import Parser, UsageError
@@ -15,7 +17,9 @@ from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from ..criteria import available_criteria, get_criterion
 from .config import EvalConfig, TrainConfig
 from .options import PRUNE_DESTS, add_eval_arguments, add_train_arguments
+from .presets import apply_preset
 from .runtime import is_main_process
+from .summary import TrainConfigWarning
 
 __all__ = [
     "add_eval_arguments",
@@ -71,7 +75,8 @@ def _fields(cls: type, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed ``renyi-prune train`` options.
+    """The :class:`TrainConfig` of parsed ``renyi-prune train`` options (with the values of ``--preset`` for
+    the options not given, :func:`~renyi_prune.train.presets.apply_preset`).
 
     Raises:
         UsageError: pruning options without ``--keep-rate``, ``--alpha`` for a criterion without α, or a
@@ -83,6 +88,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         >>> train_config(parser.parse_args(["--keep-rate", "0.5", "--criterion", "evit"])).prune.label
         'evit r=0.5'
     """
+    args = apply_preset(args)
     warmup = {
         "--keep-rate-warmup-epochs": args.keep_rate_warmup_epochs > 0,
         "--keep-rate-start-epoch": args.keep_rate_start_epoch > 0,
@@ -244,6 +250,8 @@ def run_train(args: argparse.Namespace | TrainConfig) -> int:
         >>> argv = [*tiny.split(), "--data", str(data), "--dataset", "fashion-mnist", "--output", str(out)]
         >>> run_train(parse_train_args([*argv, "--epochs", "2", "--stop-after-epoch", "1", "--no-progress"]))
         ... # doctest: +ELLIPSIS
+        renyi-prune train: .../run
+          model     deit_small_patch16_224 (patch_size=14 embed_dim=8 depth=2 num_heads=1): ...
         epoch 1/2 ...
         wrote .../run/checkpoint.pth, metrics.jsonl, config.json (epoch 1: top1 ...%)
         0
@@ -251,7 +259,8 @@ def run_train(args: argparse.Namespace | TrainConfig) -> int:
     from .run import train
 
     config = args if isinstance(args, TrainConfig) else train_config(args)
-    result = train(config)
+    with one_line_warnings():
+        result = train(config)
     last = result["last"]
     if not is_main_process():
         return 0
@@ -267,6 +276,24 @@ def run_train(args: argparse.Namespace | TrainConfig) -> int:
             f"(epoch {last['epoch']}: top1 {last['top1']:.2f}%)"
         )
     return 0
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within: a :class:`~renyi_prune.train.summary.TrainConfigWarning` is shown as one line
+    ``renyi-prune train: warning: ...`` (no file and line of the source); other warnings as before."""
+    original = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, TrainConfigWarning):
+            return f"renyi-prune train: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original
 
 
 def run_eval(args: argparse.Namespace | EvalConfig) -> int:

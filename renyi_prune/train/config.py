@@ -186,6 +186,24 @@ class TrainConfig(_Config):
     resume: Path | None = None
     stop_after_epoch: int | None = None
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The configuration of ``renyi-prune train --preset NAME``
+        (:data:`~renyi_prune.train.presets.PRESETS`) with ``overrides`` (field values; ``prune`` replaces the
+        preset's pruning as a whole).
+
+        Raises:
+            ValueError: an unknown preset.
+
+        Example:
+            >>> c = TrainConfig.from_preset("cpu-quick", epochs=1, output="runs/quick")
+            >>> c.epochs, c.img_size, c.max_val_images, c.prune.label, str(c.output)
+            (1, 28, 2000, 'renyi α=2 r=0.7', 'runs/quick')
+        """
+        from .presets import preset_fields
+
+        return cls(**{**preset_fields(name), **overrides})
+
     @property
     def has_keep_rate_warmup(self) -> bool:
         """Whether the training keep rate changes during the run (a warm-up or a delayed start)."""

@@ -49,7 +49,7 @@ def create_model(
     if drop:
         kwargs["drop_rate"] = drop
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as err:
         raise UsageError(f"--model {name} does not accept these arguments {sorted(kwargs)}: {err}") from None
     except Exception as err:
@@ -60,6 +60,38 @@ def create_model(
             "internet access to the Hugging Face hub. Offline, pass local weights with --checkpoint instead "
             "of --pretrained."
         ) from err
+    if img_size is not None:
+        check_img_size(model, img_size)
+    return model
+
+
+def check_img_size(model: nn.Module, img_size: int) -> None:
+    """Refuse an ``--img-size`` that is not a multiple of the model's patch size (timm would silently drop
+    the pixels of the last partial patch row and column).
+
+    Raises:
+        UsageError: naming the size, the patch size and the nearest sizes that work.
+
+    Example:
+        >>> import timm
+        >>> try:
+        ...     check_img_size(timm.create_model("vit_tiny_patch16_224", img_size=30, patch_size=4), 30)
+        ... except UsageError as err:
+        ...     print(err)
+        argument --img-size: 30 is not a multiple of the model's patch size 4 (e.g. 28 or 32)
+    """
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if patch is None:
+        return
+    patch = tuple(patch) if isinstance(patch, (tuple, list)) else (patch, patch)
+    for p in dict.fromkeys(patch):
+        if img_size % p:
+            lower, upper = img_size // p * p, (img_size // p + 1) * p
+            nearest = f"{lower} or {upper}" if lower else str(upper)
+            raise UsageError(
+                f"argument --img-size: {img_size} is not a multiple of the model's patch size {p} (e.g. "
+                f"{nearest})"
+            )
 
 
 def model_img_size(model: nn.Module) -> int:

@@ -40,6 +40,7 @@ from .runtime import (
     set_rng_state,
     setup_runtime,
 )
+from .summary import summary_lines, time_steps, warn_config
 
 __all__ = ["train"]
 
@@ -54,7 +55,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     an epoch carries a note (``add_note``) saying which epoch did not complete and which epoch
     ``checkpoint.pth`` holds. Resuming (``config.resume``) a run that already reached ``epochs`` (or
     ``stop_after_epoch``) trains and writes nothing. Without ``data`` / ``dataset``, a resumed run reads
-    the data of the checkpoint's run.
+    the data of the checkpoint's run. Before the first step rank 0 prints a start-up summary (model, data,
+    pruning, augmentation, optimization, runtime, and the time estimated from a few timed steps:
+    :mod:`renyi_prune.train.summary`); settings that cannot work as intended (a learning-rate warm-up as
+    long as the run, ...) are warned about first (:class:`~renyi_prune.train.summary.TrainConfigWarning`).
 
     Returns:
         ``{"output": DIR, "history": [per-epoch records (METRIC_FIELDS)], "last": the last record,
@@ -87,6 +91,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         ...     num_heads=1), batch_size=8, epochs=1, progress=False, prune=PruneConfig(keep_rate=0.5,
         ...     prune_blocks=[1]))
         >>> result = train(config)  # doctest: +ELLIPSIS
+        renyi-prune train: .../run
+          model     vit_tiny_patch16_224 (patch_size=7 embed_dim=16 depth=2 num_heads=1): ...
+          pruning   renyi α=1 r=0.5 at blocks 1 (0-based)
+        ...
         epoch 1/1  loss ... keep 0.5 ... GFLOPs ...
         >>> result["last"]["num_updates"], sorted(p.name for p in result["output"].iterdir())
         (2, ['checkpoint.pth', 'config.json', 'metrics.jsonl'])
@@ -98,6 +106,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if resume is not None and resume["epoch"] >= stop_epoch:  # a finished run: nothing to train or write
         history = list(resume["history"])
         return dict(output=output, history=history, last=history[-1], config=None, epochs_trained=0)
+    warn_config(config)
     resuming_here = resume is not None and config.resume.resolve() == (output / "checkpoint.pth").resolve()
     claim = locked_folder(output, "renyi-prune train") if is_main_process() else contextlib.nullcontext()
     with claim:  # before any data is read: a folder that cannot be used fails the run at once
@@ -147,6 +156,8 @@ class _Run:
             for note in notes:
                 print(f"renyi-prune train: {note}", file=sys.stderr)
         self.gflops = count_gflops(parts.unwrapped, self.img_size) if self.runtime.is_main else None
+        if self.runtime.is_main:
+            self._print_summary(parts, self.stop_epoch - start_epoch)
         if self.resume is not None:
             self._restore_rng(parts.unwrapped)
         history = self._epochs(parts, start_epoch, num_updates, history)
@@ -186,6 +197,7 @@ class _Run:
         self.data_cfg: DataConfig = data_config(cfg, self.dataset, model, self.img_size)
         splits["train"].transform = train_transform(cfg, self.data_cfg)
         splits["val"].transform = build_transform(self.data_cfg, False)
+        self.split_sizes = (len(splits["train"]), len(splits["val"]))
         self.train_set = subset(splits["train"], cfg.max_train_images)
         self.val_set = subset(splits["val"], cfg.max_val_images)
         model.to(self.runtime.device)
@@ -217,6 +229,13 @@ class _Run:
         return TrainParts(
             model, self.model, optimizer, scheduler, loss_fn, mixup, scaler, self.amp, cfg, runtime
         )
+
+    def _print_summary(self, parts: TrainParts, epochs: int) -> None:
+        """The start-up summary (:func:`~renyi_prune.train.summary.summary_lines`), with the time estimated
+        from a few timed steps of the model on the run's first training images."""
+        cfg, device = self.config, self.runtime.device
+        times = time_steps(parts.unwrapped, self.train_set, cfg.batch_size, device, self.amp)
+        print("\n".join(summary_lines(self, epochs, times)), flush=True)
 
     def _restore(self, parts: TrainParts) -> tuple[int, int, list[dict[str, Any]]]:
         """(first epoch, updates so far, history): from the resume checkpoint, else (0, 0, [])."""
