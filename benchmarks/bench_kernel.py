@@ -6,6 +6,10 @@ and ``python -m renyi_prune.bench.kernel``); see benchmarks/README.md. One conve
 ``renyi_prune`` is imported, so that the smoke run exercises the Triton kernel on Triton's CPU
 interpreter; the variable has no effect once the kernels are imported.
 
+Outputs as the command's: ``./bench-results/<device-slug>/kernel_<mode>.csv`` in the current directory,
+or ``--out``; ``benchmarks/run_gpu.sh`` passes ``--out benchmarks/results/<device-slug>/...`` to commit
+GPU results. Installed users run ``renyi-prune bench kernel`` with the same options.
+
 Usage::
 
     python benchmarks/bench_kernel.py --smoke                  # CPU: tiny shapes, Triton interpreter

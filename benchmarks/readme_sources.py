@@ -151,8 +151,17 @@ def fmt_sig(value: float, digits: int = 3) -> str:
 
 
 def fmt_alpha(text: str) -> str:
+    """A CSV's α cell as the project writes α in tables (:func:`renyi_prune.config.format_alpha`); blank
+    or unparsable as ``–``.
+
+    Example:
+        >>> fmt_alpha("2.0"), fmt_alpha("inf"), fmt_alpha("")
+        ('2', '∞', '–')
+    """
+    from renyi_prune.config import format_alpha
+
     a = to_num(text)
-    return "–" if math.isnan(a) else ("∞" if math.isinf(a) else f"{a:g}")
+    return format_alpha(None if math.isnan(a) else a, style="label")
 
 
 def fmt_date(d: _dt.datetime) -> str:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# All GPU benchmarks in one command. Every CSV and PNG goes to benchmarks/results/<device-slug>/.
+# All GPU benchmarks in one command. Every CSV and PNG goes to benchmarks/results/<device-slug>/ of this
+# checkout: the script passes --out there explicitly (the benchmarks themselves write to
+# ./bench-results/ of the current directory unless told otherwise).
 #
 #   benchmarks/run_gpu.sh                  # all stages (about 10-15 min on an H100/H200, see README)
 #   benchmarks/run_gpu.sh e2e e2e-compile  # only these stages
@@ -38,16 +40,18 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 ALL=(kernel-fwd kernel-fwdbwd e2e e2e-384 e2e-compile)
+RES="benchmarks/results/<device-slug>"  # set below, once the stages are known
+
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=("${ALL[@]}")
 
 command_for() {
   case "$1" in
-    kernel-fwd) echo "$PY benchmarks/bench_kernel.py --quiet" ;;
-    kernel-fwdbwd) echo "$PY benchmarks/bench_kernel.py --mode fwdbwd --quiet" ;;
-    e2e) echo "$PY benchmarks/bench_e2e.py" ;;
-    e2e-384) echo "$PY benchmarks/bench_e2e.py --models deit_base_patch16_384 --img-size 384 --batch 64" ;;
-    e2e-compile) echo "$PY benchmarks/bench_e2e.py --compile --models deit_small_patch16_224 --keep-rates 0.7 0.5 --configs unpruned evit renyi" ;;
+    kernel-fwd) echo "$PY benchmarks/bench_kernel.py --quiet --out $RES/kernel_fwd.csv" ;;
+    kernel-fwdbwd) echo "$PY benchmarks/bench_kernel.py --mode fwdbwd --quiet --out $RES/kernel_fwdbwd.csv" ;;
+    e2e) echo "$PY benchmarks/bench_e2e.py --out $RES/e2e.csv" ;;
+    e2e-384) echo "$PY benchmarks/bench_e2e.py --models deit_base_patch16_384 --img-size 384 --batch 64 --out $RES/e2e_384px.csv" ;;
+    e2e-compile) echo "$PY benchmarks/bench_e2e.py --compile --models deit_small_patch16_224 --keep-rates 0.7 0.5 --configs unpruned evit renyi --out $RES/e2e_compile.csv" ;;
     *) return 1 ;;
   esac
 }
@@ -58,6 +62,18 @@ for s in "${stages[@]}"; do
     exit 2
   fi
 done
+
+# The committed results' folder of this GPU (renyi_prune.bench._common.device_slug); a dry run without
+# CUDA (or without torch) shows a placeholder.
+slug_cmd="import torch; from renyi_prune.bench._common import device_slug; print(device_slug('cuda'))"
+if ! SLUG=$($PY -c "$slug_cmd" 2>/dev/null) || [ -z "$SLUG" ]; then
+  if [ -z "${DRY_RUN:-}" ]; then
+    echo "run_gpu.sh: no CUDA device (or renyi_prune not importable by $PY): these are GPU benchmarks" >&2
+    exit 2
+  fi
+  SLUG="<device-slug>"
+fi
+RES="benchmarks/results/$SLUG"
 
 failed=()
 for s in "${stages[@]}"; do
@@ -88,4 +104,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "run_gpu.sh: FAILED stages: ${failed[*]}" >&2
   exit 1
 fi
-echo "run_gpu.sh: all stages done; results under benchmarks/results/" >&2
+echo "run_gpu.sh: all stages done; results under $RES/" >&2

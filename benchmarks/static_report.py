@@ -8,7 +8,8 @@ processes without it).
 
 Usage::
 
-    python benchmarks/static_report.py          # all -> benchmarks/results/static/triton-<version>.csv, .md
+    python benchmarks/static_report.py          # all -> ./bench-results/static/triton-<version>.csv, .md
+    python benchmarks/static_report.py --out benchmarks/results/static  # the committed report
     python benchmarks/static_report.py --quick  # the gates' compiles only (sm_90), into the temp dir
     python benchmarks/static_report.py --arch sm_90 --kernels fwd dkdv --out /tmp/static
 """

@@ -229,10 +229,17 @@ def test_wrong_compiled_model_aborts(tmp_path, monkeypatch, capsys):
 
 def test_options_and_helpers():
     args = bench.build_parser().parse_args([])
-    s = bench.settings_from_args(args, "cpu")
+    s = bench.settings_from_args(args, "cuda")  # the GPU defaults (no CUDA needed to compute them)
     assert list(s.models) == list(bench.DEFAULT_MODELS) and list(s.configs) == list(bench.DEFAULT_CONFIGS)
     assert list(s.keep_rates) == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
     assert s.batch == 256 and s.alpha == 1.0 and s.img_size is None and not s.compile
+    s = bench.settings_from_args(args, "cpu")  # CPU-sized: DeiT-S, batch 32, r = 0.7 0.5, same configs
+    assert list(s.models) == ["deit_small_patch16_224"] and list(s.configs) == list(bench.DEFAULT_CONFIGS)
+    assert s.batch == 32 and list(s.keep_rates) == [0.7, 0.5] and s.repeats is None
+    assert bench.CPU_TIMING["repeats"] == 5 and bench.CUDA_TIMING["repeats"] == 10
+    args = bench.build_parser().parse_args(["--batch", "4", "--models", "test_vit"])
+    s = bench.settings_from_args(args, "cpu")
+    assert s.batch == 4 and list(s.models) == ["test_vit"]
     s = bench.settings_from_args(bench.build_parser().parse_args(["--smoke", "--batch", "4"]), "cpu")
     assert s.batch == 4 and s.img_size == 64 and s.repeats == 1 and list(s.keep_rates) == [0.7, 0.5]
     with pytest.raises(SystemExit):
@@ -243,6 +250,7 @@ def test_options_and_helpers():
 
     slug = bench.device_slug("cpu")
     assert bench.default_out_path("cpu") == bench.RESULTS_DIR / slug / "e2e.csv"
+    assert not bench.RESULTS_DIR.is_absolute()  # relative to the current directory, not the package
     assert bench.default_out_path("cpu", compile=True, img_size=384).name == "e2e_384px_compile.csv"
     assert bench.RESULTS_DIR not in bench.default_out_path("cpu", smoke=True).parents
     assert bench.expected_tokens(197, 1, 0.7, 3, False) == [139, 98, 69]  # patch()'s docstring example

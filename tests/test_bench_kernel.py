@@ -147,6 +147,12 @@ def test_fwdbwd_grad_guard_and_options():
     assert bench.default_out_path("fwd", "cpu") == bench.RESULTS_DIR / slug / "kernel_fwd.csv"
     assert bench.default_out_path("fwdbwd", "cpu") == bench.RESULTS_DIR / slug / "kernel_fwdbwd.csv"
     assert bench.RESULTS_DIR not in bench.default_out_path("fwdbwd", "cpu", smoke=True).parents
+    # GPU defaults unchanged; CPU-sized batches and fp32 on the CPU
+    args = bench.build_parser().parse_args([])
+    assert bench.resolve_shapes(args) == [(256, 6, 197, 64), (64, 6, 577, 64), (16, 6, 1025, 64)]
+    assert bench.resolve_shapes(args, cpu=True) == [(8, 6, 197, 64), (2, 6, 577, 64), (1, 6, 1025, 64)]
+    assert bench.default_dtypes(args) == ["bf16"] and bench.default_dtypes(args, cpu=True) == ["fp32"]
+    assert bench.resolve_shapes(bench.build_parser().parse_args(["--batch", "3"]), cpu=True)[0][0] == 3
 
 
 class _WrongGrad(torch.autograd.Function):

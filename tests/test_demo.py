@@ -196,10 +196,10 @@ def test_criteria_option() -> None:
 
 
 def test_kept_mask_skips_fused_token() -> None:
-    from renyi_prune.demo.plots import _kept_mask
+    from renyi_prune import kept_patch_mask  # what the demo's figure draws
 
-    mask = _kept_mask(torch.tensor([0, 1, -1, 4]), 1, (2, 2))  # CLS, patches 0 and 3, a fused token
-    assert mask.tolist() == [[True, False], [False, True]]
+    mask = kept_patch_mask(torch.tensor([0, 1, -1, 4]), 1, (2, 2))  # CLS, patches 0 and 3, a fused token
+    assert mask.tolist() == [[[True, False], [False, True]]]
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:

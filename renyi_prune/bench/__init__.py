@@ -9,11 +9,15 @@
   entropy mode × arch (sm_90, sm_80, sm_86) compiled as a launch compiles it; registers, spills, shared
   memory, main-loop instruction count and mix, ptxas warnings, and the issue-12 gates.
 
-Each module has ``main(argv=None) -> int`` (and ``build_parser``/``add_arguments``/``run``);
-``benchmarks/bench_kernel.py``, ``benchmarks/bench_e2e.py`` and ``benchmarks/static_report.py`` are thin
-scripts calling them. Outputs (CSV, PNG) go to ``benchmarks/results/<device-slug>/`` by default, or a temp
-folder with ``--smoke`` (the static report: ``benchmarks/results/static/``, or a temp folder with
-``--quick``). See ``benchmarks/README.md``.
+Each module has ``main(argv=None) -> int`` (and ``build_parser``/``add_arguments``/``run``); in a source
+checkout ``benchmarks/bench_kernel.py``, ``benchmarks/bench_e2e.py`` and ``benchmarks/static_report.py``
+are thin scripts calling them. Outputs (CSV, PNG) go under the current directory by default:
+``./bench-results/<device-slug>/`` (the static report: ``./bench-results/static/``), or a temp folder
+with ``--smoke`` (the static report: ``--quick``), or where ``--out`` says. Nothing is written into the
+package or its checkout unless ``--out`` says so (``benchmarks/run_gpu.sh`` passes ``--out
+benchmarks/results/<device-slug>/...`` to commit GPU results). On the CPU the kernel and end-to-end
+benchmarks take CPU-sized defaults and print an estimate of their run time first. See
+``benchmarks/README.md``.
 
 Importing this package imports none of the submodules.
 """

@@ -26,19 +26,14 @@ from ..kernels import is_interpreting
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
-def _results_dir() -> Path:
-    """``benchmarks/results`` of the source checkout holding this package, else of the working dir."""
-    checkout = PACKAGE_DIR.parent
-    if (checkout / "benchmarks").is_dir() and (checkout / "pyproject.toml").is_file():
-        return checkout / "benchmarks" / "results"
-    return Path.cwd() / "benchmarks" / "results"
-
-
-#: Default root of committed results: ``<checkout>/benchmarks/results/<device-slug>/``.
-RESULTS_DIR = _results_dir()
+#: Default output root of the benchmarks and studies, relative to the current directory (resolved when a
+#: file is written): ``./bench-results/<device-slug>/`` (kernel, e2e), ``./bench-results/static/``,
+#: ``./bench-results/accuracy/<config>/``: the layout of a checkout's ``benchmarks/results/``. Nothing is
+#: written into the package or its checkout unless ``--out`` says so (``benchmarks/run_gpu.sh`` does).
+RESULTS_DIR = Path("bench-results")
 #: ``--dtype`` names of the benchmarks.
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-#: Root of smoke-run outputs: never ``RESULTS_DIR``.
+#: Root of smoke-run outputs (the system temp dir): never ``RESULTS_DIR``.
 SMOKE_DIR = Path(tempfile.gettempdir()) / "renyi-prune-bench"
 
 
@@ -47,12 +42,25 @@ def dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in DTYPES.items()}[dtype]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else :func:`platform.processor`, else the machine."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def device_name(device: str) -> str:
-    """Human-readable device: the GPU name, or ``cpu``/``cpu-interpreter`` plus the processor."""
+    """Human-readable device: the GPU name, or ``cpu``/``cpu-interpreter`` with the CPU model and torch's
+    intra-op threads, e.g. ``cpu (AMD EPYC 7B13, 2 threads)``."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    proc = platform.processor() or platform.machine() or "unknown"
-    return f"{'cpu-interpreter' if is_interpreting() else 'cpu'} ({proc})"
+    kind = "cpu-interpreter" if is_interpreting() else "cpu"
+    return f"{kind} ({cpu_model()}, {torch.get_num_threads()} threads)"
 
 
 def device_slug(device: str) -> str:
@@ -67,8 +75,23 @@ def device_slug(device: str) -> str:
 
 
 def output_path(name: str, device: str, smoke: bool = False) -> Path:
-    """``RESULTS_DIR/<device-slug>/<name>``; with ``smoke`` the same under :data:`SMOKE_DIR`."""
+    """``bench-results/<device-slug>/<name>`` (:data:`RESULTS_DIR`, relative to the current directory); with
+    ``smoke`` the same under :data:`SMOKE_DIR` (the system temp dir)."""
     return (SMOKE_DIR if smoke else RESULTS_DIR) / device_slug(device) / name
+
+
+def format_duration(seconds: float) -> str:
+    """A rough duration for a run-time estimate: seconds below 2 minutes, then minutes, then hours.
+
+    Example:
+        >>> format_duration(42.4), format_duration(330), format_duration(9000)
+        ('42 s', '5.5 min', '2.5 h')
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def git_commit() -> str:

@@ -11,6 +11,7 @@ from .._argtypes import alpha as alpha_type
 from ..config import DEFAULT_PRUNE_BLOCKS
 from . import _common
 from ._e2e_setup import (
+    CPU_DEFAULTS,
     DEFAULT_BATCH,
     DEFAULT_CONFIGS,
     DEFAULT_KEEP_RATES,
@@ -27,6 +28,13 @@ DESCRIPTION = (
 )
 
 
+EPILOG = (
+    "On the CPU (--device cpu, or no CUDA) the defaults are CPU-sized (DeiT-S, batch 32, keep rates 0.7 "
+    "0.5, fp32, 5 timed runs) and an estimate of the run time is printed first. Results go to "
+    "./bench-results/<device>/ unless --out says otherwise."
+)
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The benchmark's parser (``prog`` as shown in messages); errors are one line and exit code 2.
 
@@ -35,7 +43,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         >>> args.models, args.keep_rates, args.configs, args.alpha
         (['deit_small_patch16_224'], [0.7], None, 1.0)
     """
-    parser = Parser(prog=prog, description=DESCRIPTION)
+    parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
     add_arguments(parser)
     return parser
 
@@ -53,15 +61,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # fmt: off
     p.add_argument("--models", nargs="+", metavar="NAME",
                    help="timm model names, created with pretrained=False (default: "
-                   f"{' '.join(DEFAULT_MODELS)})")
+                   f"{' '.join(DEFAULT_MODELS)}; on the CPU {' '.join(CPU_DEFAULTS['models'])})")
     p.add_argument("--configs", nargs="+", choices=config_names(), metavar="NAME",
                    help=f"configurations among {', '.join(config_names())} (default: "
                    f"{' '.join(DEFAULT_CONFIGS)}: paper Table 3)")
     p.add_argument("--keep-rates", type=keep_rate, nargs="+", metavar="R",
-                   help=f"keep rates in (0, 1] (default: {' '.join(map(str, DEFAULT_KEEP_RATES))})")
+                   help=f"keep rates in (0, 1] (default: {' '.join(map(str, DEFAULT_KEEP_RATES))}; on the "
+                   f"CPU {' '.join(map(str, CPU_DEFAULTS['keep_rates']))})")
     p.add_argument("--img-size", type=positive_int, metavar="PX",
                    help="input resolution passed to timm.create_model (default: the model's own, e.g. 224)")
-    p.add_argument("--batch", type=positive_int, help=f"images per forward (default {DEFAULT_BATCH})")
+    p.add_argument("--batch", type=positive_int,
+                   help=f"images per forward (default {DEFAULT_BATCH}; on the CPU {CPU_DEFAULTS['batch']})")
     p.add_argument("--dtype", choices=sorted(DTYPES),
                    help="autocast dtype; fp32 = no autocast (default: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--alpha", type=alpha_type, default=1.0,
@@ -75,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-gflops", dest="gflops", action="store_false",
                    help="skip the fvcore GFLOPs count (blank column); it is blank anyway without fvcore")
     p.add_argument("--repeats", type=positive_int,
-                   help="timed runs per configuration (default 10 on CUDA, 3 on CPU, 1 with --smoke)")
+                   help="timed runs per configuration (default 10 on CUDA, 5 on CPU, 1 with --smoke)")
     p.add_argument("--run-ms", type=nonneg_float,
                    help="target duration of one timed run in ms (default 200 on CUDA; 0 = one call, CPU "
                    "default)")
@@ -84,8 +94,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "calls)")
     _common.add_output_arguments(
         p,
-        "CSV path (default benchmarks/results/<device>/e2e[_<px>px][_compile].csv; with --smoke the same "
-        "name under the system temp dir); the PNG is written next to it",
+        "CSV path (default ./bench-results/<device>/e2e[_<px>px][_compile].csv in the current directory; "
+        "with --smoke the same name under the system temp dir); the PNG is written next to it",
         "deit_tiny at 64 px, batch 2, keep rates 0.7 0.5, 1 timed run: seconds on CPU; explicit options "
         "still win",
         "no progress lines on stderr",
@@ -94,21 +104,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, device: str) -> Settings:
-    """The :class:`Settings` of parsed options: their values, else the defaults (``--smoke``: tiny ones).
+    """The :class:`Settings` of parsed options: their values, else the defaults (``--smoke``: tiny ones;
+    on the CPU: :data:`CPU_DEFAULTS`; on CUDA: the paper's GPU sizes).
 
     Example:
         >>> s = settings_from_args(build_parser().parse_args(["--smoke", "--batch", "4"]), "cpu")
         >>> list(s.models), s.img_size, s.batch, list(s.keep_rates), s.repeats
         (['deit_tiny_patch16_224'], 64, 4, [0.7, 0.5], 1)
+        >>> s = settings_from_args(build_parser().parse_args([]), "cpu")
+        >>> list(s.models), s.batch, list(s.keep_rates)
+        (['deit_small_patch16_224'], 32, [0.7, 0.5])
     """
     smoke = args.smoke
     img_size = args.img_size if args.img_size is not None else (SMOKE["img_size"] if smoke else None)
+    default = SMOKE if smoke else CPU_DEFAULTS if not device.startswith("cuda") else None
     return Settings(
-        models=args.models or (SMOKE["models"] if smoke else list(DEFAULT_MODELS)),
+        models=args.models or (list(default["models"]) if default else list(DEFAULT_MODELS)),
         configs=args.configs or list(DEFAULT_CONFIGS),
-        keep_rates=args.keep_rates or (SMOKE["keep_rates"] if smoke else list(DEFAULT_KEEP_RATES)),
+        keep_rates=args.keep_rates or (list(default["keep_rates"]) if default else list(DEFAULT_KEEP_RATES)),
         img_size=img_size,
-        batch=args.batch or (SMOKE["batch"] if smoke else DEFAULT_BATCH),
+        batch=args.batch or (default["batch"] if default else DEFAULT_BATCH),
         dtype=args.dtype,
         alpha=args.alpha,
         prune_blocks=args.prune_blocks or list(DEFAULT_PRUNE_BLOCKS),

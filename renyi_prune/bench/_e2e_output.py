@@ -205,7 +205,12 @@ def write_plot(rows: Sequence[dict], path: Path, smoke: bool = False) -> bool:
 def default_out_path(
     device: str, smoke: bool = False, compile: bool = False, img_size: int | None = None
 ) -> Path:
-    """``benchmarks/results/<device-slug>/e2e[_<img>px][_compile].csv``; with ``smoke`` the same name
-    under the system temp dir, so that smoke numbers never land in ``results/``."""
+    """``bench-results/<device-slug>/e2e[_<img>px][_compile].csv``, relative to the current directory; with
+    ``smoke`` the same name under the system temp dir, so that smoke numbers never land among results.
+
+    Example:
+        >>> default_out_path("cpu", compile=True).as_posix().split("/")[::2]
+        ['bench-results', 'e2e_compile.csv']
+    """
     name = "e2e" + (f"_{img_size}px" if img_size else "") + ("_compile" if compile else "")
     return _common.output_path(f"{name}.csv", device, smoke)

@@ -124,9 +124,12 @@ DEFAULT_KEEP_RATES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 DEFAULT_BATCH = 256
 DTYPES = _common.DTYPES
 SMOKE = dict(models=["deit_tiny_patch16_224"], img_size=64, batch=2, keep_rates=[0.7, 0.5], repeats=1)
+#: CPU-sized defaults (``--device cpu``, or no CUDA): DeiT-S at its 224 px, batch 32, r = 0.7 and 0.5 (the
+#: CPU comparison of issue 15: minutes on 2 cores; the run prints its estimate first).
+CPU_DEFAULTS = dict(models=["deit_small_patch16_224"], batch=32, keep_rates=[0.7, 0.5])
 # Timing defaults: (warm-up ms, ms per timed run, timed runs) on CUDA / on CPU.
 CUDA_TIMING = dict(warmup_ms=500.0, run_ms=200.0, repeats=10)
-CPU_TIMING = dict(warmup_ms=0.0, run_ms=0.0, repeats=3)
+CPU_TIMING = dict(warmup_ms=0.0, run_ms=0.0, repeats=5)
 
 # Correctness guard: max |logits − reference| ≤ tol · max |reference| (and allclose with rtol=tol).
 # The floor per dtype; under autocast the tolerance is at least 2x the dtype's own noise, i.e. the
@@ -144,7 +147,7 @@ CSV_COLUMNS = [
     "keep_rate", "alpha", "prune_blocks", "batch", "dtype",
     "images_per_s", "images_per_s_p20", "images_per_s_p80", "ms_per_batch", "ms_p20", "ms_p80",
     "repeats", "iters", "gflops", "speedup_vs_unpruned", "x_evit", "tokens_kept", "guard_rel_err", "error",
-    "ms_iqr", "ms_min", "ms_max", "images_per_s_iqr",
+    "ms_iqr", "ms_min", "ms_max", "images_per_s_iqr", "cpu_model", "threads",
 ]  # fmt: skip
 
 

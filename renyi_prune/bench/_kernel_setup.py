@@ -21,6 +21,10 @@ DEFAULT_SEQ = (197, 577, 1025)
 DEFAULT_HEADS = 6
 DEFAULT_HEAD_DIM = 64
 DEFAULT_BATCH_FOR_SEQ = {197: 256, 577: 64, 1025: 16}
+# CPU-sized defaults (``--device cpu``, or no CUDA): the same DeiT-S heads and token counts in fp32, batches
+# small enough for a laptop (each shape's eager (B, H, N, N) matrix stays ~6–25 MB).
+CPU_BATCH_FOR_SEQ = {197: 8, 577: 2, 1025: 1}
+CPU_DTYPE = "fp32"
 
 SMOKE = dict(batch=[2], heads=2, seq=[17, 65], head_dim=32, dtype=["fp32"], reps=3)
 

@@ -43,13 +43,24 @@ failure the run stops and writes nothing: a fast wrong model never produces a ro
 GFLOPs per image come from :func:`renyi_prune.count_flops` (fvcore, one multiply-add = one FLOP, the
 paper's convention); the column is blank if fvcore is not installed.
 
-Usage (see benchmarks/README.md; ``benchmarks/bench_e2e.py`` is a thin script calling :func:`main`,
-``renyi-prune bench e2e`` the same from the command line)::
+On the CPU (``--device cpu``, or no CUDA) the defaults are CPU-sized (:data:`CPU_DEFAULTS`: DeiT-S at
+224 px, batch 32, keep rates 0.7 and 0.5, fp32, 5 timed runs) and the run prints an estimate of its
+duration first (:func:`estimate_seconds`). The CSV's ``device`` names the CPU model and torch's threads
+(also in the ``cpu_model`` and ``threads`` columns).
 
-    python benchmarks/bench_e2e.py --smoke              # CPU, seconds: deit_tiny at 64 px, batch 2
-    python benchmarks/bench_e2e.py                      # GPU: DeiT-Ti/S/B at 224 px, batch 256, bf16
-    python benchmarks/bench_e2e.py --compile --models deit_small_patch16_224 --keep-rates 0.7 0.5
-    python benchmarks/bench_e2e.py --models deit_base_patch16_384 --img-size 384 --batch 64
+Outputs: ``./bench-results/<device-slug>/e2e[_<px>px][_compile].csv`` and ``.png`` in the current
+directory, or ``--out``; ``--smoke`` writes under the system temp dir. Nothing is written into the
+package's folder or its source checkout unless ``--out`` points there (``benchmarks/run_gpu.sh`` does,
+to commit GPU results).
+
+Usage (see benchmarks/README.md; ``python -m renyi_prune.bench.e2e`` and the maintainers' script
+``benchmarks/bench_e2e.py`` are the same)::
+
+    renyi-prune bench e2e --smoke              # CPU, seconds: deit_tiny at 64 px, batch 2
+    renyi-prune bench e2e --device cpu         # CPU: DeiT-S, batch 32, r = 0.7 0.5 (minutes; estimate first)
+    renyi-prune bench e2e                      # GPU: DeiT-Ti/S/B at 224 px, batch 256, bf16
+    renyi-prune bench e2e --compile --models deit_small_patch16_224 --keep-rates 0.7 0.5
+    renyi-prune bench e2e --models deit_base_patch16_384 --img-size 384 --batch 64 --out b384/e2e.csv
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ import argparse
 import functools
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path  # noqa: F401  (used by the doctests)
 
@@ -85,6 +97,7 @@ from ._e2e_output import (
 )
 from ._e2e_setup import (
     CONFIGS,
+    CPU_DEFAULTS,
     CPU_TIMING,
     CSV_COLUMNS,
     CUDA_TIMING,
@@ -120,6 +133,7 @@ from ._e2e_setup import (
 
 __all__ = [
     "CONFIGS",
+    "CPU_DEFAULTS",
     "CSV_COLUMNS",
     "DEFAULT_CONFIGS",
     "Config",
@@ -130,6 +144,7 @@ __all__ = [
     "build_parser",
     "check_settings",
     "config_names",
+    "estimate_seconds",
     "get_config",
     "main",
     "run",
@@ -207,6 +222,8 @@ def _stamp(s: Settings, device: str, dtype: torch.dtype) -> dict:
         timm=_common.timm_version(),
         git_commit=_common.git_commit(),
         date=_common.utc_now(),
+        cpu_model=_common.cpu_model(),
+        threads=torch.get_num_threads(),
         batch=s.batch,
         dtype=_common.dtype_name(dtype),
         prune_blocks=" ".join(map(str, sorted(s.prune_blocks))),
@@ -316,6 +333,74 @@ def _kept_tokens(model, config: Config, rate: float, run: ModelRun) -> str:
     return " ".join(map(str, got))
 
 
+def _relative_cost(depth: int, num_tokens: int, blocks: Sequence[int], kept: Sequence[int]) -> float:
+    """The tokens the blocks process, as a fraction of the unpruned model's: ``kept[i]`` tokens after
+    pruning block ``blocks[i]`` (a rough measure of a pruned forward's cost).
+
+    Example:
+        >>> _relative_cost(4, 10, [1], [5])  # blocks 0, 1 see 10 tokens, blocks 2, 3 see 5
+        0.75
+    """
+    after = dict(zip(sorted(blocks), kept, strict=True))
+    total, tokens = 0, num_tokens
+    for block in range(depth):
+        total += tokens
+        tokens = after.get(block, tokens)
+    return total / (depth * num_tokens)
+
+
+def estimate_seconds(settings: Settings) -> tuple[float, str]:
+    """A rough duration of :func:`run_benchmark` on the CPU, before it starts: one forward of each model
+    at the settings' batch is timed (after an untimed one of one image), then multiplied by the forwards
+    the run makes (reference, guard, the check, warm-up and timed calls of each row), each pruned one
+    weighted by the share of tokens its blocks process. GFLOPs counts and ``compile`` times are not
+    included. Returns (seconds, a one-line explanation).
+
+    Example:
+        >>> s = Settings(models=["test_vit"], configs=["unpruned", "evit"], keep_rates=[0.5], img_size=32,
+        ...              prune_blocks=[1, 3, 5], batch=1, device="cpu", repeats=2)
+        >>> seconds, detail = estimate_seconds(s)
+        >>> seconds > 0, detail.split(": ")[0]
+        (True, 'test_vit')
+    """
+    from ._e2e_model import _forward_fn
+
+    s = settings
+    device = s.device or "cpu"
+    dtype = DTYPES[s.dtype or ("bf16" if device.startswith("cuda") else "fp32")]
+    timing = _timing_settings(s, device)
+    configs = [get_config(c) for c in s.configs]
+    total, parts = 0.0, []
+    for name in s.models:
+        model = create_model(name, s.img_size, device)
+        size = model_img_size(model)
+        _forward_fn(torch.randn(1, 3, *size, device=device), device, dtype)(model)  # untimed: lazy set-ups
+        x = torch.randn(s.batch, 3, *size, device=device)
+        forward = _forward_fn(x, device, dtype)
+        start = time.perf_counter()
+        forward(model)
+        cost = time.perf_counter() - start
+        iters = max(1, round(timing["run_ms"] / 1e3 / cost)) if timing["run_ms"] > 0 else 1
+        warm = max(1, round(timing["warmup_ms"] / 1e3 / cost))
+        per_rate = 1 + warm + timing["repeats"] * iters  # the check, warm-up, timed calls
+        n_tokens, n_prefix = model.patch_embed.num_patches + model.num_prefix_tokens, model.num_prefix_tokens
+        forwards = 1.0 + (dtype != torch.float32)  # the reference logits (and the dtype's noise)
+        for config in configs:
+            if config.criterion is None:
+                forwards += per_rate
+                continue
+            forwards += 2 if config.fusion else 1  # the guard at keep rate 1
+            for rate in s.keep_rates:
+                kept = expected_tokens(n_tokens, n_prefix, rate, len(s.prune_blocks), config.fusion)
+                forwards += per_rate * _relative_cost(len(model.blocks), n_tokens, s.prune_blocks, kept)
+        total += cost * forwards
+        parts.append(f"{name}: one forward of batch {s.batch} took {cost:.2g} s, about {forwards:.0f} "
+                     "such forwards")  # fmt: skip
+        del model, x
+    note = "; plus compiling" if s.compile else ""
+    return total, "; ".join(parts) + note
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the end-to-end benchmark with command-line arguments ``argv`` (default ``sys.argv[1:]``).
 
@@ -361,13 +446,15 @@ def run(args: argparse.Namespace) -> int:
     device = _common.resolve_device(args.device)
     settings = settings_from_args(args, device)
     check_settings(settings)
-    if device == "cpu" and not args.smoke and args.models is None:
-        print("[bench-e2e] WARNING: GPU-sized defaults on CPU: slow (try --smoke)", file=sys.stderr)
     if settings.gflops and not has_fvcore():
         print("[bench-e2e] fvcore not installed: the gflops column is left blank", file=sys.stderr)
     out_path = args.out
     if out_path is None:
         out_path = default_out_path(device, args.smoke, args.compile, args.img_size)
+    if device == "cpu" and not args.smoke and not args.quiet:
+        seconds, detail = estimate_seconds(settings)
+        print(f"[bench-e2e] estimated run time on this CPU: about {_common.format_duration(seconds)} "
+              f"({detail}) -> {out_path}", file=sys.stderr, flush=True)  # fmt: skip
 
     try:
         rows = run_benchmark(settings)
@@ -377,8 +464,9 @@ def run(args: argparse.Namespace) -> int:
     for line in summary_lines(rows, settings, args.smoke):
         print(line)
     print(format_table(rows))
-    for line in target_summary(rows):
-        print(line)
+    if device.startswith("cuda"):  # the issue-5 targets are GPU targets
+        for line in target_summary(rows):
+            print(line)
     plot = functools.partial(write_plot, smoke=args.smoke) if args.plot else None
     _common.write_results(rows, out_path, CSV_COLUMNS, plot, "bench-e2e")
     return 0

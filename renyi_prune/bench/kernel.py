@@ -42,14 +42,21 @@ A PNG of time and TFLOP/s against N is written next to the CSV (pandas writes th
 is installed. Modules: :mod:`._kernel_setup` (inputs, providers, checks), :mod:`._kernel_output`
 (CSV, table, plot), :mod:`._kernel_options` (command line); this one runs the benchmark.
 
-Usage (see benchmarks/README.md; ``benchmarks/bench_kernel.py`` is a thin script calling :func:`main`,
-``renyi-prune bench kernel`` the same from the command line)::
+On the CPU (``--device cpu``, or no CUDA) the defaults are CPU-sized (fp32, batch 8, 2, 1 for N = 197,
+577, 1025) and the run prints an estimate of its duration first (:func:`estimate_seconds`).
 
-    TRITON_INTERPRET=1 python benchmarks/bench_kernel.py --smoke                # CPU, Triton interpreter
-    TRITON_INTERPRET=1 python benchmarks/bench_kernel.py --smoke --mode fwdbwd
-    python benchmarks/bench_kernel.py                                           # GPU, DeiT-S shapes, bf16
-    python benchmarks/bench_kernel.py --mode fwdbwd
-    python -m renyi_prune.bench.kernel --mode fwdbwd                            # the same, no script
+Outputs: ``./bench-results/<device-slug>/kernel_<mode>.csv`` and ``.png`` in the current directory, or
+``--out``; ``--smoke`` writes under the system temp dir. Nothing is written into the package's folder or
+its source checkout unless ``--out`` points there (``benchmarks/run_gpu.sh`` does, to commit GPU results).
+
+Usage (see benchmarks/README.md; ``python -m renyi_prune.bench.kernel`` and the maintainers' script
+``benchmarks/bench_kernel.py`` are the same)::
+
+    TRITON_INTERPRET=1 renyi-prune bench kernel --smoke                 # CPU, Triton interpreter
+    TRITON_INTERPRET=1 renyi-prune bench kernel --smoke --mode fwdbwd
+    renyi-prune bench kernel --device cpu                               # CPU-sized shapes, fp32
+    renyi-prune bench kernel                                            # GPU, DeiT-S shapes, bf16
+    renyi-prune bench kernel --mode fwdbwd --out kernel/fwdbwd.csv
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ import argparse
 import functools
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path  # noqa: F401  (used by the doctests)
 
@@ -80,6 +88,7 @@ from ._kernel_options import (
     add_arguments,
     build_parser,
     default_batch,
+    default_dtypes,
     default_out_path,
     resolve_shapes,
 )
@@ -136,6 +145,7 @@ __all__ = [
     "add_arguments",
     "attention_flops",
     "build_parser",
+    "estimate_seconds",
     "main",
     "resolve_shapes",
     "run",
@@ -335,14 +345,21 @@ def run(args: argparse.Namespace) -> int:
     device = _common.resolve_device(args.device)
     # TRITON_INTERPRET only takes effect if set before the kernels are decorated, i.e. before
     # renyi_prune is imported: too late here (benchmarks/bench_kernel.py sets it for --smoke)
-    shapes = resolve_shapes(args)
-    dtypes = [DTYPES[d] for d in (args.dtype or (SMOKE["dtype"] if args.smoke else ["bf16"]))]
+    cpu = not device.startswith("cuda")
+    shapes = resolve_shapes(args, cpu)
+    dtypes = [DTYPES[d] for d in default_dtypes(args, cpu)]
     providers = args.providers or list(PROVIDERS)
     reps = args.reps if args.reps is not None else (SMOKE["reps"] if args.smoke else None)
     _warn_on_cpu(args, device, providers, dtypes[0])
     out_path = args.out if args.out is not None else default_out_path(args.mode, device, args.smoke)
+    alphas = args.alpha or [1.0]
+    if cpu and not args.smoke and not args.quiet:
+        seconds = estimate_seconds(shapes, dtypes, alphas, providers, device, reps, args.mode)
+        print(f"[bench] estimated run time on this CPU: about {_common.format_duration(seconds)} "
+              f"({len(shapes)} shapes x {len(dtypes)} dtypes x {len(alphas)} alphas x {len(providers)} "
+              f"providers; one call of each timed on the smallest shape, scaled by FLOPs) -> {out_path}",
+              file=sys.stderr, flush=True)  # fmt: skip
     try:
-        alphas = args.alpha or [1.0]
         rows = run_benchmark(shapes, dtypes, alphas, providers, device, reps, not args.quiet, args.mode)
     except CorrectnessError as exc:
         return _common.correctness_failed(exc)
@@ -355,14 +372,50 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _warn_on_cpu(args: argparse.Namespace, device: str, providers: Sequence[str], dtype: torch.dtype) -> None:
-    """Warnings of a CPU run: ``fused`` on the eager fallback, GPU-sized default shapes."""
+    """Warning of a CPU run: ``fused`` on the eager fallback."""
     if device == "cpu" and "fused" in providers:
         if fused_impl(torch.empty(1, 1, 1, 16, dtype=dtype)) == "eager-fallback":
             print("[bench] WARNING: no CUDA and TRITON_INTERPRET unset: 'fused' runs the eager fallback, "
                   "not the Triton kernel (impl=eager-fallback); set TRITON_INTERPRET=1 before renyi_prune "
-                  "is imported (benchmarks/bench_kernel.py --smoke does)", file=sys.stderr)  # fmt: skip
-    if device == "cpu" and not args.smoke and args.seq is None:
-        print("[bench] WARNING: GPU-sized default shapes on CPU: slow (try --smoke)", file=sys.stderr)
+                  "is imported, e.g. TRITON_INTERPRET=1 renyi-prune bench kernel --smoke",
+                  file=sys.stderr)  # fmt: skip
+
+
+def estimate_seconds(
+    shapes: Sequence[tuple[int, int, int, int]],
+    dtypes: Sequence[torch.dtype],
+    alphas: Sequence[float],
+    providers: Sequence[str],
+    device: str,
+    reps: int | None,
+    mode: str = "fwd",
+) -> float:
+    """A rough duration of :func:`run_benchmark` on the CPU, before it starts: one call of each provider
+    is timed (after an untimed one) on the shape with the fewest FLOPs, in the first dtype, then scaled to
+    every shape by its FLOPs (:func:`attention_flops`) and multiplied by the calls a case makes (the
+    guard, the first call, the warm-up and ``reps`` timed calls, default 5).
+
+    Example:
+        >>> estimate_seconds([(1, 2, 16, 8), (1, 2, 32, 8)], [torch.float32], [1.0], ["sdpa"], "cpu", 2) > 0
+        True
+    """
+    B, H, N, D = min(shapes, key=lambda s: attention_flops(*s, mode))
+    case = Case(B, H, N, D, dtypes[0], alphas[0], mode)
+    q, k, v, qkv, grad_out = make_inputs(case, device)
+    per_call = 0.0
+    with torch.enable_grad() if case.fwdbwd else torch.inference_mode():
+        for p in providers:
+            if case.fwdbwd:
+                fn = make_fwdbwd_provider(p, qkv, grad_out, case.alpha)
+            else:
+                fn = make_provider(p, q, k, v, case.alpha)
+            fn()
+            start = time.perf_counter()
+            fn()
+            per_call += time.perf_counter() - start
+    scale = sum(attention_flops(*s, mode) for s in shapes) / attention_flops(B, H, N, D, mode)
+    calls = (5 if reps is None else reps) + 3
+    return per_call * scale * calls * len(dtypes) * len(alphas)
 
 
 if __name__ == "__main__":

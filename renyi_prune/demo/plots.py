@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_write_bytes
+from ..pruning.export import kept_patch_mask
 
 #: Nothing here is in ``__all__`` (figures need real images; ``tests/test_demo.py`` draws them).
 __all__: list[str] = []
@@ -79,17 +80,6 @@ def plot_entropy_heatmaps(
     return fig
 
 
-def _kept_mask(kept: torch.Tensor, npt: int, grid: tuple[int, int]) -> np.ndarray:
-    """(gh, gw) bool: which patches of one image the token positions ``kept`` (prefix + k) include.
-
-    Negative positions (a fused token, ``fuse_pruned=True``) stand for no single patch and are skipped.
-    """
-    mask = np.zeros(grid[0] * grid[1], dtype=bool)
-    patches = kept[npt:].numpy()
-    mask[patches[patches >= 0] - npt] = True
-    return mask.reshape(grid)
-
-
 def _grey_out(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``image`` (H, W, 3) with the patches where ``mask`` (gh, gw) is False washed out to light grey.
 
@@ -145,7 +135,7 @@ def plot_kept_patches(
         for r, label in enumerate(labels, start=1):
             for j, b in enumerate(blocks):
                 ax = sub.add_subplot(gs[r, j])
-                mask = _kept_mask(kept[label][b][i], npt, grid)
+                mask = kept_patch_mask(kept[label][b][i], npt, grid)[0].cpu().numpy()
                 ax.imshow(_grey_out(images[i], mask))
                 note = f"{mask.sum()}/{total}" + (" +fused" if label in fused else "")
                 box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8}

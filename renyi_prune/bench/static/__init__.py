@@ -48,7 +48,7 @@ columns), :mod:`.gates`, :mod:`.report` (Markdown) and :mod:`.cli` (options, :fu
 Usage (``renyi-prune bench static`` runs :func:`run`; ``python -m renyi_prune.bench.static`` and
 ``benchmarks/static_report.py`` call :func:`main`)::
 
-    renyi-prune bench static           # all kernels, sm_90 sm_80 sm_86, bf16 -> benchmarks/results/static/
+    renyi-prune bench static           # all kernels, sm_90 sm_80 sm_86, bf16 -> ./bench-results/static/
     renyi-prune bench static --quick   # only what the gates need (sm_90), into a temp dir
     renyi-prune bench static --arch sm_90 --dtype bf16 fp16 --kernels fwd --out /tmp/static
 """

@@ -1,5 +1,8 @@
 """The command line of the static report: ``renyi-prune bench static`` (:func:`add_arguments`,
-:func:`run`), ``python -m renyi_prune.bench.static`` and ``benchmarks/static_report.py`` (:func:`main`)."""
+:func:`run`), ``python -m renyi_prune.bench.static`` and ``benchmarks/static_report.py`` (:func:`main`).
+
+Outputs go to ``./bench-results/static/`` in the current directory (``--quick``: the system temp dir), or
+``--out DIR``; the committed report of a checkout is regenerated with ``--out benchmarks/results/static``."""
 
 from __future__ import annotations
 
@@ -71,8 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=positive_int, metavar="N",
                    help="worker processes (default: the CPU count, at most 8)")
     p.add_argument("--out", type=output_dir, metavar="DIR",
-                   help="output folder (default: benchmarks/results/static/; with --quick "
-                   f"{_common.SMOKE_DIR / 'static'})")
+                   help="output folder (default: ./bench-results/static/ in the current directory; with "
+                   f"--quick {_common.SMOKE_DIR / 'static'})")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     # fmt: on
 

@@ -1,4 +1,10 @@
-"""The command line of the accuracy study (``python benchmarks/accuracy_study.py``): :func:`main`."""
+"""The command line of the accuracy study (``python benchmarks/accuracy_study.py``): :func:`main`.
+
+A study writes to ``./bench-results/accuracy/<config>/`` in the current directory (``--smoke``: the
+system temp dir), or ``--out``; never into the package or its checkout unless ``--out`` says so. The
+committed studies of a checkout are (re)made with ``--out benchmarks/results/accuracy/<config>``, an
+explicit act, since ``benchmarks/readme_tables.py`` builds the README from whatever is there.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from .run import run_study
 
 __all__ = ["RESULTS_DIR", "SMOKE_DIR", "build_parser", "main"]
 
-#: Default output root: ``<checkout>/benchmarks/results/accuracy/<config-name>/``.
+#: Default output root: ``./bench-results/accuracy/<config-name>/``, relative to the current directory.
 RESULTS_DIR = _common.RESULTS_DIR / "accuracy"
 #: Output root of ``--smoke``.
 SMOKE_DIR = Path(tempfile.gettempdir()) / "renyi-prune-accuracy-smoke"
@@ -40,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="study configuration (default: %(default)s)")  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="= --config smoke, output to a temp dir")
     parser.add_argument(
-        "--out", type=Path, help="output folder (default: benchmarks/results/accuracy/<config>)"
+        "--out",
+        type=Path,
+        help="output folder (default: ./bench-results/accuracy/<config> in the current directory; the "
+        "committed study: --out benchmarks/results/accuracy/<config>)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="override the fine-tuning seeds")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
