@@ -80,7 +80,8 @@ def feature_key(
     return key
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -110,20 +111,20 @@ class _Runner:
         bb, dev = self.backbone, self.backbone.device
         shared = 0.0
         if bb.split_at is not None:
-            _sync(dev)
+            synchronize(dev)
             t0 = time.perf_counter()
             tokens = bb.prefix(x)
-            _sync(dev)
+            synchronize(dev)
             shared = time.perf_counter() - t0
         for i, config in enumerate(self.configs):
             with applied(bb.model, config):
                 gens = pruning_generators(bb.model)
                 for g, state in zip(gens, self.rng[i] or [], strict=False):
                     g.set_state(state)
-                _sync(dev)
+                synchronize(dev)
                 t0 = time.perf_counter()
                 f = bb.suffix(tokens) if bb.split_at is not None else bb.features(x)
-                _sync(dev)
+                synchronize(dev)
                 elapsed = time.perf_counter() - t0 + shared
                 self.rng[i] = [g.get_state() for g in gens]
                 if self.kept[i] is None:

@@ -27,7 +27,7 @@ from .cache import FeatureCache, FeatureSet
 from .classifiers import Probes, fit_probes, top1_interval
 from .config import ProbeConfig, default_cache_dir, describe_configs, fmt_alpha
 from .data import ProbeData, carve_validation, load_data, stratified_subset
-from .features import extract, timing_info
+from .features import extract, synchronize, timing_info
 from .report import versions, write_outputs
 from .selection import CHOSEN_LABEL, choose_alpha
 
@@ -120,20 +120,20 @@ def _relative_cost(p: Prepared, configs: list[PruneConfig | None]) -> float:
 
 
 def estimate(p: Prepared, log: Callable[[str], Any] = print) -> float:
-    """Time one unpruned forward (after a warm-up) and estimate the run's forward time from the GFLOPs;
-    logs the plan. Returns the estimate in seconds (cached feature sets would take none of it)."""
-    x = torch.randn(
-        min(8, p.cfg.batch_size), 3, p.backbone.img_size, p.backbone.img_size, device=p.backbone.device
-    )
+    """Time unpruned forwards of up to 32 images (one warm-up, the faster of two timed passes) and
+    estimate the run's forward time from the GFLOPs; logs the plan. Returns the estimate in seconds
+    (cached feature sets would take none of it)."""
+    bb = p.backbone
+    x = torch.randn(min(32, p.cfg.batch_size), 3, bb.img_size, bb.img_size, device=bb.device)
+    seconds = []
     with torch.inference_mode():
-        p.backbone.features(x)
-        if p.backbone.device.type == "cuda":
-            torch.cuda.synchronize(p.backbone.device)
-        t0 = time.perf_counter()
-        p.backbone.features(x)
-        if p.backbone.device.type == "cuda":
-            torch.cuda.synchronize(p.backbone.device)
-        p.rate = x.shape[0] / (time.perf_counter() - t0)
+        for _ in range(3):
+            synchronize(bb.device)
+            t0 = time.perf_counter()
+            bb.features(x)
+            synchronize(bb.device)
+            seconds.append(time.perf_counter() - t0)
+    p.rate = x.shape[0] / min(seconds[1:])
     renyi = p.cfg.renyi_configs() if p.cfg.alpha_choice else []
     c = p.counts
     cost = (
