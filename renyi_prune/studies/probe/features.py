@@ -10,7 +10,6 @@ the shared part's plus its own. Times exclude data loading; on CUDA they are syn
 from __future__ import annotations
 
 import hashlib
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -20,27 +19,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from ...bench._common import cpu_model
 from ...config import PruneConfig
 from ...criteria import get_criterion
 from ...demo.compare import applied, num_prefix_tokens, patch_grid
+from ...kernels import is_interpreting
 from ...pruning import kept_token_indices, pruning_generators
 from .backbone import Backbone
 from .cache import FeatureCache, FeatureSet
 from .data import ProbeData
 
 __all__ = ["extract", "timing_info"]
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else :func:`platform.processor`, else the machine."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def timing_info(device: torch.device) -> dict[str, Any]:
@@ -50,7 +39,10 @@ def timing_info(device: torch.device) -> dict[str, Any]:
         >>> sorted(timing_info(torch.device("cpu")))
         ['cpu', 'device', 'threads']
     """
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = "cpu-interpreter" if is_interpreting() else "cpu"  # TRITON_INTERPRET=1: Triton's interpreter
     return {"device": name, "threads": torch.get_num_threads(), "cpu": cpu_model()}
 
 

@@ -145,6 +145,8 @@ def estimate(p: Prepared, log: Callable[[str], Any] = print) -> float:
     passes = c["train"] + c["val"] * len(renyi) + c["test"] * len(p.configs)
     timing = timing_info(p.backbone.device)
     log(f"probe plan: {len(p.configs)} configurations ({describe_configs(p.configs)})")
+    if timing["device"] == "cpu-interpreter":
+        log("  TRITON_INTERPRET is set: the attention runs on Triton's interpreter (many times slower)")
     log(
         f"  image forwards: train {c['train']} (unpruned)"
         + (f" + validation {c['val']} x {len(renyi)} (renyi α)" if renyi else "")
