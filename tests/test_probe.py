@@ -205,3 +205,15 @@ def test_bad_options_give_one_line_errors(tiny, tmp_path, cli_error_line, argv, 
 def test_checkpoint_needs_a_model(tiny, tmp_path, cli_error_line):
     assert main(["probe", "--checkpoint", str(tiny[0] / "test_vit.pth"), "--out", str(tmp_path / "o")]) == 2
     assert "--checkpoint needs --model" in cli_error_line()
+
+
+def test_a_transformers_folder_runs_at_its_own_size(tmp_path, monkeypatch):
+    from renyi_prune.studies.probe import cli as probe_cli
+
+    seen = []
+    monkeypatch.setattr(probe_cli, "transformers_folder", lambda model: None if model is None else tmp_path)
+    monkeypatch.setattr(probe_run, "prepare", lambda cfg: seen.append(cfg.img_size))
+    monkeypatch.setattr(probe_run, "estimate", lambda prepared: None)
+    for argv in ([], ["--model", str(tmp_path)], ["--model", str(tmp_path), "--img-size", "56"]):
+        assert main(["probe", "--dry-run", *argv]) == 0
+    assert seen == [112, None, 56]  # the preset's 112 px, the folder's own size, the size asked for
