@@ -74,7 +74,7 @@ def test_the_preset_parses_to_its_config() -> None:
 def test_options_given_override_the_preset(argv) -> None:
     config = parse_train_args(argv)
     assert config.epochs == 1 and config.prune == PruneConfig("renyi", keep_rate=0.5, alpha=2.0)
-    assert config.img_size == 28 and config.max_train_images == 30_000  # the rest is the preset's
+    assert config.img_size == 28 and config.max_train_images == 15_000  # the rest is the preset's
 
 
 def test_an_option_given_at_its_default_still_overrides_the_preset() -> None:
@@ -129,7 +129,7 @@ def test_the_preset_runs_shrunk_and_prints_its_summary(data, tmp_path, capsys) -
     )
     assert summary["pruning"] == "renyi α=2 r=0.7 at blocks 3, 6, 9 (0-based)"
     assert "Mixup off, CutMix off, RandomErasing off" in summary["augment"]
-    assert summary["optimize"].startswith("1 epoch, adamw lr 2.00e-03 (0.3 warm-up epochs")
+    assert summary["optimize"].startswith("1 epoch, adamw lr 2.00e-03 (0.5 warm-up epochs")
     assert summary["runtime"].startswith("cpu, 1 thread, AMP none, 0 loader workers")
     assert " for 1 epoch: training " in summary["estimate"]
     assert said.index("estimate") < said.index("epoch 1/1")  # before the first step

@@ -91,33 +91,45 @@ class StepTimes:
 
 
 def time_steps(model: nn.Module, dataset: Any, batch_size: int, device: torch.device,
-               amp_dtype: torch.dtype | None, repeats: int = 1) -> StepTimes:  # fmt: skip
+               amp_dtype: torch.dtype | None, repeats: int = 1,
+               budget_s: float = 0.5) -> StepTimes:  # fmt: skip
     """Time reading a batch of ``dataset``, then ``repeats`` forward + backward passes (after one untimed)
-    and an evaluation forward of ``model`` on it: the full batch on a GPU, at most 8 images on a CPU
-    (where the time grows linearly with the batch).
+    and an evaluation forward of ``model`` on it: the full batch on a GPU; on a CPU first 8 images, then
+    4× more (up to the batch) while a pass takes under ``budget_s`` seconds (a small model computes a
+    few images less efficiently than a full batch; a large one is timed on 8).
 
     The model is left as it was: no random stream the training draws from advances
     (:func:`~renyi_prune.train.loop.preserve_rng`), buffers are restored, gradients cleared, the
     train/eval mode kept; no optimizer step is taken.
     """
-    n = min(batch_size if device.type == "cuda" else min(batch_size, 8), len(dataset))
+    most = min(batch_size, len(dataset))
+    n = most if device.type == "cuda" else min(most, 8)
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     was_training = model.training
     with preserve_rng(model):
-        start = time.perf_counter()
-        items = [dataset[i] for i in range(n)]
-        data = (time.perf_counter() - start) / n
-        images = torch.stack([torch.as_tensor(x) for x, _ in items]).to(device)
         try:
-            train = _median_seconds(model, images, device, amp_dtype, repeats, backward=True) / n
-            forward = _median_seconds(model, images, device, amp_dtype, 1, backward=False, warm=True) / n
+            while True:
+                images, data = _read(dataset, n, device)
+                train = _median_seconds(model, images, device, amp_dtype, repeats, backward=True)
+                if n >= most or train >= budget_s:
+                    break
+                n = min(most, 4 * n)
+            forward = _median_seconds(model, images, device, amp_dtype, 1, backward=False, warm=True)
         finally:
             model.zero_grad(set_to_none=True)
             with torch.no_grad():
                 for name, b in model.named_buffers():
                     b.copy_(buffers[name])
             model.train(was_training)
-    return StepTimes(data, train, forward, n)
+    return StepTimes(data, train / n, forward / n, n)
+
+
+def _read(dataset: Any, n: int, device: torch.device) -> tuple[torch.Tensor, float]:
+    """The first ``n`` images of ``dataset`` as a batch on ``device``, and the seconds per image it took."""
+    start = time.perf_counter()
+    items = [dataset[i] for i in range(n)]
+    seconds = (time.perf_counter() - start) / n
+    return torch.stack([torch.as_tensor(x) for x, _ in items]).to(device), seconds
 
 
 def _median_seconds(model: nn.Module, images: torch.Tensor, device: torch.device,
