@@ -184,6 +184,18 @@ def test_timing_steps_leaves_the_model_and_random_streams_as_they_were(data) -> 
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def test_a_long_estimate_on_a_cpu_points_to_the_preset(data, tmp_path, monkeypatch, capsys) -> None:
+    import renyi_prune.train.run as train_run
+
+    slow = StepTimes(data=0.0, train=3000.0, forward=10.0, images=8)  # seconds per image
+    monkeypatch.setattr(train_run, "time_steps", lambda *args, **kwargs: slow)
+    train(_config(data, tmp_path / "run", epochs=2))
+    said = capsys.readouterr().out
+    # 2 epochs x 2 steps x 4 images x 3000 s, and 2 x 4 validation images x 10 s
+    assert "estimate  ~13.4 h for 2 epochs: training ~13.3 h, validation ~80 s" in said
+    assert "on a CPU, --preset cpu-quick trains a small ViT in minutes" in said
+
+
 def test_the_estimate_adds_training_and_validation() -> None:
     times = StepTimes(data=0.01, train=0.1, forward=0.02, images=8)
     assert estimate_seconds(times, steps=10, batch_size=4, workers=0, val_images=100, epochs=3) == (

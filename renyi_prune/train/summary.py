@@ -170,11 +170,12 @@ def estimate_seconds(times: StepTimes, steps: int, batch_size: int, workers: int
 
 
 def format_duration(seconds: float) -> str:
-    """``< 1 s``, ``~N s`` under 2 minutes, ``~N min`` under 2 hours, else ``~N h``.
+    """``< 1 s``, ``~N s`` under 2 minutes, ``~N min`` under 2 hours, ``~N h`` under 2 days, else
+    ``~N days``.
 
     Example:
-        >>> format_duration(42), format_duration(150), format_duration(3 * 3600)
-        ('~42 s', '~2.5 min', '~3.0 h')
+        >>> format_duration(42), format_duration(150), format_duration(3 * 3600), format_duration(3e6)
+        ('~42 s', '~2.5 min', '~3.0 h', '~34.7 days')
     """
     if seconds < 1:
         return "< 1 s"
@@ -182,7 +183,9 @@ def format_duration(seconds: float) -> str:
         return f"~{seconds:.0f} s"
     if seconds < 7200:
         return f"~{seconds / 60:.1f} min"
-    return f"~{seconds / 3600:.1f} h"
+    if seconds < 2 * 86400:
+        return f"~{seconds / 3600:.1f} h"
+    return f"~{seconds / 86400:.1f} days"
 
 
 def summary_lines(run: Any, epochs: int, times: StepTimes | None) -> list[str]:
@@ -201,6 +204,8 @@ def summary_lines(run: Any, epochs: int, times: StepTimes | None) -> list[str]:
             f"training {format_duration(train_s)}, validation {format_duration(val_s)} (from steps timed "
             f"on {times.images} images: {1e3 * cfg.batch_size * times.train:.0f} ms of compute per step)"
         )
+        if run.runtime.device.type == "cpu" and train_s + val_s > 3600:
+            lines.append("            on a CPU, --preset cpu-quick trains a small ViT in minutes")
     return lines
 
 
