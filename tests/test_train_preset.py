@@ -240,6 +240,18 @@ def test_heavy_augmentation_on_a_short_run_from_scratch_is_warned_about(data, tm
     assert not config_warnings(short.replace(pretrained=True))
 
 
+def test_validation_that_costs_more_than_training_is_warned_about(data, tmp_path, monkeypatch) -> None:
+    import renyi_prune.train.run as train_run
+
+    slow_eval = StepTimes(data=0.0, train=0.001, forward=1.0, images=4)  # seconds per image
+    monkeypatch.setattr(train_run, "time_steps", lambda *args, **kwargs: slow_eval)
+    with pytest.warns(TrainConfigWarning, match=r"validating on all 4 images after every epoch is estimated"):
+        train(_config(data, tmp_path / "all"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainConfigWarning)  # a subset was asked for: nothing to say
+        train(_config(data, tmp_path / "subset", max_val_images=4))
+
+
 def test_the_command_shows_a_warning_in_one_line() -> None:
     with one_line_warnings():
         ours = warnings.formatwarning("--warmup-epochs 5 >= --epochs 3: ...", TrainConfigWarning, "x.py", 1)

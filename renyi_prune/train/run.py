@@ -40,7 +40,7 @@ from .runtime import (
     set_rng_state,
     setup_runtime,
 )
-from .summary import summary_lines, time_steps, warn_config
+from .summary import summary_lines, time_steps, warn_config, warn_validation_cost
 
 __all__ = ["train"]
 
@@ -236,6 +236,7 @@ class _Run:
         cfg, device = self.config, self.runtime.device
         times = time_steps(parts.unwrapped, self.train_set, cfg.batch_size, device, self.amp)
         print("\n".join(summary_lines(self, epochs, times)), flush=True)
+        warn_validation_cost(self, epochs, times)
 
     def _restore(self, parts: TrainParts) -> tuple[int, int, list[dict[str, Any]]]:
         """(first epoch, updates so far, history): from the resume checkpoint, else (0, 0, [])."""

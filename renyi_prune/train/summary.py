@@ -1,7 +1,8 @@
 """What a training run is about to do, said before it does it: warnings for settings that cannot work as
-intended (:func:`config_warnings`, :class:`TrainConfigWarning`) and the start-up summary (model, data,
-pruning, optimization, runtime and an estimated time from a few timed steps: :func:`summary_lines`,
-:func:`time_steps`), which :func:`renyi_prune.train.train` prints on rank 0 before the first step."""
+intended (:func:`config_warnings`, :func:`warn_validation_cost`, :class:`TrainConfigWarning`) and the
+start-up summary (model, data, pruning, optimization, runtime and an estimated time from a few timed
+steps: :func:`summary_lines`, :func:`time_steps`), which :func:`renyi_prune.train.train` prints on rank 0
+before the first step."""
 
 from __future__ import annotations
 
@@ -18,14 +19,24 @@ from .config import TrainConfig
 from .loop import preserve_rng
 from .runtime import autocast, sync
 
-__all__ = ["StepTimes", "TrainConfigWarning", "config_warnings", "summary_lines", "time_steps", "warn_config"]
+__all__ = [
+    "StepTimes", "TrainConfigWarning", "config_warnings", "estimate_seconds", "format_duration", "time_steps",
+    "warn_config",
+]  # fmt: skip
 
 #: Epochs below which a from-scratch run with Mixup/CutMix/RandomErasing is warned about.
 SHORT_RUN_EPOCHS = 10
 
 
 class TrainConfigWarning(UserWarning):
-    """A training setting that runs but cannot do what it is meant to (see :func:`config_warnings`)."""
+    """A training setting that runs but cannot do what it is meant to (see :func:`config_warnings`).
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("error", TrainConfigWarning)  # a script that refuses such settings
+        ...     warn_config(TrainConfig(epochs=3, warmup_epochs=0.3, mixup=0, cutmix=0, reprob=0))  # fine
+    """
 
 
 def config_warnings(config: TrainConfig) -> list[str]:
@@ -73,7 +84,16 @@ def config_warnings(config: TrainConfig) -> list[str]:
 
 
 def warn_config(config: TrainConfig, stacklevel: int = 3) -> None:
-    """Issue a :class:`TrainConfigWarning` for each of :func:`config_warnings`."""
+    """Issue a :class:`TrainConfigWarning` for each of :func:`config_warnings`.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_config(TrainConfig(epochs=2, warmup_epochs=2, mixup=0, cutmix=0, reprob=0))
+        >>> [(w.category.__name__, str(w.message)[:31]) for w in caught]
+        [('TrainConfigWarning', '--warmup-epochs 2 >= --epochs 2')]
+    """
     for message in config_warnings(config):
         warnings.warn(message, TrainConfigWarning, stacklevel=stacklevel)
 
@@ -82,7 +102,13 @@ def warn_config(config: TrainConfig, stacklevel: int = 3) -> None:
 class StepTimes:
     """Seconds per image of a run, from :func:`time_steps`: ``data`` (reading and transforming one
     training image), ``train`` (forward + backward), ``forward`` (an evaluation forward); ``images``:
-    the batch they were timed on."""
+    the batch they were timed on.
+
+    Example:
+        >>> t = StepTimes(data=0.001, train=0.002, forward=0.0005, images=128)
+        >>> round(128 * (t.data + t.train), 3)  # seconds per step of 128 images, without loader workers
+        0.384
+    """
 
     data: float
     train: float
@@ -101,6 +127,15 @@ def time_steps(model: nn.Module, dataset: Any, batch_size: int, device: torch.de
     The model is left as it was: no random stream the training draws from advances
     (:func:`~renyi_prune.train.loop.preserve_rng`), buffers are restored, gradients cleared, the
     train/eval mode kept; no optimizer step is taken.
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("vit_tiny_patch16_224", img_size=28, patch_size=14, embed_dim=16,
+        ...                           depth=2, num_heads=1, num_classes=10)
+        >>> dataset = [(torch.rand(3, 28, 28), 0)] * 8
+        >>> t = time_steps(model, dataset, batch_size=8, device=torch.device("cpu"), amp_dtype=None)
+        >>> t.images, t.train > 0, t.forward > 0, model.training
+        (8, True, True, True)
     """
     most = min(batch_size, len(dataset))
     n = most if device.type == "cuda" else min(most, 8)
@@ -196,9 +231,7 @@ def summary_lines(run: Any, epochs: int, times: StepTimes | None) -> list[str]:
     lines += [_model_line(run), _data_line(run), _pruning_line(cfg), _augmentation_line(cfg)]
     lines += [_optimization_line(cfg, run.lr), _runtime_line(run)]
     if times is not None:
-        steps = len(run.train_loader)
-        val = -(-len(run.val_set) // run.runtime.world_size)
-        train_s, val_s = estimate_seconds(times, steps, cfg.batch_size, run.workers, val, epochs)
+        train_s, val_s = _run_estimate(run, epochs, times)
         lines.append(
             f"  estimate  {format_duration(train_s + val_s)} for {_count(epochs, 'epoch')}: "
             f"training {format_duration(train_s)}, validation {format_duration(val_s)} (from steps timed "
@@ -207,6 +240,26 @@ def summary_lines(run: Any, epochs: int, times: StepTimes | None) -> list[str]:
         if run.runtime.device.type == "cpu" and train_s + val_s > 3600:
             lines.append("            on a CPU, --preset cpu-quick trains a small ViT in minutes")
     return lines
+
+
+def _run_estimate(run: Any, epochs: int, times: StepTimes) -> tuple[float, float]:
+    """(training, validation) seconds of ``epochs`` epochs of ``run`` (:func:`estimate_seconds`)."""
+    val = -(-len(run.val_set) // run.runtime.world_size)  # this process's share
+    return estimate_seconds(times, len(run.train_loader), run.config.batch_size, run.workers, val, epochs)
+
+
+def warn_validation_cost(run: Any, epochs: int, times: StepTimes) -> None:
+    """A :class:`TrainConfigWarning` when validating every epoch is estimated to take longer than training
+    and no ``--max-val-images`` was given (e.g. 10,000 test images after epochs of 512)."""
+    train_s, val_s = _run_estimate(run, epochs, times)
+    if val_s > train_s and run.config.max_val_images is None:
+        warnings.warn(
+            f"validating on all {len(run.val_set):,} images after every epoch is estimated to take longer "
+            f"({format_duration(val_s)}) than training ({format_duration(train_s)}); --max-val-images N "
+            "validates on a fixed random subset",
+            TrainConfigWarning,
+            stacklevel=3,
+        )
 
 
 def _optimization_line(cfg: TrainConfig, lr: float) -> str:
