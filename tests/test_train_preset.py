@@ -194,6 +194,11 @@ def test_a_long_estimate_on_a_cpu_points_to_the_preset(data, tmp_path, monkeypat
     # 2 epochs x 2 steps x 4 images x 3000 s, and 2 x 4 validation images x 10 s
     assert "estimate  ~13.4 h for 2 epochs: training ~13.3 h, validation ~80 s" in said
     assert "on a CPU, --preset cpu-quick trains a small ViT in minutes" in said
+    quick = TrainConfig.from_preset("cpu-quick", data=data, output=tmp_path / "quick", max_train_images=8,
+                                    batch_size=4, epochs=2, progress=False)  # fmt: skip
+    train(quick)
+    said = capsys.readouterr().out
+    assert "estimate  ~" in said and "--preset cpu-quick trains" not in said  # it is that preset already
 
 
 def test_the_estimate_adds_training_and_validation() -> None:

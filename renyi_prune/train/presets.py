@@ -23,8 +23,8 @@ __all__ = ["CPU_QUICK", "PRESETS", "apply_preset", "preset_fields"]
 #: cosine; light augmentation: crop area 0.8-1, flips, label smoothing 0.1; no Mixup, CutMix, RandomErasing
 #: or drop path), pruned by Rényi entropy (α = 2, keep rate 0.7 at blocks 3, 6, 9 0-based) from the first
 #: step, validated on 2,000 test images after each epoch. Measured on a 2-core CPU (torch threads 2):
-#: 1 min 20 s wall on an idle machine (load average 0.60 at the start), 4 min 34 s with other jobs on the
-#: cores (load average 4.72); top-1 67.05 % after 3 epochs (49.6 %, 62.4 % after epochs 1, 2).
+#: 1 min 20 s wall on an idle machine (load average 0.60 at the start), 4 min 34 s and 7 min 14 s with
+#: other jobs on the cores; top-1 67.05 % after 3 epochs (49.6 %, 62.4 % after epochs 1, 2).
 CPU_QUICK: Mapping[str, Any] = MappingProxyType({
     "model": "vit_tiny_patch16_224",
     "model_kwargs": {"patch_size": 4, "embed_dim": 64, "num_heads": 4, "mlp_ratio": 2.0},
