@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from readme_findings import accuracy_finding, e2e_finding, kernel_finding
+from readme_probe import probe_studies, render_probe
 from readme_sources import (
     BENCH_KINDS,
     REPO,
@@ -231,6 +232,13 @@ def render_results(results_dir: Path = RESULTS_DIR, link_root: Path = REPO) -> s
         lines += ["No accuracy study has been run yet (`benchmarks/accuracy_study.py`).", ""]
     else:
         lines += render_accuracy(studies[0], link_root, studies[1:]) + [""]
+    lines += ["#### Linear probe of a pruned pretrained ViT (training-free)", ""]
+    probes = probe_studies(results_dir)
+    if not probes:
+        lines += ["No probe study has been committed yet (`renyi-prune probe --preset study-112 --out "
+                  "benchmarks/results/probe/<name>`).", ""]  # fmt: skip
+    for study in probes:
+        lines += render_probe(study, link_root) + [""]
     return "\n".join(lines).rstrip("\n")
 
 

@@ -25,7 +25,8 @@ Usage::
 ``benchmarks/run_gpu.sh`` runs it after the benchmarks; ``tests/test_readme.py`` runs the check.
 
 Modules: ``readme_sources.py`` (reading results, cell formats), ``readme_render.py`` (the Markdown of both
-blocks), ``readme_findings.py`` (the generated "Finding:" sentence under each results table); this file
+blocks), ``readme_findings.py`` (the generated "Finding:" sentence under each results table),
+``readme_probe.py`` (the committed `renyi-prune probe` studies); this file
 replaces the blocks in README.md and is the command line.
 """
 
