@@ -231,7 +231,8 @@ def _comparison(report: dict[str, Any]) -> list[str]:
         "speed-up: the median over rounds of the unpruned pass time / this pass time; differences within "
         "the spread are noise). CLS cosine: cosine similarity of the final CLS embedding to the unpruned "
         "model's (mean and min over images). Tokens kept: "
-        f"patch tokens left after blocks {blocks} (+1: and the fused token of EViT's token fusion). "
+        f"patch tokens left after blocks {blocks} (1-based; the API's prune_blocks and the keys of "
+        "kept_token_indices count from 0) (+1: and the fused token of EViT's token fusion). "
         "Criteria: see below the table.",
         "",
         markdown_table(comparison_table(report)),
@@ -248,7 +249,8 @@ def _figures(report: dict[str, Any]) -> list[str]:
     return [
         "## Attention entropy per patch",
         "",
-        f"Shannon attention entropy (nats, mean over heads) of each patch token at blocks {ent_blocks}, "
+        f"Shannon attention entropy (nats, mean over heads) of each patch token at blocks {ent_blocks} "
+        "(1-based), "
         "computed with nothing pruned; dark = low entropy = focused attention (kept by Rényi pruning).",
         f"Mean patch entropy per block (nats, all images): {means}",
         "",
