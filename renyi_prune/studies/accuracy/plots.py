@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...bench import _common
+from .._plots import finish_axes
 from .config import StudyConfig, fmt
 
 __all__ = ["plot"]
@@ -49,19 +50,7 @@ def plot(path: Path, cfg: StudyConfig, summary: list[dict[str, Any]]) -> bool:
                 )
             else:
                 ax.plot(xs, ys, label=v.label, **styles[v.label])
-        ax.plot(
-            [ref["gflops"]],
-            [ref[key]],
-            marker="*",
-            markersize=14,
-            color="black",
-            linestyle="none",
-            label="unpruned",
-        )
-        ax.set_xlabel("GFLOPs per image (fvcore)")
-        ax.set_ylabel("top-1 (%)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
+        finish_axes(ax, [ref["gflops"]], [ref[key]], title, "top-1 (%)")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(
         f"{cfg.name}: Fashion-MNIST test top-1 vs GFLOPs, keep rates {', '.join(map(fmt, cfg.keep_rates))}",

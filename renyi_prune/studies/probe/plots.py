@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ...bench import _common
+from .._plots import finish_axes
 from .config import fmt_alpha
 
 __all__ = ["plot"]
@@ -49,20 +50,7 @@ def plot(path: Path, results: pd.DataFrame, meta: dict[str, Any]) -> bool:
                 capsize=2,
                 linewidth=2.2 if "chosen" in str(name) else 1.2,
             )
-        if not ref.empty:
-            ax.plot(
-                ref["gflops"],
-                ref[key],
-                marker="*",
-                markersize=14,
-                color="black",
-                linestyle="none",
-                label="unpruned",
-            )
-        ax.set_xlabel("GFLOPs per image (fvcore)")
-        ax.set_ylabel("test top-1 (%)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
+        finish_axes(ax, list(ref["gflops"]), list(ref[key]), title, "test top-1 (%)")
     axes[1].legend(fontsize=7, loc="lower right")
     bb, sizes = meta["backbone"], meta["sizes"]
     fig.suptitle(
