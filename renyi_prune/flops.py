@@ -26,7 +26,7 @@ from .column_norm import COLUMN_OP_NAME, column_pass_flop_handle
 from .ops import FUSED_OP_NAME
 from .pruning import preserved_rng
 
-__all__ = ["count_flops", "attention_flop_handle"]
+__all__ = ["count_flops", "attention_flop_handle", "model_input_size"]
 
 
 def _attention_macs(q_shape, k_shape, v_shape) -> int:
@@ -121,7 +121,7 @@ def count_flops(
         raise ImportError("count_flops needs fvcore: pip install fvcore") from e
     if not isinstance(model, nn.Module):
         raise TypeError(f"count_flops takes an nn.Module, got {type(model).__name__}")
-    img_size = _own_img_size(model) if img_size is None else img_size
+    img_size = model_input_size(model) if img_size is None else img_size
     sizes = (img_size, img_size) if isinstance(img_size, (int, float)) else tuple(img_size)
     if len(sizes) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
         raise ValueError(f"img_size must be a positive int or (H, W), got {img_size!r}")
@@ -151,12 +151,21 @@ def count_flops(
     return total / 1e9
 
 
-def _own_img_size(model: nn.Module) -> tuple[int, int]:
-    """The (H, W) input size a timm or transformers model was built for; ValueError if it says none."""
+def model_input_size(model: nn.Module) -> tuple[int, int]:
+    """The (H, W) input size in pixels a timm or transformers model was built for: timm's
+    ``model.patch_embed.img_size``, else transformers' ``model.config.image_size``.
+
+    Raises:
+        ValueError: the model says neither (the message names its class).
+
+    Example:
+        >>> import timm
+        >>> model_input_size(timm.create_model("vit_tiny_patch16_224", img_size=96))
+        (96, 96)
+    """
     size = getattr(getattr(model, "patch_embed", None), "img_size", None)  # timm
     if size is None:
-        config = getattr(model, "config", None)  # transformers
-        size = getattr(config, "image_size", None)
+        size = getattr(getattr(model, "config", None), "image_size", None)  # transformers
     if size is None:
-        raise ValueError(f"count_flops: {type(model).__name__} does not say its input size: pass img_size")
-    return (size, size) if isinstance(size, int) else tuple(size)
+        raise ValueError(f"{type(model).__name__} does not say its input size: pass img_size")
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
 def _section(code: str) -> str:
     """The README heading above a block: the test id."""
-    text = README.read_text(encoding="utf-8")
-    heading = re.findall(r"^#+ (.+)$", text[: text.index(code)], re.M)[-1]
+    heading = re.findall(r"^#+ (.+)$", README[: README.index(code)], re.M)[-1]
     return re.sub(r"\W+", "-", heading).strip("-").lower()
 
 

@@ -11,6 +11,7 @@ import torch
 
 from ..config import DEFAULT_PRUNE_BLOCKS, FUSION_SUFFIX, PruneConfig
 from ..criteria import available_criteria, get_criterion
+from ..flops import model_input_size as model_img_size  # noqa: F401  (re-exported: the bench's name)
 from . import _common
 
 #: ``--configs`` suffix of a criterion computed on the materialized attention (``backend="eager"``).
@@ -175,11 +176,6 @@ def create_model(name: str, img_size: int | None, device: str) -> torch.nn.Modul
 
     kwargs = {} if img_size is None else {"img_size": img_size}
     return timm.create_model(name, pretrained=False, **kwargs).to(device).eval()
-
-
-def model_img_size(model: torch.nn.Module) -> tuple[int, int]:
-    size = model.patch_embed.img_size
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def expected_tokens(
