@@ -17,6 +17,11 @@ Pruning", Aizawa & Igaue, arXiv 2604.03803, Defs. 2–3, H_α = log(Σ_j p_j^α)
 * α < 1/2 or |α − 1| < 1/4 (rare orders: α → 0 counts keys whose p underflowed, α → 1 cancels):
   the reference's :func:`~renyi_prune.reference.renyi_entropy_from_log_probs` on log p = s − lse.
 
+The work goes in chunks of (batch·head) slices, or of query rows when one slice's logits are larger,
+of at most :data:`CHUNK_ELEMENTS` logits, so that the softmax, the entropy's passes and P V read the
+logits from cache rather than memory, and k, v are copied to dense (B·H, M, D) once (timm's strided
+views slow the batched matmuls down).
+
 This fast path runs only when every logit is provably finite (finite q and k and
 scale · D · max|q| · max|k| below the compute dtype's overflow). Otherwise (NaN/Inf inputs, empty
 tensors, or under ``torch.compile``, where the check would break the graph) the call goes to the
@@ -41,6 +46,10 @@ _NEAR_ONE = 0.25
 _SMALL_ALPHA = 0.5
 # largest −log of a power sum (p_max^α ≥ M^−α) formed directly, per compute dtype (e^−80 ≫ fp32 tiny)
 _MAX_LOG_POWER = {torch.float32: 80.0, torch.float64: 700.0}
+#: Logits per chunk (2^18 fp32 = 1 MiB, about one core's L2 cache): the softmax, the entropy's passes
+#: and P V of a chunk read its logits from cache (measured on 2 cores: DeiT-S's N = 197, batch 32, 6
+#: heads, 23 ms per call in chunks against 40 ms unchunked; SDPA alone: 17 ms)
+CHUNK_ELEMENTS = 1 << 18
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -54,8 +63,13 @@ def _logits_are_finite(q: torch.Tensor, k: torch.Tensor, scale: float) -> bool:
     Under ``torch.compile`` False without looking (a data-dependent branch would break the graph)."""
     if q.numel() == 0 or k.numel() == 0 or torch.compiler.is_compiling():
         return False
-    bound = q.abs().amax().item() * k.abs().amax().item() * q.shape[-1] * abs(scale)
+    bound = (_max_abs(q) * _max_abs(k)).item() * q.shape[-1] * abs(scale)
     return math.isfinite(bound) and bound <= 1e-3 * torch.finfo(q.dtype).max
+
+
+def _max_abs(x: torch.Tensor) -> torch.Tensor:
+    """max |x| from the two extremes (no |x| temporary: ~2x faster on strided q, k); NaN if x has a NaN."""
+    return torch.maximum(x.amax().abs(), x.amin().abs())
 
 
 def _shannon(p: torch.Tensor, s: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
@@ -95,13 +109,41 @@ def _entropy_fast(
     return _renyi_relative_to_max(p, log_pmax, alpha)
 
 
-def _fast(qc: torch.Tensor, kc: torch.Tensor, scale: float, alpha: float):
-    """P, per-head H_α and lse from logits known to be finite: one softmax, two row maxima."""
-    s = (qc * scale) @ kc.transpose(-2, -1)
+def _fast(qs: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, alpha: float):
+    """out = P V, per-head H_α and lse of one chunk from finite scaled logits s = qs · kt: one softmax,
+    two row maxima."""
+    s = qs @ kt
     p = torch.softmax(s, dim=-1)
     log_pmax = torch.log(p.amax(dim=-1))  # = −log Σ_j e^{s_j − m}
     lse = s.amax(dim=-1) - log_pmax
-    return p, _entropy_fast(p, s, lse, log_pmax, alpha), lse
+    return p @ v, _entropy_fast(p, s, lse, log_pmax, alpha), lse
+
+
+def _chunk_sizes(N: int, M: int) -> tuple[int, int]:
+    """(slices, queries) per chunk: as many (batch·head) slices, or query rows of one slice, as keep a
+    chunk's logits at :data:`CHUNK_ELEMENTS` (at least one row)."""
+    per_slice = N * M
+    if per_slice <= CHUNK_ELEMENTS:
+        return max(1, CHUNK_ELEMENTS // max(per_slice, 1)), N
+    return 1, max(1, CHUNK_ELEMENTS // max(M, 1))
+
+
+def _cat(results: list[tuple[torch.Tensor, ...]], dim: int) -> list[torch.Tensor]:
+    """(out, ent, lse) of consecutive chunks joined along ``dim`` (no copy for a single chunk)."""
+    return [torch.cat(x, dim=dim) if len(x) > 1 else x[0] for x in zip(*results, strict=True)]
+
+
+def _chunked(qs: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, alpha: float) -> list[torch.Tensor]:
+    """:func:`_fast` over chunks of (B·H, N) that keep the logits in cache; (out, ent, lse) as (B·H, N, …)."""
+    BH, N, M = qs.shape[0], qs.shape[1], kt.shape[-1]
+    per_chunk, rows = _chunk_sizes(N, M)
+    slices = []
+    for i in range(0, BH, per_chunk):
+        ki, vi = kt[i : i + per_chunk], v[i : i + per_chunk]
+        slices.append(
+            _cat([_fast(qs[i : i + per_chunk, j : j + rows], ki, vi, alpha) for j in range(0, N, rows)], 1)
+        )
+    return _cat(slices, 0)
 
 
 def attention_with_entropy_cpu(
@@ -150,8 +192,12 @@ def attention_with_entropy_cpu(
     qc, kc, vc = (t.to(dtype) for t in (q, k, v))
     if not _logits_are_finite(qc, kc, scale):  # non-finite or empty inputs: the reference's own rules
         return attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
-    p, ent, lse = _fast(qc, kc, scale, alpha)
-    out = (p @ vc).to(q.dtype)
+    B, H, N, D = qc.shape
+    M = kc.shape[2]
+    qs = (qc * scale).reshape(B * H, N, D)
+    kt = kc.reshape(B * H, M, D).transpose(-2, -1)
+    out, ent, lse = _chunked(qs, kt, vc.reshape(B * H, M, -1), alpha)
+    out, ent, lse = out.view(B, H, N, -1).to(q.dtype), ent.view(B, H, N), lse.view(B, H, N)
     if head_reduce == "mean":
         ent = ent.mean(dim=1)
     return out, ent, lse

@@ -59,6 +59,34 @@ def test_matches_fp64_reference(alpha, dtype, tol):
     _assert_close(lse, ref_lse, tol[dtype]["lse"])
 
 
+@pytest.mark.parametrize(
+    "budget, chunks",
+    [(2 * N * M, (2, N)), (5 * M, (1, 5)), (1, (1, 1))],
+    ids=["two slices per chunk", "5 query rows per chunk", "one row per chunk"],
+)
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_chunks_match_fp64_reference(alpha, budget, chunks, monkeypatch, tol):
+    """Chunks of (batch·head) slices, and of query rows when one slice's logits exceed the budget,
+    give the reference's values (last chunks partial: B·H = 6 slices, N = 37 rows) and gradients."""
+    monkeypatch.setattr(cpu_attention, "CHUNK_ELEMENTS", budget)
+    assert cpu_attention._chunk_sizes(N, M) == chunks
+    q, k, v = _qkv(torch.float32)
+    out, ent, lse = attention_with_entropy_cpu(q, k, v, alpha, D**-0.5, "none")
+    ref_out, ref_ent, ref_lse = _reference64(q, k, v, alpha)
+    assert out.shape == (B, H, N, D) and ent.shape == lse.shape == (B, H, N)
+    _assert_close(out, ref_out, tol[torch.float32]["out"])
+    _assert_close(ent, ref_ent, tol[torch.float32]["ent"])
+    _assert_close(lse, ref_lse, tol[torch.float32]["lse"])
+    if alpha in (1.0, 2.0, math.inf):  # autograd through the chunks (torch.cat), fp64
+        leaves = _leaves(torch.float64, n=6, m=7, d=8)
+        monkeypatch.setattr(cpu_attention, "CHUNK_ELEMENTS", min(budget, 2 * 7))
+        out, ent, _ = attention_with_entropy_cpu(*_views(*leaves), alpha, 8**-0.5, "mean")
+        ref = attention_with_entropy_reference(*_views(*leaves), alpha, 8**-0.5, "mean")
+        got = torch.autograd.grad(out.sum() + ent.sum(), leaves)
+        expected = torch.autograd.grad(ref[0].sum() + ref[1].sum(), leaves)
+        torch.testing.assert_close(got, expected, atol=1e-9, rtol=1e-7)
+
+
 @pytest.mark.parametrize("alpha", ALPHAS)
 def test_peaked_and_flat_rows(alpha, tol):
     """Nearly one-hot rows (H_α ≈ 0, where lse − Σ p s cancels) and uniform rows (H_α = log M)."""
