@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import renyi_prune
+from renyi_prune._argtypes import UsageError
 from renyi_prune.bench import _common
 from renyi_prune.bench import e2e as bench
 
@@ -79,7 +80,8 @@ def test_smoke_rows(smoke):
         assert all(math.isfinite(v) and v > 0 for v in ips), r
         assert ips[1] <= ips[0] <= ips[2]
         assert float(r["images_per_s"]) == pytest.approx(2e3 / float(r["ms_per_batch"]), rel=1e-4)
-        assert r["repeats"] == "1"
+        assert r["repeats"] == "1" and r["x_random"] == ""  # no random config in the default set
+        assert r["timing"] == ("sequential" if torch.cuda.is_available() else "round-robin")
         assert r["fusion"] == str(r["config"] == "evit+fusion")
         assert r["alpha"] == ("1" if r["config"].startswith("renyi") else "")
 
@@ -227,12 +229,86 @@ def test_wrong_compiled_model_aborts(tmp_path, monkeypatch, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_round_robin_timing_pairs_the_ratios(monkeypatch):
+    """On the CPU each round times every checked (config, keep rate) once, in an order rotated by one per
+    round; images/s are the median round, ratios the median of per-round ratios (here a drift that
+    changes with every timed call makes them differ from the ratio of medians)."""
+    from renyi_prune.bench import _e2e_rounds
+
+    base_ms = {"unpruned": 40.0, "evit": 20.0, "random": 25.0, "renyi": 21.0}
+    drift = [1.0, 1.3, 0.9, 1.7, 1.1, 0.8, 1.5, 1.2, 1.0, 1.9, 0.7, 1.4]  # per timed call
+    calls, current = [], []
+    real_apply = _e2e_rounds.apply_config
+
+    def apply(model, config, *args):
+        current[:] = [config.name]
+        return real_apply(model, config, *args)
+
+    def fake_timer(fn, device, reps, run_ms, warmup_ms, *, warmup_calls):
+        assert reps == 1 and warmup_calls == 0
+        calls.append(current[0])
+        return [base_ms[current[0]] * drift[len(calls) - 1]], 1
+
+    monkeypatch.setattr(_e2e_rounds, "apply_config", apply)
+    monkeypatch.setattr(_e2e_rounds, "time_model", fake_timer)
+    s = bench.Settings(models=["test_vit"], configs=list(base_ms), keep_rates=[0.5], img_size=32,
+                       prune_blocks=[1, 3, 5], batch=2, gflops=False, device="cpu", repeats=3,
+                       verbose=False)  # fmt: skip
+    rows = {r["config"]: r for r in bench.run_benchmark(s)}
+    order = ["unpruned", "evit", "random", "renyi"]
+    assert calls == order + order[1:] + order[:1] + order[2:] + order[:2]
+    ms = {name: [base_ms[name] * d for d, c in zip(drift, calls, strict=True) if c == name] for name in order}
+    for name, r in rows.items():
+        assert r["timing"] == "round-robin" and r["repeats"] == 3
+        assert r["images_per_s"] == pytest.approx(2e3 / sorted(ms[name])[1])
+        for col, ref in (("speedup_vs_unpruned", "unpruned"), ("x_evit", "evit"), ("x_random", "random")):
+            if name == "unpruned" and col != "speedup_vs_unpruned":
+                assert math.isnan(r[col])
+                continue
+            paired = sorted(a / b for a, b in zip(ms[ref], ms[name], strict=True))[1]
+            assert r[col] == pytest.approx(paired)
+    assert rows["renyi"]["x_evit"] != pytest.approx(
+        rows["renyi"]["images_per_s"] / rows["evit"]["images_per_s"]
+    )
+    assert bench.cpu_target_summary([dict(rows["renyi"], model="deit_small_patch16_224", keep_rate=0.7)])
+
+
+def test_several_alphas_give_one_row_each(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the CPU path: fast
+    out = tmp_path / "e.csv"
+    argv = [
+        *FAST,
+        "--configs",
+        "evit",
+        "renyi",
+        "--keep-rates",
+        "0.5",
+        "--alpha",
+        "1",
+        "inf",
+        "--out",
+        str(out),
+    ]
+    assert bench.main(argv) == 0
+    rows = _read(out)
+    assert [(r["config"], r["alpha"]) for r in rows] == [("evit", ""), ("renyi", "1"), ("renyi", "inf")]
+    assert all(float(r["x_evit"]) > 0 and r["tokens_kept"] == rows[0]["tokens_kept"] for r in rows)
+
+
+def test_interleave_option():
+    parse = bench.build_parser().parse_args
+    assert parse([]).interleave is None and parse(["--no-interleave"]).interleave is False
+    s = bench.settings_from_args(parse(["--interleave", "--compile"]), "cpu")
+    with pytest.raises(UsageError, match="--interleave: not with --compile"):
+        bench.check_settings(s)
+
+
 def test_options_and_helpers():
     args = bench.build_parser().parse_args([])
     s = bench.settings_from_args(args, "cuda")  # the GPU defaults (no CUDA needed to compute them)
     assert list(s.models) == list(bench.DEFAULT_MODELS) and list(s.configs) == list(bench.DEFAULT_CONFIGS)
     assert list(s.keep_rates) == [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
-    assert s.batch == 256 and s.alpha == 1.0 and s.img_size is None and not s.compile
+    assert s.batch == 256 and s.alpha == [1.0] and s.img_size is None and not s.compile
     s = bench.settings_from_args(args, "cpu")  # CPU-sized: DeiT-S, batch 32, r = 0.7 0.5, same configs
     assert list(s.models) == ["deit_small_patch16_224"] and list(s.configs) == list(bench.DEFAULT_CONFIGS)
     assert s.batch == 32 and list(s.keep_rates) == [0.7, 0.5] and s.repeats is None

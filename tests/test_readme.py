@@ -169,7 +169,7 @@ def test_e2e_smoke_run_renders(tmp_path, monkeypatch):
     assert [row.split(" | ")[1] for row in rows] == [
         "unpruned (sdpa)",
         "evit (sdpa)",
-        "renyi (eager-fallback)",
+        "renyi (cpu)",
     ]
     assert rows[0].split(" | ")[2].isdigit()  # images/s of the unpruned model
     assert all(row.endswith("×) |") for row in rows[1:])  # pruned: images/s (speed-up) at every keep rate

@@ -13,9 +13,11 @@ from ._e2e_setup import (
     CUDA_TIMING,
     DTYPES,
     Settings,
+    alphas,
     create_model,
     expected_tokens,
     get_config,
+    interleaved,
     model_img_size,
 )
 
@@ -79,11 +81,13 @@ def estimate_seconds(settings: Settings) -> tuple[float, str]:
         forward(model)
         cost = time.perf_counter() - start
         iters = max(1, round(timing["run_ms"] / 1e3 / cost)) if timing["run_ms"] > 0 else 1
-        warm = max(1, round(timing["warmup_ms"] / 1e3 / cost))
-        per_rate = 1 + warm + timing["repeats"] * iters  # the check, warm-up, timed calls
+        warm = 0 if interleaved(s, device) else max(1, round(timing["warmup_ms"] / 1e3 / cost))
+        per_rate = (
+            1 + warm + timing["repeats"] * iters
+        )  # the check, warm-up (round-robin: the check), timed calls
         n_tokens, n_prefix = model.patch_embed.num_patches + model.num_prefix_tokens, model.num_prefix_tokens
         forwards = 1.0 + (dtype != torch.float32)  # the reference logits (and the dtype's noise)
-        for config in configs:
+        for config in [c for c in configs for _ in alphas(s, c)]:  # one row set per α of renyi
             if config.criterion is None:
                 forwards += per_rate
                 continue

@@ -21,6 +21,8 @@ from ._e2e_setup import (
     Settings,
     config_impl,
     create_model,
+    expected_tokens,
+    interleaved,
     logit_tolerance,
     model_img_size,
 )
@@ -47,6 +49,11 @@ class ModelRun:
     tol: float
     base: dict
     flops_cache: dict[tuple[str, float], float] = field(default_factory=dict)
+
+    @property
+    def rounds(self) -> bool:
+        """Whether the configurations are timed round-robin after their checks (:func:`interleaved`)."""
+        return interleaved(self.settings, self.device)
 
     @property
     def amp(self) -> bool:
@@ -114,7 +121,7 @@ def prepare_model(
 def config_columns(run: ModelRun, config: Config) -> dict:
     """The cells every row of ``config`` on this model shares (``alpha`` NaN for criteria without one)."""
     s = run.settings
-    has_alpha = config.criterion is not None and config.at(1.0, s.alpha, s.prune_blocks).alpha is not None
+    has_alpha = config.has_alpha
     return dict(
         run.base,
         config=config.name,
@@ -132,3 +139,38 @@ def make_row(cfg_base: dict, rate: float, **kw) -> dict:
     r.update(cfg_base, keep_rate=rate, tokens_kept="", error="")
     r.update(kw)
     return r
+
+
+def row_stamp(s: Settings, device: str, dtype: torch.dtype) -> dict:
+    """The cells every row of a run shares: machine, versions, commit, date and the run's settings."""
+    return dict(
+        device=_common.device_name(device),
+        torch=torch.__version__,
+        triton=_common.triton_version(),
+        timm=_common.timm_version(),
+        git_commit=_common.git_commit(),
+        date=_common.utc_now(),
+        cpu_model=_common.cpu_model(),
+        threads=torch.get_num_threads(),
+        batch=s.batch,
+        dtype=_common.dtype_name(dtype),
+        prune_blocks=" ".join(map(str, sorted(s.prune_blocks))),
+        compile=(s.compile_mode or "default") if s.compile else "off",
+        timing="round-robin" if interleaved(s, device) else "sequential",
+    )
+
+
+def kept_tokens(model, config: Config, rate: float, run: ModelRun) -> str:
+    """The tokens each pruning block kept (``"139 98 69"``; ``""`` unpruned); raises
+    :class:`CorrectnessError` unless they are :func:`expected_tokens`."""
+    import renyi_prune
+
+    if config.criterion is None:
+        return ""
+    got = [int(idx.shape[1]) for idx in renyi_prune.kept_token_indices(model).values()]
+    want = expected_tokens(run.num_tokens, run.num_prefix, rate, len(got), config.fusion)
+    if got != want:
+        raise CorrectnessError(
+            f"{config.name} at keep_rate={rate:g}: pruning blocks kept {got} tokens, expected {want}"
+        )
+    return " ".join(map(str, got))

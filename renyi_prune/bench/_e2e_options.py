@@ -41,7 +41,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     Example:
         >>> args = build_parser().parse_args(["--models", "deit_small_patch16_224", "--keep-rates", "0.7"])
         >>> args.models, args.keep_rates, args.configs, args.alpha
-        (['deit_small_patch16_224'], [0.7], None, 1.0)
+        (['deit_small_patch16_224'], [0.7], None, [1.0])
     """
     parser = Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG)
     add_arguments(parser)
@@ -74,8 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"images per forward (default {DEFAULT_BATCH}; on the CPU {CPU_DEFAULTS['batch']})")
     p.add_argument("--dtype", choices=sorted(DTYPES),
                    help="autocast dtype; fp32 = no autocast (default: bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--alpha", type=alpha_type, default=1.0,
-                   help="Rényi order for renyi configs (default 1.0)")
+    p.add_argument("--alpha", type=alpha_type, nargs="+", default=[1.0], metavar="A",
+                   help="Rényi order(s) α for configurations with one (renyi); several give one row each, "
+                   "timed in the same rounds on the CPU (default 1.0; inf allowed)")
     p.add_argument("--prune-blocks", type=nonneg_int, nargs="+", metavar="I",
                    help="0-based pruning block indices (default 3 6 9)")
     p.add_argument("--compile", action="store_true",
@@ -92,6 +93,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-ms", type=nonneg_float,
                    help="minimum warm-up in ms, discarded (default 500 on CUDA, 0 on CPU; at least 2 / 1 "
                    "calls)")
+    p.add_argument("--interleave", action=argparse.BooleanOptionalAction,
+                   help="time the configurations round-robin, one timed run of each per round, ratios as "
+                   "medians of per-round ratios (default: on for the CPU, off on CUDA and with --compile)")
     _common.add_output_arguments(
         p,
         "CSV path (default ./bench-results/<device>/e2e[_<px>px][_compile].csv in the current directory; "
@@ -135,6 +139,7 @@ def settings_from_args(args: argparse.Namespace, device: str) -> Settings:
         run_ms=args.run_ms,
         warmup_ms=args.warmup_ms,
         verbose=not args.quiet,
+        interleave=args.interleave,
     )
 
 
@@ -159,6 +164,10 @@ def check_settings(settings: Settings) -> None:
     if unknown:
         raise UsageError(
             f"argument --models: unknown timm model(s) {', '.join(unknown)} (see timm.list_models())"
+        )
+    if settings.interleave and settings.compile:
+        raise UsageError(
+            "argument --interleave: not with --compile (each configuration is compiled and timed on its own)"
         )
     blocks = list(settings.prune_blocks)
     if len(set(blocks)) != len(blocks):

@@ -4,12 +4,13 @@ the printed table, the issue-5 target lines and the plot."""
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from .._timing import Timing
 from . import _common
-from ._e2e_setup import CSV_COLUMNS, TARGET, Settings
+from ._e2e_setup import CPU_TARGET, CSV_COLUMNS, TARGET, Settings
 
 #: Printed above the table of a ``--smoke`` run and in its plot's title: its numbers are no results.
 SMOKE_NOTE = (
@@ -67,20 +68,46 @@ def summary_lines(rows: Sequence[dict], settings: Settings, smoke: bool = False)
     return [*lines, SMOKE_NOTE] if smoke else lines
 
 
+#: Row key of a round-robin row's per-round ms per batch (not a CSV column; :mod:`._e2e_rounds`).
+ROUND_KEY = "round_ms"
+
+
+def paired_ratio(numerator_ms: Sequence[float], denominator_ms: Sequence[float]) -> float:
+    """The median over rounds of ``numerator_ms[i] / denominator_ms[i]``: the images/s ratio of the
+    denominator's configuration to the numerator's, from times measured in the same rounds.
+
+    Example:
+        >>> paired_ratio([10.0, 12.0, 20.0], [5.0, 6.0, 8.0])  # ratios 2, 2, 2.5
+        2.0
+    """
+    return statistics.median(a / b for a, b in zip(numerator_ms, denominator_ms, strict=True))
+
+
+def _ratio(row: dict, ref: dict) -> float:
+    """images/s of ``row`` over ``ref``'s: per-round paired when both were timed in the same rounds."""
+    if ROUND_KEY in row and ROUND_KEY in ref:
+        return paired_ratio(ref[ROUND_KEY], row[ROUND_KEY])
+    return row["images_per_s"] / ref["images_per_s"]
+
+
 def _add_ratios(rows: list[dict]) -> None:
-    """``speedup_vs_unpruned`` and ``x_evit`` (images/s ratios) within one model's rows."""
+    """``speedup_vs_unpruned``, ``x_evit`` and ``x_random`` (images/s ratios to the unpruned model, and
+    to evit and random at the same keep rate) within one model's rows; rows timed in the same rounds
+    get the median of their per-round ratios (:func:`paired_ratio`)."""
 
     def key(r, rate):
         return (r["model"], r["img_size"], r["compile"], r["batch"], r["dtype"], rate)
 
     ok = [r for r in rows if not r["error"]]
-    unpruned = {key(r, None): r["images_per_s"] for r in ok if r["config"] == "unpruned"}
-    evit = {key(r, r["keep_rate"]): r["images_per_s"] for r in ok if r["config"] == "evit"}
+    unpruned = {key(r, None): r for r in ok if r["config"] == "unpruned"}
+    by_config = {c: {key(r, r["keep_rate"]): r for r in ok if r["config"] == c} for c in ("evit", "random")}
     for r in ok:
         if key(r, None) in unpruned:
-            r["speedup_vs_unpruned"] = r["images_per_s"] / unpruned[key(r, None)]
-        if r["config"] != "unpruned" and key(r, r["keep_rate"]) in evit:
-            r["x_evit"] = r["images_per_s"] / evit[key(r, r["keep_rate"])]
+            r["speedup_vs_unpruned"] = _ratio(r, unpruned[key(r, None)])
+        for name, refs in by_config.items():
+            ref = refs.get(key(r, r["keep_rate"]))
+            if r["config"] != "unpruned" and ref is not None:
+                r[f"x_{name}"] = _ratio(r, ref)
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
@@ -96,7 +123,8 @@ TABLE_COLUMNS = [
     ("images_per_s_p80", "p80", "{:.1f}"), ("images_per_s_iqr", "IQR", "{:.3g}"),
     ("ms_per_batch", "ms/batch", "{:.4g}"),
     ("gflops", "GFLOPs", "{:.3f}"), ("speedup_vs_unpruned", "speedup", "{:.3f}"),
-    ("x_evit", "x_evit", "{:.3f}"), ("tokens_kept", "tokens", "{}"), ("error", "error", "{}"),
+    ("x_evit", "x_evit", "{:.3f}"), ("x_random", "x_random", "{:.3f}"), ("tokens_kept", "tokens", "{}"),
+    ("error", "error", "{}"),
 ]  # fmt: skip
 
 
@@ -151,6 +179,32 @@ def target_summary(rows: Sequence[dict]) -> list[str]:
         f"{TARGET['speedup']:.2f}; paper 1.56): {'MET' if ok else 'NOT MET'}"
         for r, xe, sp, ok in target_checks(rows)
     ]
+
+
+def cpu_target_summary(rows: Sequence[dict]) -> list[str]:
+    """Lines comparing the ``renyi`` rows of DeiT-S at r = 0.7 with the issue-15 CPU targets (images/s
+    ≥ :data:`CPU_TARGET` × evit's and × random's); rows without both ratios are skipped.
+
+    Example:
+        >>> row = {"model": CPU_TARGET["model"], "config": "renyi", "keep_rate": 0.7, "error": "",
+        ...        "alpha": 2.0, "x_evit": 0.99, "x_random": 0.94, "threads": 2}
+        >>> cpu_target_summary([row])[0].split(": ")[-1]
+        'NOT MET'
+    """
+    lines = []
+    for r in rows:
+        if r["model"] != CPU_TARGET["model"] or r["config"] != "renyi" or r.get("error"):
+            continue
+        if not math.isclose(float(r["keep_rate"]), CPU_TARGET["keep_rate"]):
+            continue
+        xe, xr = float(r.get("x_evit", math.nan)), float(r.get("x_random", math.nan))
+        if math.isnan(xe) or math.isnan(xr):
+            continue
+        met = xe >= CPU_TARGET["x_evit"] and xr >= CPU_TARGET["x_random"]
+        lines.append(f"CPU target (DeiT-S r=0.7, alpha {float(r['alpha']):g}, {r['threads']} threads): renyi "
+                     f"= {xe:.3f}x evit (target >= {CPU_TARGET['x_evit']:.2f}), {xr:.3f}x random (target >= "
+                     f"{CPU_TARGET['x_random']:.2f}): {'MET' if met else 'NOT MET'}")  # fmt: skip
+    return lines
 
 
 def plot_path(csv_path: Path) -> Path:

@@ -65,13 +65,17 @@ class Config:
             text += "; from the materialized attention"
         return text + ("; with token fusion" if self.fusion else "")
 
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the criterion has a Rényi order α (``renyi``: one row per ``--alpha``)."""
+        return self.prune is not None and "alpha" in get_criterion(self.prune.criterion).params
+
     def at(self, keep_rate: float, alpha: float, prune_blocks: Sequence[int]) -> PruneConfig | None:
         """The :class:`PruneConfig` of one row: ``alpha`` only for criteria with an α (``None``: unpruned)."""
         if self.prune is None:
             return None
-        has_alpha = "alpha" in get_criterion(self.prune.criterion).params
         return self.prune.replace(
-            keep_rate=keep_rate, alpha=alpha if has_alpha else None, prune_blocks=tuple(prune_blocks)
+            keep_rate=keep_rate, alpha=alpha if self.has_alpha else None, prune_blocks=tuple(prune_blocks)
         )
 
 
@@ -141,6 +145,8 @@ NOISE_FACTOR = 2.0
 
 # Issue-5 targets (DeiT-S, r = 0.7) and the paper's Table 3 ratios (RTX A6000).
 TARGET = dict(model="deit_small_patch16_224", keep_rate=0.7, x_evit=1.00, speedup=1.70)
+# Issue-15 CPU targets (DeiT-S, r = 0.7, batch 32, 2 threads): renyi images/s ratios to evit and random.
+CPU_TARGET = dict(model="deit_small_patch16_224", keep_rate=0.7, x_evit=0.97, x_random=0.95)
 
 CSV_COLUMNS = [
     "device", "torch", "triton", "timm", "git_commit", "date",
@@ -148,7 +154,7 @@ CSV_COLUMNS = [
     "keep_rate", "alpha", "prune_blocks", "batch", "dtype",
     "images_per_s", "images_per_s_p20", "images_per_s_p80", "ms_per_batch", "ms_p20", "ms_p80",
     "repeats", "iters", "gflops", "speedup_vs_unpruned", "x_evit", "tokens_kept", "guard_rel_err", "error",
-    "ms_iqr", "ms_min", "ms_max", "images_per_s_iqr", "cpu_model", "threads",
+    "ms_iqr", "ms_min", "ms_max", "images_per_s_iqr", "cpu_model", "threads", "x_random", "timing",
 ]  # fmt: skip
 
 
@@ -221,14 +227,16 @@ def compare_logits(got: torch.Tensor, ref: torch.Tensor, tol: float, what: str) 
 
 def config_impl(config: Config, model: torch.nn.Module, attn_dtype: torch.dtype, device: str) -> str:
     """What computes the pruning blocks' attention: ``triton``, ``triton-interpreter``, ``eager``
-    (materialized P), ``eager-fallback`` (``auto`` without Triton), ``sdpa`` or ``timm-eager``."""
+    (materialized P), ``cpu`` (``auto`` on the CPU without the interpreter: :mod:`renyi_prune.cpu_attention`),
+    ``eager-fallback`` (``auto`` elsewhere without Triton: the reference), ``sdpa`` or ``timm-eager``."""
     if config.backend is not None:  # an entropy criterion (renyi, shannon): the fused op or the eager one
-        from renyi_prune.ops import uses_triton
+        from renyi_prune.ops import uses_cpu_path, uses_triton
 
         if config.backend == "eager":
             return "eager"
-        if not uses_triton(torch.empty(1, 1, 1, 64, dtype=attn_dtype, device=device), config.backend):
-            return "eager-fallback"
+        q = torch.empty(1, 1, 1, 64, dtype=attn_dtype, device=device)
+        if not uses_triton(q, config.backend):
+            return "cpu" if uses_cpu_path(q, config.backend) else "eager-fallback"
         return "triton" if device.startswith("cuda") else "triton-interpreter"
     return "sdpa" if getattr(model.blocks[0].attn, "fused_attn", False) else "timm-eager"
 
@@ -280,7 +288,7 @@ class Settings:
     img_size: int | None = None
     batch: int = DEFAULT_BATCH
     dtype: str | None = None  # None: bf16 on CUDA, fp32 on CPU
-    alpha: float = 1.0
+    alpha: float | Sequence[float] = 1.0  # several: one row per α for criteria with one (:func:`alphas`)
     prune_blocks: Sequence[int] = DEFAULT_PRUNE_BLOCKS
     compile: bool = False
     compile_mode: str | None = None
@@ -290,6 +298,41 @@ class Settings:
     run_ms: float | None = None
     warmup_ms: float | None = None
     verbose: bool = True
+    interleave: bool | None = None  # None: round-robin on CPU without compile (:func:`interleaved`)
+
+
+def alphas(s: Settings, config: Config | None = None) -> list[float]:
+    """The Rényi orders of a run (``s.alpha``, one or several); for a ``config`` without α only the first
+    (its rows show none).
+
+    Example:
+        >>> alphas(Settings(alpha=[1.0, 2.0])), alphas(Settings(alpha=[1.0, 2.0]), get_config("evit"))
+        ([1.0, 2.0], [1.0])
+    """
+    values = [float(a) for a in s.alpha] if isinstance(s.alpha, Sequence) else [float(s.alpha)]
+    return values if config is None or config.has_alpha else values[:1]
+
+
+def config_label(config: Config, alpha: float) -> str:
+    """A configuration as progress lines name it: ``renyi α=2``, ``evit``."""
+    from renyi_prune.config import format_alpha
+
+    return f"{config.name} α={format_alpha(alpha)}" if config.has_alpha else config.name
+
+
+def interleaved(s: Settings, device: str) -> bool:
+    """Whether the run times its configurations round-robin (:mod:`._e2e_rounds`): ``s.interleave``, else
+    on the CPU without ``compile`` (on CUDA, do_bench times each configuration on its own).
+
+    Example:
+        >>> interleaved(Settings(), "cpu"), interleaved(Settings(), "cuda")
+        (True, False)
+        >>> interleaved(Settings(compile=True), "cpu"), interleaved(Settings(interleave=True), "cuda")
+        (False, True)
+    """
+    if s.interleave is not None:
+        return s.interleave
+    return not device.startswith("cuda") and not s.compile
 
 
 def _guard(model, config: Config, s: Settings, ref, tol, forward, what) -> tuple[float, object]:

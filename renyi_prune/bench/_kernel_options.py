@@ -51,7 +51,7 @@ EPILOG = (
     "On the CPU (--device cpu, or no CUDA) the defaults are CPU-sized (fp32, batch 8/2/1 for N = "
     "197/577/1025) and an estimate of the run time is printed first. 'fused' runs the Triton kernel on the "
     "CPU only under Triton's interpreter, set before renyi_prune is imported (TRITON_INTERPRET=1 "
-    "renyi-prune bench kernel --smoke); without it 'fused' is the eager fallback (impl=eager-fallback). "
+    "renyi-prune bench kernel --smoke); without it 'fused' is the CPU path (impl=cpu). "
     "Results go to ./bench-results/<device>/ unless --out says otherwise."
 )
 

@@ -168,10 +168,10 @@ def make_fwdbwd_provider(
 
 def fused_impl(q: torch.Tensor) -> str:
     """Which code the ``fused`` provider runs for inputs like ``q``."""
-    from renyi_prune.ops import uses_triton
+    from renyi_prune.ops import uses_cpu_path, uses_triton
 
     if not uses_triton(q):
-        return "eager-fallback"
+        return "cpu" if uses_cpu_path(q) else "eager-fallback"
     return "triton-interpreter" if q.device.type == "cpu" else "triton"
 
 

@@ -66,6 +66,7 @@ Usage (see benchmarks/README.md; ``python -m renyi_prune.bench.e2e`` and the mai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import sys
@@ -79,12 +80,13 @@ from .._timing import time_calls as time_model
 from . import _common
 from ._common import RESULTS_DIR, device_name, device_slug  # noqa: F401  (re-exported)
 from ._e2e_estimate import _timing_settings, estimate_seconds
-from ._e2e_model import ModelRun, config_columns, make_row, prepare_model
+from ._e2e_model import ModelRun, config_columns, kept_tokens, make_row, prepare_model, row_stamp
 from ._e2e_options import DESCRIPTION, add_arguments, build_parser, check_settings, settings_from_args
 from ._e2e_output import (
     SMOKE_NOTE,
     TABLE_COLUMNS,
     _add_ratios,
+    cpu_target_summary,
     default_out_path,
     format_table,
     plot_path,
@@ -95,6 +97,7 @@ from ._e2e_output import (
     write_csv,
     write_plot,
 )
+from ._e2e_rounds import Entry, time_round_robin
 from ._e2e_setup import (
     CONFIGS,
     CPU_DEFAULTS,
@@ -119,8 +122,10 @@ from ._e2e_setup import (
     _compile,
     _guard,
     _recorded_error,
+    alphas,
     apply_config,
     compare_logits,
+    config_label,
     config_names,
     create_model,
     expected_tokens,
@@ -158,7 +163,7 @@ _REEXPORTED = (  # the helpers of the split modules, importable from here as bef
     DESCRIPTION, SMOKE_NOTE, TABLE_COLUMNS, CPU_TIMING, CUDA_TIMING, DEFAULT_BATCH, DEFAULT_KEEP_RATES,
     DEFAULT_MODELS, EAGER_SUFFIX, LOGIT_TOL, LOGIT_TOL_TF32, NOISE_FACTOR, SMOKE, compare_logits,
     default_out_path, format_table, plot_path, write_csv, write_plot, has_fvcore, logit_tolerance,
-    create_model, model_img_size,
+    create_model, model_img_size, expected_tokens,
 )  # fmt: skip
 for _cls in (Config, CorrectnessError, Settings):
     _cls.__module__ = __name__  # shown (tracebacks, reprs) where users import them from
@@ -194,7 +199,7 @@ def run_benchmark(settings: Settings) -> list[dict]:
     configs = [get_config(c) for c in s.configs]  # ValueError for an unknown name
     device = s.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = DTYPES[s.dtype or ("bf16" if device.startswith("cuda") else "fp32")]
-    common = _stamp(s, device, dtype)
+    common = row_stamp(s, device, dtype)
     configs.sort(key=lambda c: c.criterion is not None)  # unpruned first: the speedup reference
     rows: list[dict] = []
     for name in s.models:
@@ -204,32 +209,24 @@ def run_benchmark(settings: Settings) -> list[dict]:
     return rows
 
 
-def _stamp(s: Settings, device: str, dtype: torch.dtype) -> dict:
-    """The cells every row of a run shares: machine, versions, commit, date and the run's settings."""
-    return dict(
-        device=device_name(device),
-        torch=torch.__version__,
-        triton=_common.triton_version(),
-        timm=_common.timm_version(),
-        git_commit=_common.git_commit(),
-        date=_common.utc_now(),
-        cpu_model=_common.cpu_model(),
-        threads=torch.get_num_threads(),
-        batch=s.batch,
-        dtype=_common.dtype_name(dtype),
-        prune_blocks=" ".join(map(str, sorted(s.prune_blocks))),
-        compile=(s.compile_mode or "default") if s.compile else "off",
-    )
-
-
 def _bench_model(name, configs, s: Settings, device, dtype, timing, common) -> list[dict]:
-    """Every configuration × keep rate of one model (:func:`_bench_config`)."""
+    """Every configuration × keep rate of one model (:func:`_bench_config`); round-robin, each checked
+    row is timed afterwards in rounds (:func:`~._e2e_rounds.time_round_robin`)."""
     import renyi_prune
 
     run = prepare_model(name, s, device, dtype, timing, common)
-    rows = []
+    rows, entries = [], []
     for config in configs:
-        rows += _bench_config(run, config)
+        for alpha in alphas(s, config):  # one run per α (criteria with one), the same model
+            config_rows = _bench_config(
+                dataclasses.replace(run, settings=dataclasses.replace(s, alpha=alpha)), config
+            )
+            rows += config_rows
+            entries += [
+                Entry(config, r["keep_rate"], r, alpha) for r in config_rows if run.rounds and not r["error"]
+            ]
+    if entries:
+        time_round_robin(run, entries)
     renyi_prune.unpatch(run.model)
     return rows
 
@@ -249,11 +246,11 @@ def _bench_config(run: ModelRun, config: Config) -> list[dict]:
         msg = _recorded_error(exc, s.compile)
         torch._dynamo.reset()
         _common.free_memory(run.device)
-        run.log(f"  {config.name}: {msg} (guard)")
+        run.log(f"  {config_label(config, s.alpha)}: {msg} (guard)")
         return [row(r, error=msg) for r in rates]
     if not math.isnan(guard_err):
-        run.log(f"  {config.name}: guard max |logits - reference| / max |reference| = {guard_err:.3g} "
-                f"(tol {run.tol:.3g})")  # fmt: skip
+        run.log(f"  {config_label(config, s.alpha)}: guard max |logits - reference| / max |reference| = "
+                f"{guard_err:.3g} (tol {run.tol:.3g})")  # fmt: skip
     rows = []
     for rate in rates:
         # the guard's compiled model is this very model at r = 1 (same patch): no second compile
@@ -277,15 +274,16 @@ def _rate_row(run: ModelRun, config: Config, rate: float, row, guard_err: float,
     except Exception as exc:
         msg = _recorded_error(exc, s.compile)
         _common.free_memory(run.device)
-        run.log(f"  {config.name} r={rate:g}: {msg}")
+        run.log(f"  {config_label(config, s.alpha)} r={rate:g}: {msg}")
         return row(rate, error=msg, guard_rel_err=guard_err)
     finally:
         reuse = None  # noqa: F841  (drop the compiled model before the next configuration)
         if s.compile:
             torch._dynamo.reset()
-    run.log(f"  {config.name} r={rate:g}: {r['images_per_s']:.1f} images/s (IQR {r['images_per_s_iqr']:.3g}; "
-            f"{r['ms_per_batch']:.3g} ms/batch, x{r['iters']} calls x {r['repeats']} runs), "
-            f"tokens {r['tokens_kept'] or '-'}")  # fmt: skip
+    timed = "timed in rounds" if run.rounds else (
+        f"{r['images_per_s']:.1f} images/s, IQR {r['images_per_s_iqr']:.3g}; {r['ms_per_batch']:.3g} "
+        f"ms/batch, x{r['iters']} calls x {r['repeats']} runs")  # fmt: skip
+    run.log(f"  {config_label(config, s.alpha)} r={rate:g}: tokens {r['tokens_kept'] or '-'} ({timed})")
     return row(rate, guard_rel_err=guard_err, **r)
 
 
@@ -295,10 +293,12 @@ def _bench_rate(model, config: Config, rate: float, run: ModelRun, compiled=None
     s = run.settings
     # one eager forward: the kept token counts (and finite logits) at this keep rate
     _check_finite(run.forward(model).float(), f"{config.name} at keep_rate={rate:g}")
-    tokens = _kept_tokens(model, config, rate, run)
+    tokens = kept_tokens(model, config, rate, run)
     key = (config.name, rate)
     if s.gflops and key not in run.flops_cache:
         run.flops_cache[key] = gflops_per_image(model, run.size)
+    if run.rounds:  # timed later, round-robin with the other configurations
+        return dict(gflops=run.flops_cache.get(key, math.nan), tokens_kept=tokens)
     target = model
     if s.compile:
         target = compiled if compiled is not None else _compile(model, s.compile_mode)
@@ -306,22 +306,6 @@ def _bench_rate(model, config: Config, rate: float, run: ModelRun, compiled=None
                               run.timing["run_ms"], run.timing["warmup_ms"])  # fmt: skip
     t = Timing(tuple(times), iters)
     return dict(rate_columns(t, s.batch), gflops=run.flops_cache.get(key, math.nan), tokens_kept=tokens)
-
-
-def _kept_tokens(model, config: Config, rate: float, run: ModelRun) -> str:
-    """The tokens each pruning block kept (``"139 98 69"``; ``""`` unpruned); raises
-    :class:`CorrectnessError` unless they are :func:`expected_tokens`."""
-    import renyi_prune
-
-    if config.criterion is None:
-        return ""
-    got = [int(idx.shape[1]) for idx in renyi_prune.kept_token_indices(model).values()]
-    want = expected_tokens(run.num_tokens, run.num_prefix, rate, len(got), config.fusion)
-    if got != want:
-        raise CorrectnessError(
-            f"{config.name} at keep_rate={rate:g}: pruning blocks kept {got} tokens, expected {want}"
-        )
-    return " ".join(map(str, got))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -387,9 +371,9 @@ def run(args: argparse.Namespace) -> int:
     for line in summary_lines(rows, settings, args.smoke):
         print(line)
     print(format_table(rows))
-    if device.startswith("cuda"):  # the issue-5 targets are GPU targets
-        for line in target_summary(rows):
-            print(line)
+    # the issue-5 targets are GPU targets, issue 15's CPU targets
+    for line in target_summary(rows) if device.startswith("cuda") else cpu_target_summary(rows):
+        print(line)
     plot = functools.partial(write_plot, smoke=args.smoke) if args.plot else None
     _common.write_results(rows, out_path, CSV_COLUMNS, plot, "bench-e2e")
     return 0

@@ -372,11 +372,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _warn_on_cpu(args: argparse.Namespace, device: str, providers: Sequence[str], dtype: torch.dtype) -> None:
-    """Warning of a CPU run: ``fused`` on the eager fallback."""
+    """Warning of a CPU run: ``fused`` on the CPU path, not the Triton kernel."""
     if device == "cpu" and "fused" in providers:
-        if fused_impl(torch.empty(1, 1, 1, 16, dtype=dtype)) == "eager-fallback":
-            print("[bench] WARNING: no CUDA and TRITON_INTERPRET unset: 'fused' runs the eager fallback, "
-                  "not the Triton kernel (impl=eager-fallback); set TRITON_INTERPRET=1 before renyi_prune "
+        if fused_impl(torch.empty(1, 1, 1, 16, dtype=dtype)) in ("cpu", "eager-fallback"):
+            print("[bench] WARNING: no CUDA and TRITON_INTERPRET unset: 'fused' runs the CPU path, "
+                  "not the Triton kernel (impl=cpu); set TRITON_INTERPRET=1 before renyi_prune "
                   "is imported, e.g. TRITON_INTERPRET=1 renyi-prune bench kernel --smoke",
                   file=sys.stderr)  # fmt: skip
 
