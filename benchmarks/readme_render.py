@@ -95,9 +95,18 @@ def _config_order() -> list[str]:
 
 
 def _target_line(rows: Sequence[dict[str, str]]) -> list[str]:
-    """The issue-5 targets (``renyi_prune.bench.e2e.TARGET``) against the ``renyi`` rows they concern."""
+    """The targets against the ``renyi`` rows they concern: on a GPU issue 5's
+    (``renyi_prune.bench.e2e.TARGET``), on a CPU issue 15's (``CPU_TARGET``, one line per α)."""
     from renyi_prune.bench import e2e
 
+    if rows and rows[0].get("device", "").lower().startswith("cpu"):
+        t = e2e.CPU_TARGET
+        return [
+            f"CPU target ({t['model']}, r = {t['keep_rate']:g}, α = {fmt_alpha(r['alpha'])}, {r['threads']} "
+            f"threads): Rényi {xe:.3f}× EViT (target ≥ {t['x_evit']:.2f}×) and {xr:.3f}× random (target ≥ "
+            f"{t['x_random']:.2f}×), per-round paired ratios: **{'met' if met else 'not met'}**."
+            for r, xe, xr, met in e2e.cpu_target_checks(rows)
+        ]
     t = e2e.TARGET
     return [
         f"Target ({t['model']}, r = {t['keep_rate']:g}, {r['img_size']} px): Rényi {xe:.2f}× EViT "
@@ -105,6 +114,12 @@ def _target_line(rows: Sequence[dict[str, str]]) -> list[str]:
         f"**{'met' if met else 'not met'}**."
         for r, xe, sp, met in e2e.target_checks(rows)
     ]
+
+
+def _config_label(row: dict[str, str], rows: Sequence[dict[str, str]]) -> str:
+    """The row's config, with its α when the table holds that config at several α (``renyi α=2``)."""
+    several = len({r["alpha"] for r in rows if r["config"] == row["config"]}) > 1
+    return f"{row['config']} α={fmt_alpha(row['alpha'])}" if several else row["config"]
 
 
 def render_e2e(result: BenchResult, link_root: Path) -> list[str]:
@@ -116,11 +131,12 @@ def render_e2e(result: BenchResult, link_root: Path) -> list[str]:
     body = []
     for model, img in dict.fromkeys((r["model"], r["img_size"]) for r in rows):
         sel = [r for r in rows if (r["model"], r["img_size"]) == (model, img)]
-        configs = sorted(dict.fromkeys(r["config"] for r in sel), key=lambda c: order.get(c, len(order)))
+        labels = dict.fromkeys(_config_label(r, sel) for r in sel)
+        configs = sorted(labels, key=lambda c: order.get(c.split(" ")[0], len(order)))
         for config in configs:
             cells = {}
             for r in sel:
-                if r["config"] != config:
+                if _config_label(r, sel) != config:
                     continue
                 if r.get("error"):
                     cell = error_cell(r)
@@ -129,7 +145,7 @@ def render_e2e(result: BenchResult, link_root: Path) -> list[str]:
                     if config != "unpruned" and not math.isnan(to_num(r.get("speedup_vs_unpruned"))):
                         cell += f" ({to_num(r['speedup_vs_unpruned']):.2f}×)"
                 cells["unpruned" if config == "unpruned" else to_num(r["keep_rate"])] = cell
-            impl = next((r["impl"] for r in sel if r["config"] == config and r.get("impl")), "")
+            impl = next((r["impl"] for r in sel if _config_label(r, sel) == config and r.get("impl")), "")
             name = f"{config} ({impl})" if impl else config
             body.append([model, name, cells.get("unpruned", "")] + [cells.get(rate, "") for rate in rates])
     setting = []
@@ -148,9 +164,10 @@ def render_e2e(result: BenchResult, link_root: Path) -> list[str]:
         f"{', '.join(setting)}, random weights; GFLOPs and token counts in the CSV."
     )
     lines += [""] + md_table(header, body)
-    speeds = {(r["model"], r["config"], to_num(r["keep_rate"])): to_num(r["images_per_s"])
-              for r in rows if not r.get("error") and r["config"] != "unpruned"}  # fmt: skip
-    finding = e2e_finding(speeds)
+    renyi = [r for r in rows if not r.get("error") and r["config"] == "renyi"]
+    finding = e2e_finding(
+        {rival: [to_num(r.get(f"x_{rival}")) for r in renyi] for rival in ("evit", "random")}
+    )
     target = _target_line(rows)
     return lines + ([""] + target if target else []) + (["", finding] if finding else [])
 
@@ -216,16 +233,19 @@ def render_results(results_dir: Path = RESULTS_DIR, link_root: Path = REPO) -> s
     results_dir = Path(results_dir)
     found = [(kind, latest_bench(results_dir, kind.filename)) for kind in BENCH_KINDS]
     lines = [GENERATED_NOTE.format(source=rel_link(results_dir, link_root) + "/"), ""]
-    if all(result is None for _, result in found):
+    any_gpu = any(result is not None and not result.device.lower().startswith("cpu") for _, result in found)
+    if not any_gpu:
         lines += [NO_GPU_BENCHMARK, ""]
-    else:
-        for kind, result in found:
-            lines += [f"#### {kind.title}", ""]
-            if result is None:
-                lines += [f"No `{kind.filename}` result yet.", ""]
-                continue
-            render = render_kernel if kind.table == "kernel" else render_e2e
-            lines += render(result, link_root) + [""]
+    for kind, result in found:
+        if result is None and not any_gpu:
+            continue  # no GPU run at all: only the CPU results there are
+        title = kind.title if any_gpu else f"{kind.title}, on a CPU"
+        lines += [f"#### {title}", ""]
+        if result is None:
+            lines += [f"No `{kind.filename}` result yet.", ""]
+            continue
+        render = render_kernel if kind.table == "kernel" else render_e2e
+        lines += render(result, link_root) + [""]
     lines += ["#### Accuracy", ""]
     studies = accuracy_studies(results_dir)
     if not studies:

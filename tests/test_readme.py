@@ -173,7 +173,8 @@ def test_e2e_smoke_run_renders(tmp_path, monkeypatch):
     ]
     assert rows[0].split(" | ")[2].isdigit()  # images/s of the unpruned model
     assert all(row.endswith("×) |") for row in rows[1:])  # pruned: images/s (speed-up) at every keep rate
-    assert "No `kernel_fwd.csv` result yet." in lines
+    assert rt.NO_GPU_BENCHMARK in lines and "#### End to end (paper Table 3, speed), on a CPU" in lines
+    assert "No `kernel_fwd.csv` result yet." not in lines  # no GPU run: only the CPU result is shown
 
 
 def _copy_study(dst: Path, name: str, date: str | None = None) -> Path:

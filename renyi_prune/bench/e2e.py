@@ -86,6 +86,7 @@ from ._e2e_output import (
     SMOKE_NOTE,
     TABLE_COLUMNS,
     _add_ratios,
+    cpu_target_checks,
     cpu_target_summary,
     default_out_path,
     format_table,
@@ -101,6 +102,7 @@ from ._e2e_rounds import Entry, time_round_robin
 from ._e2e_setup import (
     CONFIGS,
     CPU_DEFAULTS,
+    CPU_TARGET,
     CPU_TIMING,
     CSV_COLUMNS,
     CUDA_TIMING,
@@ -139,6 +141,7 @@ from ._e2e_setup import (
 __all__ = [
     "CONFIGS",
     "CPU_DEFAULTS",
+    "CPU_TARGET",
     "CSV_COLUMNS",
     "DEFAULT_CONFIGS",
     "Config",
@@ -148,6 +151,8 @@ __all__ = [
     "add_arguments",
     "build_parser",
     "check_settings",
+    "cpu_target_checks",
+    "cpu_target_summary",
     "config_names",
     "estimate_seconds",
     "get_config",
