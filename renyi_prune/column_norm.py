@@ -211,7 +211,8 @@ def _eager_power_sums(
 ) -> torch.Tensor:
     """(B, H, M) Σ_i p_ij^n (max_i p_ij for n = ∞) from a materialized P, fp64 for fp64 inputs else fp32."""
     compute = torch.float64 if q.dtype == torch.float64 else torch.float32
-    logits = (q.to(compute) @ k.to(compute).transpose(-2, -1)) * scale
+    with torch.autocast(q.device.type, enabled=False):  # the compute dtype, also under AMP
+        logits = (q.to(compute) @ k.to(compute).transpose(-2, -1)) * scale
     p, _ = probs_from_logits(logits, None if lse is None else lse.to(compute))
     if math.isinf(order):
         return p.amax(dim=-2) if p.shape[-2] else p.new_zeros(p.shape[:-2] + p.shape[-1:])
@@ -224,9 +225,10 @@ def _chunked_lse(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor
     M = k.shape[2]
     kt = k.float().transpose(-2, -1)
     chunk = max(1, LSE_CHUNK_ELEMENTS // max(1, B * H * M))
-    parts = [
-        torch.logsumexp((q[:, :, i : i + chunk].float() @ kt) * scale, dim=-1) for i in range(0, N, chunk)
-    ]
+    with torch.autocast(q.device.type, enabled=False):  # fp32 logits, also under AMP
+        parts = [
+            torch.logsumexp((q[:, :, i : i + chunk].float() @ kt) * scale, dim=-1) for i in range(0, N, chunk)
+        ]
     return torch.cat(parts, dim=-1) if parts else q.new_empty((B, H, 0), dtype=torch.float32)
 
 

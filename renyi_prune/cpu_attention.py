@@ -188,19 +188,20 @@ def attention_with_entropy_cpu(
         >>> bool((ent.double() - ref[1]).abs().max() < 1e-5), out.shape, ent.dtype
         (True, torch.Size([1, 2, 9, 16]), torch.float32)
     """
-    dtype = _compute_dtype(q.dtype)
-    qc, kc, vc = (t.to(dtype) for t in (q, k, v))
-    if not _logits_are_finite(qc, kc, scale):  # non-finite or empty inputs: the reference's own rules
-        return attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
-    B, H, N, D = qc.shape
-    M = kc.shape[2]
-    qs = (qc * scale).reshape(B * H, N, D)
-    kt = kc.reshape(B * H, M, D).transpose(-2, -1)
-    out, ent, lse = _chunked(qs, kt, vc.reshape(B * H, M, -1), alpha)
-    out, ent, lse = out.view(B, H, N, -1).to(q.dtype), ent.view(B, H, N), lse.view(B, H, N)
-    if head_reduce == "mean":
-        ent = ent.mean(dim=1)
-    return out, ent, lse
+    with torch.autocast(q.device.type, enabled=False):  # fp32 (fp64) as documented, also under AMP
+        dtype = _compute_dtype(q.dtype)
+        qc, kc, vc = (t.to(dtype) for t in (q, k, v))
+        if not _logits_are_finite(qc, kc, scale):  # non-finite or empty inputs: the reference's own rules
+            return attention_with_entropy_reference(q, k, v, alpha, scale, head_reduce)
+        B, H, N, D = qc.shape
+        M = kc.shape[2]
+        qs = (qc * scale).reshape(B * H, N, D)
+        kt = kc.reshape(B * H, M, D).transpose(-2, -1)
+        out, ent, lse = _chunked(qs, kt, vc.reshape(B * H, M, -1), alpha)
+        out, ent, lse = out.view(B, H, N, -1).to(q.dtype), ent.view(B, H, N), lse.view(B, H, N)
+        if head_reduce == "mean":
+            ent = ent.mean(dim=1)
+        return out, ent, lse
 
 
 def attention_with_entropy_cpu_backward(
@@ -239,15 +240,16 @@ def attention_with_entropy_cpu_backward(
         >>> all(torch.allclose(g, e, atol=1e-5) for g, e in zip(grads, expected))
         True
     """
-    f32 = torch.float32
-    qf, kf, vf, do = (t.to(f32) for t in (q, k, v, dout))
-    s = (qf @ kf.transpose(-2, -1)) * scale
-    p = torch.softmax(s, dim=-1)
-    ds = p * (do @ vf.transpose(-2, -1) - (do * out.to(f32)).sum(dim=-1, keepdim=True))
-    if grad_ent is not None and alpha != 0.0:
-        ds = ds + grad_ent.to(f32).unsqueeze(-1) * _entropy_logit_grad(p, s, ent.to(f32), argmax, alpha)
-    dq, dk = (ds @ kf) * scale, (ds.transpose(-2, -1) @ qf) * scale
-    return dq.to(q.dtype), dk.to(k.dtype), (p.transpose(-2, -1) @ do).to(v.dtype)
+    with torch.autocast(q.device.type, enabled=False):  # fp32, also under AMP
+        f32 = torch.float32
+        qf, kf, vf, do = (t.to(f32) for t in (q, k, v, dout))
+        s = (qf @ kf.transpose(-2, -1)) * scale
+        p = torch.softmax(s, dim=-1)
+        ds = p * (do @ vf.transpose(-2, -1) - (do * out.to(f32)).sum(dim=-1, keepdim=True))
+        if grad_ent is not None and alpha != 0.0:
+            ds = ds + grad_ent.to(f32).unsqueeze(-1) * _entropy_logit_grad(p, s, ent.to(f32), argmax, alpha)
+        dq, dk = (ds @ kf) * scale, (ds.transpose(-2, -1) @ qf) * scale
+        return dq.to(q.dtype), dk.to(k.dtype), (p.transpose(-2, -1) @ do).to(v.dtype)
 
 
 def _entropy_logit_grad(

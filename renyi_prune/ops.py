@@ -118,8 +118,9 @@ def _fused_fwd_cpu(q, k, v, scale, alpha, entropy_grad):
     out, lse, ent, argmax = alloc_fwd_outputs(q, alpha, entropy_grad)  # the kernel's shapes and layout
     for dst, src in zip((out, ent, lse), _eager(q, k, v, alpha, scale, "none", "auto"), strict=True):
         dst.copy_(src)
-    if argmax.numel():  # min-entropy with entropy_grad: the argmax its gradient needs
-        argmax.copy_((q.float() @ k.float().transpose(-2, -1)).argmax(dim=-1))
+    if argmax.numel():  # min-entropy with entropy_grad: the argmax its gradient needs (fp32 logits)
+        with torch.autocast("cpu", enabled=False):
+            argmax.copy_((q.float() @ k.float().transpose(-2, -1)).argmax(dim=-1))
     return out, lse, ent, argmax
 
 

@@ -50,7 +50,8 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, scale: float | None = None
     """
     check_qkv(q, k, k)
     scale = check_scale(scale, q.shape[-1])
-    return torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
+    with torch.autocast(q.device.type, enabled=False):  # the dtype of q, also under AMP
+        return torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
 
 
 def renyi_entropy(p: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
@@ -236,15 +237,16 @@ def attention_with_entropy_reference(
         compute_dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
     elif compute_dtype not in FLOAT_DTYPES:
         raise ValueError(f"compute_dtype must be a float dtype, got {compute_dtype!r}")
-    qc, kc, vc = (t.to(compute_dtype) for t in (q, k, v))
-    logits = (qc @ kc.transpose(-2, -1)) * scale
-    p, lse = probs_from_logits(logits)
-    # log p from the logits (exact support: every key with a logit above −inf; no log of a rounded p)
-    log_p = logits - lse.masked_fill(~torch.isfinite(lse), 0.0).unsqueeze(-1)
-    ent = renyi_entropy_from_log_probs(log_p, alpha)
-    # no distribution (NaN / +inf logits, or nothing to attend to) → no entropy
-    ent = ent.masked_fill(~torch.isfinite(lse), math.nan)
-    out = (p @ vc).to(q.dtype)
-    if head_reduce == "mean":
-        ent = ent.mean(dim=1)
-    return out, ent, lse
+    with torch.autocast(q.device.type, enabled=False):  # the compute dtype, also under AMP
+        qc, kc, vc = (t.to(compute_dtype) for t in (q, k, v))
+        logits = (qc @ kc.transpose(-2, -1)) * scale
+        p, lse = probs_from_logits(logits)
+        # log p from the logits (exact support: every key with a logit above −inf; no log of a rounded p)
+        log_p = logits - lse.masked_fill(~torch.isfinite(lse), 0.0).unsqueeze(-1)
+        ent = renyi_entropy_from_log_probs(log_p, alpha)
+        # no distribution (NaN / +inf logits, or nothing to attend to) → no entropy
+        ent = ent.masked_fill(~torch.isfinite(lse), math.nan)
+        out = (p @ vc).to(q.dtype)
+        if head_reduce == "mean":
+            ent = ent.mean(dim=1)
+        return out, ent, lse

@@ -233,3 +233,24 @@ def test_torch_compile_fullgraph_on_the_cpu_path():
         got = torch.compile(fn, backend="eager", fullgraph=True)(q, k, v)
     for a, r in zip(got, _reference64(q, k, v, 2.0, "mean"), strict=True):
         _assert_close(a, r, 2e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 3.0, math.inf])
+def test_autocast_does_not_lower_the_precision(alpha):
+    """Under torch.autocast (bf16 on CPU, a common inference setting) the op, the reference and the column
+    pass compute in fp32 as documented: the same results as without autocast (integer α ≥ 2 once failed
+    with a bf16 logit dtype)."""
+    q, k, v = _qkv(torch.float32)
+    calls = {
+        "op": lambda: attention_with_entropy(q, k, v, alpha=alpha, head_reduce="none", return_lse=True),
+        "reference": lambda: attention_with_entropy_reference(q, k, v, alpha, None, "none"),
+        "column norm": lambda: (renyi_prune.attention_column_norm(q, k, order=2.0),),
+        "probs": lambda: (renyi_prune.attention_probs(q, k),),
+    }
+    for name, call in calls.items():
+        plain = call()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            amp = call()
+        for a, b in zip(amp, plain, strict=True):
+            assert a.dtype == b.dtype, name
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=name)

@@ -162,6 +162,34 @@ def test_shared_prefix_gives_the_full_forward(tiny):
             torch.testing.assert_close(bb.suffix(bb.prefix(x)), bb.features(x), rtol=1e-5, atol=1e-5)
 
 
+def test_bf16_runs_the_forwards_under_autocast(tiny, data, tmp_path, monkeypatch):
+    """``--dtype bf16``: the forwards (shared prefix and each configuration's rest) run under bf16 autocast,
+    the features stay float32, config.json says so, and the feature cache keeps bf16 apart from fp32."""
+    seen = []
+    real = probe_features._Runner.batch
+
+    def batch(self, x, timed, bar):
+        seen.append(self.backbone.autocast)
+        with self.backbone._autocast():
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return real(self, x, timed, bar)
+
+    monkeypatch.setattr(probe_features._Runner, "batch", batch)
+    argv = ["probe", *tiny[1], "--data", str(data), "--keep-rates", "0.5", "--criteria", "renyi",
+            "--alphas", "2", "--no-choose-alpha", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "fp32")]) == 0
+    assert set(seen) == {None}
+    seen.clear()
+    assert (
+        main([*argv, "--out", str(tmp_path / "bf16"), "--dtype", "bf16"]) == 0
+    )  # not read from the fp32 cache
+    assert seen and set(seen) == {torch.bfloat16}
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert config["config"]["dtype"] == "bf16" and config["backbone"]["autocast"] == "bfloat16"
+    rows = pd.read_csv(tmp_path / "bf16" / "results.csv")
+    assert rows["top1_linear"].between(0, 100).all()
+
+
 def test_knn_is_dinov2s_weighted_vote():
     rng = np.random.default_rng(0)
     x, y, q = rng.normal(size=(80, 8)), rng.integers(0, 4, 80), rng.normal(size=(15, 8))

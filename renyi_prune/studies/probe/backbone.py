@@ -6,6 +6,7 @@ the unpruned blocks before it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ class Backbone:
         device: where it runs. fingerprint: SHA-256 (hex) of its class, input size and every parameter
             and buffer (the feature cache's model identity). split_at: first block of
             :meth:`suffix` when the forward can be split (a timm ``VisionTransformer`` that keeps its
-            ``forward_features``), else ``None``.
+            ``forward_features``), else ``None``. autocast: the dtype the forwards run under
+            ``torch.autocast`` (``None``: as the weights, fp32).
 
     Example:
         >>> import torch
@@ -58,6 +60,13 @@ class Backbone:
     device: torch.device
     fingerprint: str
     split_at: int | None = None
+    autocast: torch.dtype | None = None
+
+    def _autocast(self) -> Any:
+        """``torch.autocast`` to :attr:`autocast` on the backbone's device, or nothing."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def set_split(self, first_block: int) -> None:
         """Split the forward before block ``first_block`` if the model allows it (see ``split_at``)."""
@@ -74,23 +83,26 @@ class Backbone:
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """CLS features (B, D) of images ``x`` (B, 3, S, S): :func:`renyi_prune.demo.cls_embedding`."""
-        return cls_embedding(self.model, x)
+        with self._autocast():
+            return cls_embedding(self.model, x)
 
     def prefix(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N, D) after the blocks before ``split_at`` (timm's own forward, unpruned)."""
         m = self.model
-        x = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))
-        for blk in m.blocks[: self.split_at]:
-            x = blk(x)
+        with self._autocast():
+            x = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))
+            for blk in m.blocks[: self.split_at]:
+                x = blk(x)
         return x
 
     def suffix(self, tokens: torch.Tensor) -> torch.Tensor:
         """CLS features (B, D) from :meth:`prefix`'s tokens: the remaining blocks (pruning ones as
         patched), the final norm and the pre-logits head."""
         m = self.model
-        for blk in m.blocks[self.split_at :]:
-            tokens = blk(tokens)
-        return m.forward_head(m.norm(tokens), pre_logits=True)
+        with self._autocast():
+            for blk in m.blocks[self.split_at :]:
+                tokens = blk(tokens)
+            return m.forward_head(m.norm(tokens), pre_logits=True)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description for ``config.json``."""
@@ -104,6 +116,7 @@ class Backbone:
             "crop_pct": self.crop_pct,
             "fingerprint": self.fingerprint,
             "shared_prefix_blocks": self.split_at or 0,
+            "autocast": str(self.autocast).removeprefix("torch.") if self.autocast else "off",
         }
 
 

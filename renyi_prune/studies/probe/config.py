@@ -12,10 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ...config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from ...demo.config import build_configs, check_criteria, criterion_names
 
 __all__ = ["PRESETS", "ProbeConfig", "default_cache_dir"]
+
+#: ``dtype`` names and the autocast dtype each runs the forwards in (``None``: no autocast).
+AUTOCAST_DTYPES: Mapping[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 #: Environment variable naming the feature cache folder (else ``<renyi-prune cache>/probe``).
 CACHE_ENV_VAR = "RENYI_PRUNE_PROBE_CACHE"
@@ -35,6 +40,7 @@ PRESETS: Mapping[str, Mapping[str, Any]] = {
     },
     "study": {
         "img_size": 224,
+        "dtype": "bf16",  # 1.75x faster than fp32 on the 2-core AVX512-BF16 CPU: ~70 min instead of ~2.6 h
         "train_images": 10000,
         "test_images": 5000,
         "keep_rates": (0.9, 0.7, 0.5, 0.3),
@@ -92,7 +98,9 @@ class ProbeConfig:
         device: torch device (``None``: cuda if available, else cpu).
         cache_dir: feature cache (``None``: :func:`default_cache_dir`); use_cache: read and write it.
         seed: subsets, validation split, cross-validation folds and bootstrap. bootstrap: resamples.
-        progress: tqdm bars on stderr.
+        progress: tqdm bars on stderr. dtype: ``"fp32"``, or ``"bf16"`` to run the forwards under
+            ``torch.autocast`` in bfloat16 (faster on CPUs with AVX512-BF16/AMX and on GPUs; the
+            criteria's statistics are still computed in fp32).
 
     Raises:
         ValueError: a bad criterion, keep rate, α, block, size or fraction (named in the message).
@@ -126,6 +134,7 @@ class ProbeConfig:
     seed: int = 0
     bootstrap: int = 2000
     progress: bool = True
+    dtype: str = "fp32"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "criteria", tuple(check_criteria(self.criteria)))
@@ -139,6 +148,8 @@ class ProbeConfig:
             raise ValueError(
                 f"batch_size and bootstrap must be >= 1, got {self.batch_size}, {self.bootstrap}"
             )
+        if self.dtype not in AUTOCAST_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(AUTOCAST_DTYPES)}, got {self.dtype!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.choose_alpha and not self._alpha_choice_possible:

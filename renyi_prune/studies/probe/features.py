@@ -67,6 +67,8 @@ def feature_key(
         "prune": None if config is None else config.to_dict(),
         "device": backbone.device.type,
     }
+    if backbone.autocast is not None:  # fp32 keys stay as they were (earlier caches remain valid)
+        key["autocast"] = str(backbone.autocast)
     if config is not None and not get_criterion(config.criterion).deterministic:
         key["batch_size"] = batch_size  # a random criterion's draws follow the batches
     return key

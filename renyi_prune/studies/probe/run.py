@@ -25,7 +25,7 @@ from ...demo.compare import count_config_gflops, flops_model, num_blocks
 from .backbone import Backbone, load_backbone
 from .cache import FeatureCache, FeatureSet
 from .classifiers import Probes, fit_probes, top1_interval
-from .config import ProbeConfig, default_cache_dir, describe_configs, fmt_alpha
+from .config import AUTOCAST_DTYPES, ProbeConfig, default_cache_dir, describe_configs, fmt_alpha
 from .data import ProbeData, carve_validation, load_data, stratified_subset
 from .features import extract, synchronize, timing_info
 from .report import versions, write_outputs
@@ -99,6 +99,7 @@ def prepare(cfg: ProbeConfig) -> Prepared:
             f"blocks (0 … {depth - 1})"
         )
     backbone.set_split(min(cfg.prune_blocks))
+    backbone.autocast = AUTOCAST_DTYPES[cfg.dtype]
     data = load_data(cfg.dataset, cfg.data, backbone)
     cache = FeatureCache(cfg.cache_dir or default_cache_dir(), cfg.use_cache)
     configs = cfg.prune_configs()
