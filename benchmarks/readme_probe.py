@@ -74,6 +74,12 @@ def _table(rows: list[dict[str, str]]) -> tuple[list[str], list[list[str]], dict
     return header, body + [gflops], top1
 
 
+def _precision(cfg: dict) -> str:
+    """`` in bf16 autocast`` for a study whose forwards ran under autocast, else nothing (fp32)."""
+    dtype = cfg.get("dtype", "fp32")
+    return "" if dtype == "fp32" else f" in {dtype} autocast"
+
+
 def render_probe(study: ProbeResult, link_root: Path) -> list[str]:
     """The Markdown of one probe study: what was run, the table, the plot, the finding."""
     c, cfg = study.config, study.config["config"]
@@ -86,10 +92,10 @@ def render_probe(study: ProbeResult, link_root: Path) -> list[str]:
         f"Ran in {c.get('wall_time_s', math.nan) / 60:.0f} min" if c.get("forward_images") else "Cached rerun"
     )
     lines = [
-        f"Study `{study.name}`: {c['backbone']['name']} at {cfg['img_size']} px, training-free, on "
-        f"{c['data']['name']}: linear probe (C = {c['probes']['C']:g} by {c['probes']['cv_folds']}-fold "
-        f"cross-validation) fitted on {c['sizes']['fit']:,} unpruned train images, tested on "
-        f"{c['sizes']['test']:,} test images, unpruned and pruned at blocks "
+        f"Study `{study.name}`: {c['backbone']['name']} at {cfg['img_size']} px{_precision(cfg)}, "
+        f"training-free, on {c['data']['name']}: linear probe (C = {c['probes']['C']:g} by "
+        f"{c['probes']['cv_folds']}-fold cross-validation) fitted on {c['sizes']['fit']:,} unpruned train "
+        f"images, tested on {c['sizes']['test']:,} test images, unpruned and pruned at blocks "
         f"{', '.join(str(b + 1) for b in c['prune_blocks'])} (1-based). {ran} on "
         f"{timing['device']} ({timing.get('cpu', '?')}, {timing['threads']} threads) · {versions} · "
         f"[full results: k-NN, images/s, kept tokens]({rel_link(study.folder / 'results.md', link_root)})",
