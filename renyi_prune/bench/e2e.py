@@ -28,7 +28,9 @@ Timing: the model alone, on one random input batch already on the device (no dat
 ``torch.inference_mode()``, with ``torch.autocast`` bf16 on CUDA (fp32 on CPU; ``--dtype``). Warm-up
 calls are discarded; then ``--repeats`` timed runs of ``iters`` back-to-back forwards each (``iters``
 chosen so that a run lasts about ``--run-ms``), timed by the shared timer :mod:`renyi_prune._timing`
-(``triton.testing.do_bench`` on CUDA, ``time.perf_counter`` on CPU). Reported: images/s of the median
+(``triton.testing.do_bench`` on CUDA, ``time.perf_counter`` on CPU). On the CPU (``--interleave``) the
+configurations are checked first, then timed round-robin, one run of each per round
+(:mod:`._e2e_rounds`), and the ratios are medians of per-round ratios. Reported: images/s of the median
 run, of its 20th/80th percentiles and its IQR; ms per batch of the median run with p20/p80, IQR, min
 and max. ``--smoke`` output is labelled as a smoke run: its numbers are not results. ``--compile`` times
 ``torch.compile(model, fullgraph=True)`` instead (patched models compile without graph breaks);
