@@ -190,6 +190,22 @@ def test_bf16_runs_the_forwards_under_autocast(tiny, data, tmp_path, monkeypatch
     assert rows["top1_linear"].between(0, 100).all()
 
 
+def test_stored_features_do_not_keep_the_tokens_alive(tiny):
+    """Each batch's CLS features are stored as their own (B, D) float32 copy, not as a view of the (B, N, D)
+    tokens (which kept every batch's tokens in memory: a 24 GB run at 224 px)."""
+    from renyi_prune import PruneConfig
+    from renyi_prune.studies.probe.backbone import load_backbone
+
+    bb = load_backbone("test_vit", tiny[0] / "test_vit.pth", 32, torch.device("cpu"), True)
+    bb.set_split(1)
+    runner = probe_features._Runner(bb, [None, PruneConfig("evit", keep_rate=0.5, prune_blocks=(1, 3))], 2)
+    with torch.inference_mode():
+        runner.batch(torch.randn(3, 3, 32, 32), timed=True, bar=None)
+    for (f,) in runner.feats:
+        assert f.shape == (3, bb.model.embed_dim) and f.dtype == torch.float32
+        assert f.untyped_storage().nbytes() == f.numel() * 4
+
+
 def test_knn_is_dinov2s_weighted_vote():
     rng = np.random.default_rng(0)
     x, y, q = rng.normal(size=(80, 8)), rng.integers(0, 4, 80), rng.normal(size=(15, 8))

@@ -123,7 +123,9 @@ class _Runner:
                 self.rng[i] = [g.get_state() for g in gens]
                 if self.kept[i] is None:
                     self.kept[i] = _kept(bb, config, self.n_blocks)
-            self.feats[i].append(f.float().cpu())
+            # a copy: f is a view of the (B, N, D) tokens, which the run must not keep alive batch after
+            # batch (the 224-px study grew to 24 GB and was killed)
+            self.feats[i].append(f.to(device="cpu", dtype=torch.float32, copy=True))
             if timed:
                 self.seconds[i] += elapsed
                 self.timed[i] += x.shape[0]
