@@ -102,9 +102,10 @@ def _target_line(rows: Sequence[dict[str, str]]) -> list[str]:
     if rows and rows[0].get("device", "").lower().startswith("cpu"):
         t = e2e.CPU_TARGET
         return [
-            f"- CPU target ({t['model']}, r = {t['keep_rate']:g}, α = {fmt_alpha(r['alpha'])}, {r['threads']} "
-            f"threads): Rényi {xe:.3f}× EViT (target ≥ {t['x_evit']:.2f}×) and {xr:.3f}× random (target ≥ "
-            f"{t['x_random']:.2f}×), per-round paired ratios: **{'met' if met else 'not met'}**."
+            f"- CPU target ({t['model']}, r = {t['keep_rate']:g}, α = {fmt_alpha(r['alpha'])}, "
+            f"{r['threads']} threads): Rényi {xe:.3f}× EViT (target ≥ {t['x_evit']:.2f}×) and {xr:.3f}× "
+            f"random (target ≥ {t['x_random']:.2f}×), per-round paired ratios: "
+            f"**{'met' if met else 'not met'}**."
             for r, xe, xr, met in e2e.cpu_target_checks(rows)
         ]
     t = e2e.TARGET
