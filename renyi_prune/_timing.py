@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ __all__ = [
     "cpu_times",
     "cuda_times",
     "measure",
+    "paired_ratio",
     "quantiles",
     "time_calls",
     "time_cpu",
@@ -115,6 +117,24 @@ class Timing:
             p20=per / self.p80,
             p80=per / self.p20,
         )
+
+
+def paired_ratio(reference: Timing, timing: Timing) -> float:
+    """How many times faster ``timing``'s calls are than ``reference``'s. Timed round-robin (one run of
+    each per round, so the same number of repeats), the median over rounds of the per-round ratio
+    (reference time / this time): the two runs of a round share the machine's load, and their ratio is
+    steadier than the ratio of the medians, which is the answer when the repeats do not pair up (e.g.
+    ``do_bench`` on CUDA).
+
+    Example:
+        >>> paired_ratio(Timing((200.0, 300.0, 1200.0)), Timing((100.0, 200.0, 400.0)))  # per round 2, 1.5, 3
+        2.0
+        >>> paired_ratio(Timing((200.0, 300.0)), Timing((100.0, 200.0, 400.0)))  # 250 / 200
+        1.25
+    """
+    if reference.repeats == timing.repeats:
+        return statistics.median(r / t for r, t in zip(reference.times_ms, timing.times_ms, strict=True))
+    return reference.median / timing.median
 
 
 def cpu_times(

@@ -4,11 +4,10 @@ the printed table, the issue-5 target lines and the plot."""
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._timing import Timing
+from .._timing import Timing, paired_ratio
 from . import _common
 from ._e2e_setup import CPU_TARGET, CSV_COLUMNS, TARGET, Settings
 
@@ -68,23 +67,14 @@ def summary_lines(rows: Sequence[dict], settings: Settings, smoke: bool = False)
     return [*lines, SMOKE_NOTE] if smoke else lines
 
 
-#: Row key of a round-robin row's per-round ms per batch (not a CSV column; :mod:`._e2e_rounds`).
-ROUND_KEY = "round_ms"
-
-
-def paired_ratio(numerator_ms: Sequence[float], denominator_ms: Sequence[float]) -> float:
-    """The median over rounds of ``numerator_ms[i] / denominator_ms[i]``: the images/s ratio of the
-    denominator's configuration to the numerator's, from times measured in the same rounds.
-
-    Example:
-        >>> paired_ratio([10.0, 12.0, 20.0], [5.0, 6.0, 8.0])  # ratios 2, 2, 2.5
-        2.0
-    """
-    return statistics.median(a / b for a, b in zip(numerator_ms, denominator_ms, strict=True))
+#: Row key of a round-robin row's :class:`~renyi_prune._timing.Timing` of its rounds (not a CSV column;
+#: :mod:`._e2e_rounds`).
+ROUND_KEY = "rounds"
 
 
 def _ratio(row: dict, ref: dict) -> float:
-    """images/s of ``row`` over ``ref``'s: per-round paired when both were timed in the same rounds."""
+    """images/s of ``row`` over ``ref``'s: per-round paired (:func:`renyi_prune._timing.paired_ratio`)
+    when both were timed in the same rounds."""
     if ROUND_KEY in row and ROUND_KEY in ref:
         return paired_ratio(ref[ROUND_KEY], row[ROUND_KEY])
     return row["images_per_s"] / ref["images_per_s"]
@@ -93,7 +83,7 @@ def _ratio(row: dict, ref: dict) -> float:
 def _add_ratios(rows: list[dict]) -> None:
     """``speedup_vs_unpruned``, ``x_evit`` and ``x_random`` (images/s ratios to the unpruned model, and
     to evit and random at the same keep rate) within one model's rows; rows timed in the same rounds
-    get the median of their per-round ratios (:func:`paired_ratio`)."""
+    get the median of their per-round ratios (:func:`renyi_prune._timing.paired_ratio`)."""
 
     def key(r, rate):
         return (r["model"], r["img_size"], r["compile"], r["batch"], r["dtype"], rate)
@@ -140,6 +130,16 @@ def format_table(rows: Sequence[dict]) -> str:
     return _common.format_table(rows, TABLE_COLUMNS)
 
 
+def _target_rows(rows: Sequence[dict], target: dict) -> list[dict]:
+    """The ``renyi`` rows without an error at ``target``'s model and keep rate (rows of a run or its CSV)."""
+    return [
+        r
+        for r in rows
+        if r["model"] == target["model"] and r["config"] == "renyi" and not r.get("error")
+        and math.isclose(float(r["keep_rate"]), target["keep_rate"])
+    ]  # fmt: skip
+
+
 def target_checks(rows: Sequence[dict]) -> list[tuple[dict, float, float, bool]]:
     """The ``renyi`` rows of :data:`TARGET`'s model and keep rate, each with its images/s ratio to
     EViT, its speed-up over unpruned and whether both meet the target. Rows may come from a run
@@ -153,11 +153,7 @@ def target_checks(rows: Sequence[dict]) -> list[tuple[dict, float, float, bool]]
         [(0.95, False)]
     """
     checks = []
-    for r in rows:
-        if r["model"] != TARGET["model"] or r["config"] != "renyi" or r.get("error"):
-            continue
-        if not math.isclose(float(r["keep_rate"]), TARGET["keep_rate"]):
-            continue
+    for r in _target_rows(rows, TARGET):
         xe, sp = float(r["x_evit"]), float(r["speedup_vs_unpruned"])
         checks.append((r, xe, sp, xe >= TARGET["x_evit"] and sp >= TARGET["speedup"]))
     return checks
@@ -193,11 +189,7 @@ def cpu_target_checks(rows: Sequence[dict]) -> list[tuple[dict, float, float, bo
         [(0.99, 0.94, False)]
     """
     checks = []
-    for r in rows:
-        if r["model"] != CPU_TARGET["model"] or r["config"] != "renyi" or r.get("error"):
-            continue
-        if not math.isclose(float(r["keep_rate"]), CPU_TARGET["keep_rate"]):
-            continue
+    for r in _target_rows(rows, CPU_TARGET):
         xe, xr = (float(r.get(k) or math.nan) for k in ("x_evit", "x_random"))
         if not (math.isnan(xe) or math.isnan(xr)):
             checks.append((r, xe, xr, xe >= CPU_TARGET["x_evit"] and xr >= CPU_TARGET["x_random"]))

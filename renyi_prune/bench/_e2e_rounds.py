@@ -6,7 +6,7 @@ differed by 13 % in EViT's own images/s. Here every timed run is a *round*: each
 keep rate) of one model is patched in turn onto the same model and timed once (``iters`` back-to-back
 calls), the order rotated by one each round, so that drift hits every configuration alike. A row's
 images/s are the median of its rounds, and its ratios (``speedup_vs_unpruned``, ``x_evit``,
-``x_random``) the median of the per-round ratios (:func:`~._e2e_output.paired_ratio`), as the demo's
+``x_random``) the median of the per-round ratios (:func:`renyi_prune._timing.paired_ratio`), as the demo's
 speed-ups are.
 """
 
@@ -52,7 +52,7 @@ def time_round_robin(run, entries: list[Entry]) -> None:
         run.log(f"  round {r + 1}/{timing['repeats']} timed ({len(live)} configurations)")
     for entry in live:
         t = Timing(tuple(entry.times), entry.iters)
-        entry.row.update(rate_columns(t, s.batch), **{ROUND_KEY: tuple(entry.times)})
+        entry.row.update(rate_columns(t, s.batch), **{ROUND_KEY: t})
         row, label = entry.row, config_label(entry.config, entry.alpha)
         run.log(f"  {label} r={entry.rate:g}: {row['images_per_s']:.1f} images/s (median of {t.repeats} "
                 f"round(s), IQR {row['images_per_s_iqr']:.3g})")  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import statistics
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import jsonable
-from .._timing import Timing, measure
+from .._timing import Timing, measure, paired_ratio
 from ..adapters import adapter_for
 from ..config import DEFAULT_PRUNE_BLOCKS, PruneConfig
 from ..flops import count_flops
@@ -193,10 +192,9 @@ def speed_columns(timing: Timing, batch: int, reference: Timing | None = None) -
     ``images_per_s_iqr`` and its ``images_per_s_min`` / ``_max`` (slowest / fastest pass), the
     ``timed_passes``, and with ``reference`` (the unpruned model's timing) the ``speed_up`` over it.
 
-    ``speed_up`` is the median over rounds of the per-round ratio (reference pass time / this pass time):
-    the configurations are timed round-robin, so the two passes of one round share the machine's load,
-    and their ratio is steadier than the ratio of the two medians (which it falls back to when the
-    passes do not pair up, e.g. on CUDA where ``do_bench`` times several calls per pass).
+    ``speed_up`` is :func:`renyi_prune._timing.paired_ratio`: the configurations are timed round-robin, so
+    it is the median over rounds of the per-round ratio (reference pass time / this pass time), or the
+    ratio of the two medians when the passes do not pair up (e.g. on CUDA, ``do_bench``).
 
     Example:
         >>> cols = speed_columns(Timing((100.0, 200.0, 400.0)), 10, reference=Timing((200.0, 300.0, 1200.0)))
@@ -214,11 +212,7 @@ def speed_columns(timing: Timing, batch: int, reference: Timing | None = None) -
         "timed_passes": timing.repeats,
     }
     if reference is not None:
-        if reference.repeats == timing.repeats:
-            ratios = [r / t for r, t in zip(reference.times_ms, timing.times_ms, strict=True)]
-            cols["speed_up"] = statistics.median(ratios)
-        else:
-            cols["speed_up"] = reference.median / timing.median
+        cols["speed_up"] = paired_ratio(reference, timing)
     return cols
 
 
