@@ -26,19 +26,29 @@ def _span(values: Sequence[float], fmt: str = "{:.1f}") -> str:
 
 
 def _compare(name: str, gaps: Mapping[float, float], everywhere: str) -> str:
-    """How the best Rényi row compares with ``name``: gaps = Rényi − name per keep rate, in points."""
+    """How the best Rényi row compares with ``name``: gaps = Rényi − name per keep rate, in points.
+
+    Example:
+        >>> _compare("evit", {0.9: 0.0, 0.7: 1.5, 0.3: -2.0}, "at every keep rate")
+        'above evit at r = 0.7, level with evit at r = 0.9 and below evit at r = 0.3 (by 2.0 points)'
+    """
     below = {r: -g for r, g in gaps.items() if g < 0}
     above = {r: g for r, g in gaps.items() if g > 0}
-    if below and not above:
+    level = {r: g for r, g in gaps.items() if g == 0}
+    if len(below) == len(gaps):
         return f"below {name} {everywhere} (by {_span(list(below.values()))} points)"
-    if above and not below:
+    if len(above) == len(gaps):
         return f"above {name} {everywhere} (by {_span(list(above.values()))} points)"
+    if len(level) == len(gaps):
+        return f"level with {name} {everywhere}"
     parts = []
     if above:
         parts.append(f"above {name} at r = {_rates_text(above)}")
+    if level:
+        parts.append(f"level with {name} at r = {_rates_text(level)}")
     if below:
         parts.append(f"below {name} at r = {_rates_text(below)} (by {_span(list(below.values()))} points)")
-    return " and ".join(parts) or f"level with {name} {everywhere}"
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
 def accuracy_finding(top1: Mapping[tuple[str, float], float], what: str = "top-1") -> str:

@@ -261,3 +261,19 @@ def test_a_transformers_folder_runs_at_its_own_size(tmp_path, monkeypatch):
     for argv in ([], ["--model", str(tmp_path)], ["--model", str(tmp_path), "--img-size", "56"]):
         assert main(["probe", "--dry-run", *argv]) == 0
     assert seen == [112, None, 56]  # the preset's 112 px, the folder's own size, the size asked for
+
+
+def test_plot_line_colors_distinct():
+    """The study's 12 lines (5 Rényi α, the α chosen on validation, 6 rivals) get 12 distinct colours, and a
+    palette that would repeat is refused by name."""
+    from matplotlib.colors import to_hex
+
+    from renyi_prune.studies._plots import line_colors
+
+    renyi = [f"renyi α={a}" for a in ("0.5", "1", "2", "3", "∞")] + [CHOSEN_LABEL]
+    rivals = ["colln", "evit", "evit+fusion", "headmad", "headvar", "random"]
+    colors = line_colors(renyi + rivals)
+    assert set(colors) == set(renyi + rivals)
+    assert len({to_hex(c) for c in colors.values()}) == len(renyi + rivals)
+    with pytest.raises(ValueError, match="10 non-Rényi lines"):
+        line_colors([f"rival{i}" for i in range(10)])

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ...bench import _common
-from .._plots import finish_axes
+from .._plots import finish_axes, line_colors
 from .config import StudyConfig, fmt
 
 __all__ = ["plot"]
@@ -29,12 +29,10 @@ def plot(path: Path, cfg: StudyConfig, summary: list[dict[str, Any]]) -> bool:
         return False
     axes = fig.subplots(1, 2, sharey=False)
     ref = next(s for s in summary if s["variant"] == "unpruned")
-    styles = {}
-    for v in cfg.variants:
-        if v.criterion == "renyi":
-            styles[v.label] = dict(marker="o", linestyle="-")
-        else:
-            styles[v.label] = dict(marker="s", linestyle="--")
+    colors = line_colors([v.label for v in cfg.variants])
+    renyi, rival = dict(marker="o", linestyle="-"), dict(marker="s", linestyle="--")
+    styles = {v.label: {**(renyi if v.criterion == "renyi" else rival), "color": colors[v.label]}
+              for v in cfg.variants}  # fmt: skip
     for ax, key, title in (
         (axes[0], "top1_mean", "fine-tuned with pruning (mean ± std over seeds)"),
         (axes[1], "top1_no_finetune", "base model pruned at test time only"),

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ...bench import _common
-from .._plots import finish_axes
+from .._plots import finish_axes, line_colors
 from .config import fmt_alpha
 
 __all__ = ["plot"]
@@ -35,6 +35,7 @@ def plot(path: Path, results: pd.DataFrame, meta: dict[str, Any]) -> bool:
     axes = fig.subplots(1, 2)
     ref = results[results["criterion"] == "unpruned"]
     pruned = results[results["criterion"] != "unpruned"].assign(line=lambda d: d.apply(_line_name, axis=1))
+    colors = line_colors(list(pruned["line"].unique()))
     for ax, key, title in ((axes[0], "top1_linear", "linear probe"), (axes[1], "top1_knn", "k-NN (k = 20)")):
         for name, pts in pruned.groupby("line", sort=False):
             pts = pts.sort_values("gflops")
@@ -45,6 +46,7 @@ def plot(path: Path, results: pd.DataFrame, meta: dict[str, Any]) -> bool:
                 pts[key],
                 yerr=yerr,
                 label=name,
+                color=colors[name],
                 marker="o",
                 linestyle=style,
                 capsize=2,
