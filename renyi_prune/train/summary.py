@@ -21,8 +21,8 @@ from .presets import CPU_QUICK
 from .runtime import autocast, sync
 
 __all__ = [
-    "StepTimes", "TrainConfigWarning", "config_warnings", "estimate_seconds", "format_duration", "time_steps",
-    "warn_config",
+    "StepTimes", "TrainConfigWarning", "config_warnings", "estimate_seconds", "format_duration",
+    "summary_lines", "time_steps", "warn_config", "warn_validation_cost",
 ]  # fmt: skip
 
 #: Epochs below which a from-scratch run with Mixup/CutMix/RandomErasing is warned about.
@@ -226,7 +226,14 @@ def format_duration(seconds: float) -> str:
 
 def summary_lines(run: Any, epochs: int, times: StepTimes | None) -> list[str]:
     """The start-up summary of a :class:`renyi_prune.train.run._Run` that trains ``epochs`` epochs now:
-    model, data, pruning, augmentation, optimization, runtime and, with ``times``, the estimated time."""
+    model, data, pruning, augmentation, optimization, runtime and, with ``times``, the estimated time.
+
+    Example:
+        >>> for line in summary_lines(run, epochs=3, times=None):  # doctest: +SKIP
+        ...     print(line)
+        renyi-prune train: runs/cpu-quick
+          model     ...
+    """
     cfg = run.config
     lines = [f"renyi-prune train: {cfg.output}"]
     lines += [_model_line(run), _data_line(run), _pruning_line(cfg), _augmentation_line(cfg)]
@@ -252,7 +259,12 @@ def _run_estimate(run: Any, epochs: int, times: StepTimes) -> tuple[float, float
 
 def warn_validation_cost(run: Any, epochs: int, times: StepTimes) -> None:
     """A :class:`TrainConfigWarning` when validating every epoch is estimated to take longer than training
-    and no ``--max-val-images`` was given (e.g. 10,000 test images after epochs of 512)."""
+    and no ``--max-val-images`` was given (e.g. 10,000 test images after epochs of 512).
+
+    Example:
+        >>> times = time_steps(model, dataset, 64, device, amp_dtype=None)  # doctest: +SKIP
+        >>> warn_validation_cost(run, epochs=3, times=times)  # doctest: +SKIP
+    """
     train_s, val_s = _run_estimate(run, epochs, times)
     if val_s > train_s and run.config.max_val_images is None:
         warnings.warn(
