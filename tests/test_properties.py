@@ -49,7 +49,7 @@ def test_triton_matches_reference(qkv, alpha, tol):
     torch.testing.assert_close(ent.double(), r_ent, atol=bound["ent"] * logit_scale, rtol=bound["ent"])
 
 
-@settings(max_examples=15)  # three kernel calls per example: the suite's slowest property test
+@SETTINGS
 @given(qkv=attention_inputs(), a=st.floats(0.0, 6.0), b=st.floats(0.0, 6.0))
 def test_renyi_entropy_bounds_and_monotonicity(qkv, a, b):
     """0 ≤ H_∞ ≤ H_β ≤ H_α ≤ H_0 = log N for α ≤ β."""
