@@ -34,7 +34,7 @@ def _compare(name: str, gaps: Mapping[float, float], everywhere: str) -> str:
     """
     below = {r: -g for r, g in gaps.items() if g < 0}
     above = {r: g for r, g in gaps.items() if g > 0}
-    level = {r: g for r, g in gaps.items() if g == 0}
+    level = [r for r, g in gaps.items() if g == 0]
     if len(below) == len(gaps):
         return f"below {name} {everywhere} (by {_span(list(below.values()))} points)"
     if len(above) == len(gaps):
